@@ -1,0 +1,276 @@
+//! Layered settings: built-in defaults, then an optional TOML file, then
+//! `NEWSLETTER_*` environment variables (nested keys joined with `__`).
+//!
+//! The defaults run on a fresh machine with nothing installed: SQLite in
+//! `data/`, mail written as `.eml` files to `outbox/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use lettre::message::Mailbox;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// `sqlite://path` (embedded) or `postgres://…` (scale-out).
+    pub database_url: String,
+    /// Public address of the service; every link in an email is built from it.
+    pub base_url: Url,
+    /// Name shown on pages and in the From header.
+    pub site_name: String,
+    /// Key for signing tokens. Generated and stored in the database on first
+    /// run when not set here.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub secret_key: Option<SecretString>,
+    pub mail: MailSettings,
+    pub delivery: DeliverySettings,
+    pub subscription: SubscriptionSettings,
+    pub log: LogSettings,
+}
+
+/// How mail leaves the service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailSettings {
+    /// `smtp://user:pass@host:port` or `smtps://…`. When unset, mail is
+    /// written to `outbox_dir` as `.eml` files instead.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub smtp_url: Option<SecretString>,
+    /// Directory for the file transport.
+    pub outbox_dir: PathBuf,
+    /// Sender, e.g. `Weekly Report <news@example.com>`.
+    pub from: String,
+    /// Pooled SMTP connections kept open per process.
+    pub pool_size: u32,
+    /// Timeout for one SMTP command, in seconds.
+    pub timeout_secs: u64,
+    /// Optional DKIM signing.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// DKIM signing key and selector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// Path to an RSA private key in PEM (PKCS#1) form.
+    pub private_key_file: PathBuf,
+}
+
+/// The queued sender.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliverySettings {
+    /// Messages sent at once by one process.
+    pub concurrency: usize,
+    /// Rows claimed per round trip.
+    pub batch_size: i64,
+    /// How long a claim is held before another worker may take the row.
+    pub lease_secs: u64,
+    /// Attempts before a temporarily failing message is given up.
+    pub max_attempts: i64,
+    /// First retry delay; doubled each attempt, with jitter.
+    pub retry_base_secs: f64,
+    /// Ceiling for the retry delay.
+    pub retry_max_secs: f64,
+    /// Sleep between polls when the queue is empty, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Messages per second across this process (0 = unlimited).
+    pub rate_limit_per_sec: u32,
+}
+
+/// Double opt-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionSettings {
+    /// Lifetime of a confirmation link, in hours.
+    pub confirmation_ttl_hours: u64,
+    /// Confirmation mails one address may receive in 24 hours.
+    pub confirmations_per_day: i64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// `tracing` filter, e.g. `info,newsletter=debug`.
+    pub filter: String,
+    /// One JSON object per line instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://data/newsletter.db".into(),
+            base_url: Url::parse("http://127.0.0.1:8080").expect("static url"),
+            site_name: "The Weekly Report".into(),
+            secret_key: None,
+            mail: MailSettings {
+                smtp_url: None,
+                outbox_dir: PathBuf::from("outbox"),
+                from: "The Weekly Report <newsletter@localhost.localdomain>".into(),
+                pool_size: 8,
+                timeout_secs: 30,
+                dkim: None,
+            },
+            delivery: DeliverySettings {
+                concurrency: 8,
+                batch_size: 200,
+                lease_secs: 300,
+                max_attempts: 8,
+                retry_base_secs: 30.0,
+                retry_max_secs: 6.0 * 3600.0,
+                poll_interval_ms: 1000,
+                rate_limit_per_sec: 0,
+            },
+            subscription: SubscriptionSettings {
+                confirmation_ttl_hours: 48,
+                confirmations_per_day: 3,
+            },
+            log: LogSettings {
+                filter: "info".into(),
+                json: false,
+            },
+        }
+    }
+}
+
+/// Settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` when given (it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("NEWSLETTER_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects combinations that would only fail later, at send time.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.base_url.scheme(), "http" | "https") {
+            return Err(invalid("base_url", "must be an http:// or https:// URL"));
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        self.sender()?;
+        if let Some(url) = &self.mail.smtp_url {
+            let url = Url::parse(url.expose_secret())
+                .map_err(|e| invalid("mail.smtp_url", e.to_string()))?;
+            if !matches!(url.scheme(), "smtp" | "smtps") {
+                return Err(invalid("mail.smtp_url", "must be an smtp:// or smtps:// URL"));
+            }
+        }
+        if let Some(key) = &self.secret_key {
+            if key.expose_secret().len() < 32 {
+                return Err(invalid("secret_key", "must be at least 32 characters"));
+            }
+        }
+        if self.delivery.concurrency == 0 || self.delivery.batch_size <= 0 {
+            return Err(invalid(
+                "delivery",
+                "concurrency and batch_size must be at least 1",
+            ));
+        }
+        if self.delivery.max_attempts <= 0 {
+            return Err(invalid("delivery.max_attempts", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The parsed From mailbox.
+    pub fn sender(&self) -> Result<Mailbox, ConfigError> {
+        self.mail
+            .from
+            .parse()
+            .map_err(|e| invalid("mail.from", format!("{e}: {}", self.mail.from)))
+    }
+
+    pub fn confirmation_ttl(&self) -> Duration {
+        Duration::from_secs(self.subscription.confirmation_ttl_hours * 3600)
+    }
+
+    /// Base URL without a trailing slash, for joining paths.
+    pub fn base(&self) -> String {
+        self.base_url.as_str().trim_end_matches('/').to_string()
+    }
+}
+
+fn serialize_secret_opt<S: serde::Serializer>(
+    value: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(v.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("n.toml", "site_name = \"From file\"\n[delivery]\nconcurrency = 3\n")?;
+            jail.set_env("NEWSLETTER_DELIVERY__CONCURRENCY", "5");
+            let s = Settings::load(Some(Path::new("n.toml"))).unwrap();
+            assert_eq!(s.site_name, "From file");
+            assert_eq!(s.delivery.concurrency, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_smtp_url_is_named() {
+        let mut s = Settings::default();
+        s.mail.smtp_url = Some("http://x".to_string().into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("mail.smtp_url"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The queued sender: workers claim due messages from the outbox, build
+//! them, send them over a pooled transport and record what happened.
+
+mod compose;
+mod headers;
+mod retry;
+mod transport;
+mod worker;
+
+pub use compose::{ComposeError, Composer};
+pub use headers::{ListUnsubscribe, ListUnsubscribePost};
+pub use retry::retry_delay;
+pub use transport::{MailError, Mailer};
+pub use worker::Dispatcher;

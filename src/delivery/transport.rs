@@ -1,0 +1,133 @@
+//! The way out: a pooled SMTP transport, or `.eml` files for development.
+
+use std::time::Duration;
+
+use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use crate::config::MailSettings;
+
+/// Why a message did not go out, sorted by what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// Try again later: a 4xx reply, a refused or dropped connection, a timeout.
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    /// Do not retry: a 5xx reply.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Sends built messages, signing them with DKIM when configured.
+pub struct Mailer {
+    transport: Transport,
+    dkim: Option<DkimConfig>,
+    description: String,
+}
+
+/// A transport that cannot be set up from the settings.
+#[derive(Debug, thiserror::Error)]
+#[error("mail transport: {0}")]
+pub struct TransportSetupError(String);
+
+impl Mailer {
+    pub fn from_settings(mail: &MailSettings) -> Result<Mailer, TransportSetupError> {
+        let dkim = mail.dkim.as_ref().map(load_dkim).transpose()?;
+        let (transport, description) = match &mail.smtp_url {
+            Some(url) => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .map_err(|e| TransportSetupError(format!("invalid smtp url: {e}")))?
+                    .timeout(Some(Duration::from_secs(mail.timeout_secs)))
+                    .pool_config(PoolConfig::new().max_size(mail.pool_size.max(1)))
+                    .build();
+                (Transport::Smtp(transport), describe_smtp(url.expose_secret()))
+            }
+            None => {
+                std::fs::create_dir_all(&mail.outbox_dir).map_err(|e| {
+                    TransportSetupError(format!(
+                        "cannot create {}: {e}",
+                        mail.outbox_dir.display()
+                    ))
+                })?;
+                (
+                    Transport::File(AsyncFileTransport::new(&mail.outbox_dir)),
+                    format!("files in {} (no SMTP relay configured)", mail.outbox_dir.display()),
+                )
+            }
+        };
+        Ok(Mailer {
+            transport,
+            dkim,
+            description,
+        })
+    }
+
+    /// Where mail goes, with credentials left out; for the startup log.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub async fn send(&self, mut message: Message) -> Result<(), MailError> {
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(classify),
+            Transport::File(file) => file
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Transient(e.to_string())),
+        }
+    }
+
+    /// Opens a connection and says hello, for `config check`.
+    pub async fn test_connection(&self) -> Result<(), MailError> {
+        match &self.transport {
+            Transport::Smtp(smtp) => match smtp.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(MailError::Transient("the relay did not answer".into())),
+                Err(e) => Err(classify(e)),
+            },
+            Transport::File(_) => Ok(()),
+        }
+    }
+}
+
+/// 5xx replies are final; everything else (4xx, I/O, timeouts, a closed
+/// connection) may work on the next attempt.
+fn classify(e: lettre::transport::smtp::Error) -> MailError {
+    if e.is_permanent() {
+        MailError::Permanent(e.to_string())
+    } else {
+        MailError::Transient(e.to_string())
+    }
+}
+
+fn describe_smtp(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "SMTP relay {}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| p.to_string()).unwrap_or_else(|| "default".into())
+        ),
+        Err(_) => "SMTP relay".into(),
+    }
+}
+
+fn load_dkim(d: &crate::config::DkimSettings) -> Result<DkimConfig, TransportSetupError> {
+    let pem = std::fs::read_to_string(&d.private_key_file).map_err(|e| {
+        TransportSetupError(format!("cannot read DKIM key {}: {e}", d.private_key_file.display()))
+    })?;
+    let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa)
+        .map_err(|e| TransportSetupError(format!("invalid DKIM key: {e}")))?;
+    Ok(DkimConfig::default_config(d.selector.clone(), d.domain.clone(), key))
+}

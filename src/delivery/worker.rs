@@ -1,0 +1,178 @@
+//! The worker loop: claim a batch, send it with bounded concurrency, record
+//! the outcomes, repeat until cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Mutex;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::compose::Composer;
+use super::retry::retry_delay;
+use super::transport::{MailError, Mailer};
+use crate::config::DeliverySettings;
+use crate::domain::SubscriberStatus;
+use crate::store::{now_ms, ClaimedJob, JobKind, JobOutcome, Store, StoreError};
+
+/// One process's sender. Several may run against one PostgreSQL database.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    mailer: Arc<Mailer>,
+    composer: Composer,
+    settings: DeliverySettings,
+    worker_id: Arc<str>,
+    pace: Option<Arc<Mutex<Interval>>>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, mailer: Arc<Mailer>, composer: Composer, settings: DeliverySettings) -> Self {
+        let pace = (settings.rate_limit_per_sec > 0).then(|| {
+            let mut interval =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / settings.rate_limit_per_sec as f64));
+            // After an idle spell, do not burst to catch up.
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            Arc::new(Mutex::new(interval))
+        });
+        let worker_id: Arc<str> = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into();
+        Dispatcher {
+            store,
+            mailer,
+            composer,
+            settings,
+            worker_id,
+            pace,
+        }
+    }
+
+    /// Claims and sends one batch; returns how many messages it handled.
+    pub async fn dispatch_batch(&self, cancel: &CancellationToken) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let lease_until = now + (self.settings.lease_secs * 1000) as i64;
+        let jobs = self
+            .store
+            .claim_due_jobs(&self.worker_id, now, lease_until, self.settings.batch_size)
+            .await?;
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let count = jobs.len();
+        let outcomes: Vec<Option<JobOutcome>> = futures::stream::iter(jobs)
+            .map(|job| self.deliver(job, cancel))
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await;
+        let outcomes: Vec<JobOutcome> = outcomes.into_iter().flatten().collect();
+        self.store.record_outcomes(&outcomes).await?;
+        if cancel.is_cancelled() {
+            self.store.release_leases(&self.worker_id).await?;
+        }
+        Ok(count)
+    }
+
+    /// Sends everything that is due now; for tests and one-shot runs.
+    pub async fn dispatch_all_pending(&self) -> Result<usize, StoreError> {
+        let never = CancellationToken::new();
+        let mut total = 0;
+        loop {
+            let n = self.dispatch_batch(&never).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Runs until `cancel` fires: then stops claiming, lets messages in
+    /// flight finish, and hands back any leases it still holds.
+    pub async fn run(self, cancel: CancellationToken) {
+        tracing::info!(worker = %self.worker_id, "delivery worker started");
+        let idle = Duration::from_millis(self.settings.poll_interval_ms);
+        let mut failures = 0u32;
+        while !cancel.is_cancelled() {
+            let pause = match self.dispatch_batch(&cancel).await {
+                Ok(0) => idle,
+                Ok(_) => {
+                    failures = 0;
+                    continue;
+                }
+                Err(e) => {
+                    // Most often the database is restarting: back off and
+                    // come back; the pool reconnects by itself.
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "claiming from the outbox failed; will retry");
+                    idle.max(Duration::from_millis(250 * u64::from(failures.min(40))))
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        match self.store.release_leases(&self.worker_id).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent claims"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand back claims; they expire on their own"),
+        }
+        tracing::info!(worker = %self.worker_id, "delivery worker stopped");
+    }
+
+    /// Sends one message. `None` means "not attempted": the lease is handed
+    /// back by the caller.
+    async fn deliver(&self, job: ClaimedJob, cancel: &CancellationToken) -> Option<JobOutcome> {
+        if cancel.is_cancelled() {
+            return None;
+        }
+        if job.kind != JobKind::Test && job.subscriber_status == Some(SubscriberStatus::Unsubscribed) {
+            return Some(JobOutcome::Skipped {
+                id: job.id,
+                reason: "reader unsubscribed before delivery".into(),
+            });
+        }
+        let composed = match self.composer.compose(&job) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, "cannot build message");
+                return Some(JobOutcome::Failed {
+                    id: job.id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if let Some(pace) = &self.pace {
+            pace.lock().await.tick().await;
+        }
+        let started = Instant::now();
+        let result = self.mailer.send(composed.message).await;
+        tracing::debug!(job = job.id, elapsed_ms = started.elapsed().as_millis() as u64, "smtp send");
+        Some(match result {
+            Ok(()) => JobOutcome::Sent {
+                id: job.id,
+                message_id: composed.message_id,
+                at: now_ms(),
+            },
+            Err(MailError::Permanent(reason)) => {
+                tracing::warn!(job = job.id, %reason, "delivery failed permanently");
+                JobOutcome::Failed { id: job.id, reason }
+            }
+            Err(MailError::Transient(reason)) if job.attempts >= self.settings.max_attempts => {
+                tracing::warn!(job = job.id, %reason, "delivery failed; no attempts left");
+                JobOutcome::Failed {
+                    id: job.id,
+                    reason: format!("gave up after {} attempts: {reason}", job.attempts),
+                }
+            }
+            Err(MailError::Transient(reason)) => {
+                let delay = retry_delay(job.attempts, self.settings.retry_base_secs, self.settings.retry_max_secs);
+                tracing::info!(job = job.id, %reason, retry_in_ms = delay.as_millis() as u64, "delivery will be retried");
+                JobOutcome::Retry {
+                    id: job.id,
+                    at: now_ms() + delay.as_millis() as i64,
+                    reason,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! Parsed, trusted values. Input from the outside world becomes one of these
+//! types at the boundary, so the rest of the code never re-validates.
+
+mod email;
+mod name;
+mod token;
+
+pub use email::{EmailError, SubscriberEmail};
+pub use name::{NameError, SubscriberName};
+pub use token::{random_token, ConfirmationToken, Signer, TokenError, UnsubscribeToken};
+
+/// Where a subscriber stands in the double opt-in flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberStatus {
+    Pending,
+    Confirmed,
+    Unsubscribed,
+}
+
+impl SubscriberStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriberStatus::Pending => "pending",
+            SubscriberStatus::Confirmed => "confirmed",
+            SubscriberStatus::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(SubscriberStatus::Pending),
+            "confirmed" => Some(SubscriberStatus::Confirmed),
+            "unsubscribed" => Some(SubscriberStatus::Unsubscribed),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! One-click unsubscribe (RFC 8058): a POST to the link in the
+//! `List-Unsubscribe` header unsubscribes at once; a GET shows a button.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/unsubscribe", get(show).post(unsubscribe))
+}
+
+#[derive(Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+fn verify(state: &AppState, param: &TokenParam) -> Option<i64> {
+    state.signer.verify_unsubscribe(param.token.as_deref()?).ok()
+}
+
+#[tracing::instrument(skip_all)]
+async fn show(State(state): State<AppState>, Query(param): Query<TokenParam>) -> Response {
+    if verify(&state, &param).is_none() {
+        return invalid_link(&state);
+    }
+    match state.page("pages/unsubscribe.html", json!({ "token": param.token })) {
+        Ok(html) => html.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The body (`List-Unsubscribe=One-Click` from mail clients, or our own
+/// form's empty one) does not matter: the signed token is the authority.
+#[tracing::instrument(skip_all)]
+async fn unsubscribe(State(state): State<AppState>, Query(param): Query<TokenParam>) -> Response {
+    let Some(id) = verify(&state, &param) else {
+        return invalid_link(&state);
+    };
+    match state.store.unsubscribe(id).await {
+        Ok(_) => {
+            tracing::info!(subscriber = id, "unsubscribed");
+            state.message_page(
+                StatusCode::OK,
+                "You are unsubscribed",
+                "You will receive no more reports. Changed your mind? You can sign up again at any time.",
+                true,
+            )
+        }
+        Err(e) => super::AppError::from(e).into_response(),
+    }
+}
+
+fn invalid_link(state: &AppState) -> Response {
+    state.message_page(
+        StatusCode::BAD_REQUEST,
+        "This link is not valid",
+        "The unsubscribe link is damaged. Please use the link from the most recent email, or contact us.",
+        false,
+    )
+}

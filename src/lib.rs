@@ -1,0 +1,21 @@
+//! `newsletter`: a self-hosted email newsletter service.
+//!
+//! The map of the crate:
+//! - [`config`]: layered settings (defaults, TOML file, `NEWSLETTER_*` env).
+//! - [`domain`]: parsed values (addresses, names, tokens).
+//! - [`store`]: all SQL, for SQLite and PostgreSQL alike.
+//! - [`delivery`]: the outbox queue, workers, SMTP transport and retries.
+//! - [`report`]: the weekly report format and its rendering.
+//! - [`render`]: templates embedded in the binary.
+//! - [`http`]: the web interface.
+//! - [`startup`]: assembling and running the service.
+
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod http;
+pub mod render;
+pub mod report;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

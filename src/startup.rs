@@ -1,0 +1,136 @@
+//! Builds the service from settings and runs it: HTTP server, workers, or
+//! both, under one cancellation token so that shutdown is orderly.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::delivery::{Composer, Dispatcher, Mailer};
+use crate::domain::{random_token, Signer};
+use crate::http::{router, AppState};
+use crate::render;
+use crate::store::Store;
+
+/// The assembled service.
+pub struct Application {
+    pub state: AppState,
+    pub dispatcher: Dispatcher,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations, loads the signing key
+    /// and the templates, and sets up the mail transport.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::connect(&settings.database_url, 16)
+            .await
+            .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+        store.migrate().await.context("applying migrations")?;
+        let signer = load_signer(&settings, &store).await?;
+        let tera = Arc::new(render::templates().context("loading templates")?);
+        let mailer = Arc::new(Mailer::from_settings(&settings.mail)?);
+        tracing::info!(transport = mailer.description(), "mail goes to {}", mailer.description());
+
+        let composer = Composer::new(
+            tera.clone(),
+            signer.clone(),
+            settings.sender()?,
+            settings.base(),
+            settings.site_name.clone(),
+        );
+        let dispatcher = Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+            signer,
+            tera,
+        };
+        Ok(Application { state, dispatcher })
+    }
+
+    /// Serves HTTP on `listener` until `cancel` fires, then finishes the
+    /// requests in progress.
+    pub async fn serve_http(&self, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+        let app = router(self.state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await
+            .context("HTTP server")
+    }
+
+    /// Runs the delivery worker until `cancel` fires.
+    pub async fn run_worker(&self, cancel: CancellationToken) {
+        self.dispatcher.clone().run(cancel).await;
+    }
+
+    /// `serve`: HTTP and the worker in one process.
+    pub async fn run_all(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let listen = self.state.settings.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        let worker = {
+            let dispatcher = self.dispatcher.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { dispatcher.run(cancel).await })
+        };
+        let served = self.serve_http(listener, cancel.clone()).await;
+        cancel.cancel();
+        worker.await.context("worker task")?;
+        self.state.store.close().await;
+        served
+    }
+}
+
+/// The configured key, or the one stored in the database (created on first
+/// run). Processes sharing a database thereby share the key.
+async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
+    if let Some(key) = &settings.secret_key {
+        return Ok(Signer::new(key.expose_secret().as_bytes()));
+    }
+    let candidate = format!("{}{}", random_token(), random_token());
+    let key = store
+        .secret_or_insert("signing_key", &candidate)
+        .await
+        .context("loading the signing key")?;
+    Ok(Signer::new(key.as_bytes()))
+}
+
+/// Cancels `cancel` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: no new work is taken, work in flight finishes");
+        cancel.cancel();
+    });
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

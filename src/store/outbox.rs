@@ -1,0 +1,214 @@
+//! The durable mail queue: claim under a lease, then record what happened.
+//!
+//! A claim is a short transaction of its own; the network I/O of sending
+//! happens after it commits, and outcomes are written in one batch after
+//! that. A worker that dies between the two leaves rows whose lease runs out,
+//! and another worker takes them.
+
+use sqlx::Row;
+
+use super::{placeholders, Backend, Store, StoreError};
+use crate::domain::SubscriberStatus;
+
+/// What a queued message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Confirmation,
+    Report,
+    Test,
+}
+
+impl JobKind {
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "confirmation" => Ok(JobKind::Confirmation),
+            "report" => Ok(JobKind::Report),
+            "test" => Ok(JobKind::Test),
+            other => Err(StoreError::Corrupt(format!("outbox kind {other:?}"))),
+        }
+    }
+}
+
+/// A claimed message, with what is needed to build it.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: JobKind,
+    pub subscriber_id: Option<i64>,
+    pub report_id: Option<i64>,
+    pub recipient: String,
+    pub seed: Option<String>,
+    /// Attempts including this one.
+    pub attempts: i64,
+    pub subscriber_name: Option<String>,
+    pub subscriber_status: Option<SubscriberStatus>,
+}
+
+/// What became of one claimed message.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Sent { id: i64, message_id: String, at: i64 },
+    Retry { id: i64, at: i64, reason: String },
+    Failed { id: i64, reason: String },
+    /// Not sent on purpose (the reader unsubscribed meanwhile).
+    Skipped { id: i64, reason: String },
+}
+
+const CLAIM_SQLITE: &str = "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
+     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+       and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
+     returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
+
+// SKIP LOCKED lets many workers claim side by side without waiting on each
+// other's rows; the lease then keeps the rows theirs after the commit.
+const CLAIM_POSTGRES: &str = "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
+     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+       and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
+       for update skip locked) \
+     returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
+
+impl Store {
+    /// Leases up to `limit` due messages to `worker` until `lease_until`.
+    pub async fn claim_due_jobs(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
+        };
+        let mut tx = self.write.begin().await?;
+        let rows = sqlx::query(sql)
+            .bind(lease_until)
+            .bind(worker)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        let mut jobs = rows
+            .iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(ClaimedJob {
+                    id: row.try_get("id")?,
+                    kind: JobKind::parse(&kind)?,
+                    subscriber_id: row.try_get("subscriber_id")?,
+                    report_id: row.try_get("report_id")?,
+                    recipient: row.try_get("recipient")?,
+                    seed: row.try_get("seed")?,
+                    attempts: row.try_get("attempts")?,
+                    subscriber_name: None,
+                    subscriber_status: None,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.attach_subscribers(&mut jobs).await?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Reads the current name and status of each job's reader, so a reader
+    /// who unsubscribed after the send began is skipped.
+    async fn attach_subscribers(&self, jobs: &mut [ClaimedJob]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = jobs.iter().filter_map(|j| j.subscriber_id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "select id, name, status from subscribers where id in ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let name: Option<String> = row.try_get("name")?;
+            let status: String = row.try_get("status")?;
+            found.insert(id, (name, SubscriberStatus::parse(&status)));
+        }
+        for job in jobs.iter_mut() {
+            if let Some((name, status)) = job.subscriber_id.and_then(|id| found.get(&id)) {
+                job.subscriber_name = name.clone();
+                job.subscriber_status = *status;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the outcomes of one batch in a single transaction.
+    pub async fn record_outcomes(&self, outcomes: &[JobOutcome]) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for outcome in outcomes {
+            let query = match outcome {
+                JobOutcome::Sent { id, message_id, at } => sqlx::query(
+                    "update outbox set status = 'sent', message_id = $2, sent_at = $3, \
+                     lease_until = null, leased_by = null, seed = null, last_error = null where id = $1",
+                )
+                .bind(*id)
+                .bind(message_id.as_str())
+                .bind(*at),
+                JobOutcome::Retry { id, at, reason } => sqlx::query(
+                    "update outbox set next_attempt_at = $2, last_error = $3, \
+                     lease_until = null, leased_by = null where id = $1",
+                )
+                .bind(*id)
+                .bind(*at)
+                .bind(reason.as_str()),
+                JobOutcome::Failed { id, reason } => sqlx::query(
+                    "update outbox set status = 'failed', last_error = $2, \
+                     lease_until = null, leased_by = null, seed = null where id = $1",
+                )
+                .bind(*id)
+                .bind(reason.as_str()),
+                JobOutcome::Skipped { id, reason } => sqlx::query(
+                    "update outbox set status = 'skipped', last_error = $2, \
+                     lease_until = null, leased_by = null, seed = null where id = $1",
+                )
+                .bind(*id)
+                .bind(reason.as_str()),
+            };
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hands back the leases of `worker` (at shutdown) so others need not
+    /// wait for them to expire. The attempt is not counted.
+    pub async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
+             where leased_by = $1 and status = 'queued'",
+        )
+        .bind(worker)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Messages still waiting (due now or later), for health and tests.
+    pub async fn queued_jobs(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("select count(*) from outbox where status = 'queued'")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    /// The earliest time a queued message becomes due.
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("select min(next_attempt_at) from outbox where status = 'queued'")
+            .fetch_one(&self.read)
+            .await?)
+    }
+}

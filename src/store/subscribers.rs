@@ -1,0 +1,273 @@
+//! Subscribers and the double opt-in flow.
+
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus};
+
+/// What a sign-up needs from the caller: the parsed input and the
+/// confirmation material (the seed goes to the outbox, the hash to the tokens
+/// table; the token itself is never stored).
+#[derive(Debug)]
+pub struct NewSignup<'a> {
+    pub email: &'a SubscriberEmail,
+    pub name: Option<&'a SubscriberName>,
+    pub seed: &'a str,
+    pub token_hash: &'a str,
+    pub expires_at: i64,
+    /// Confirmation mails allowed per address in 24 hours.
+    pub confirmations_per_day: i64,
+}
+
+/// What happened to a sign-up. The HTTP layer answers all of them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupOutcome {
+    /// A confirmation mail was queued.
+    ConfirmationQueued,
+    /// The address is already confirmed; nothing was sent.
+    AlreadyConfirmed,
+    /// Too many confirmation mails for this address lately; nothing was sent.
+    RateLimited,
+}
+
+/// The result of following a confirmation link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    Confirmed(i64),
+    /// Unknown or already used.
+    Invalid,
+    Expired,
+}
+
+/// A subscriber as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: SubscriberStatus,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub unsubscribed_at: Option<i64>,
+}
+
+fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(Subscriber {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        status: SubscriberStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("subscriber status {status:?}")))?,
+        created_at: row.try_get("created_at")?,
+        confirmed_at: row.try_get("confirmed_at")?,
+        unsubscribed_at: row.try_get("unsubscribed_at")?,
+    })
+}
+
+const SUBSCRIBER_COLUMNS: &str =
+    "id, email, name, status, created_at, confirmed_at, unsubscribed_at";
+
+impl Store {
+    /// Records a sign-up and, when due, queues its confirmation mail, all in
+    /// one transaction: either both are stored or neither.
+    pub async fn sign_up(&self, signup: &NewSignup<'_>) -> Result<SignupOutcome, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let name = signup.name.map(SubscriberName::as_str);
+
+        // Insert-or-nothing keeps two simultaneous sign-ups of one address
+        // from colliding on the unique constraint.
+        sqlx::query(
+            "insert into subscribers (email, name, status, created_at) values ($1, $2, 'pending', $3) \
+             on conflict (email) do nothing",
+        )
+        .bind(signup.email.as_str())
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("select id, status from subscribers where email = $1")
+            .bind(signup.email.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let id: i64 = row.try_get("id")?;
+        let status: String = row.try_get("status")?;
+
+        match SubscriberStatus::parse(&status) {
+            Some(SubscriberStatus::Confirmed) => {
+                tx.commit().await?;
+                return Ok(SignupOutcome::AlreadyConfirmed);
+            }
+            Some(SubscriberStatus::Unsubscribed) => {
+                sqlx::query(
+                    "update subscribers set status = 'pending', unsubscribed_at = null, \
+                     name = coalesce($2, name) where id = $1",
+                )
+                .bind(id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(SubscriberStatus::Pending) => {
+                if name.is_some() {
+                    sqlx::query("update subscribers set name = $2 where id = $1")
+                        .bind(id)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            None => return Err(StoreError::Corrupt(format!("subscriber status {status:?}"))),
+        }
+
+        let recent: i64 = sqlx::query_scalar(
+            "select count(*) from outbox where subscriber_id = $1 and kind = 'confirmation' \
+             and created_at > $2",
+        )
+        .bind(id)
+        .bind(now - 24 * 3600 * 1000)
+        .fetch_one(&mut *tx)
+        .await?;
+        if recent >= signup.confirmations_per_day {
+            tx.commit().await?;
+            return Ok(SignupOutcome::RateLimited);
+        }
+
+        sqlx::query(
+            "insert into confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
+             values ($1, $2, $3, $4)",
+        )
+        .bind(signup.token_hash)
+        .bind(id)
+        .bind(now)
+        .bind(signup.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into outbox (kind, subscriber_id, recipient, seed, next_attempt_at, created_at) \
+             values ('confirmation', $1, $2, $3, $4, $4)",
+        )
+        .bind(id)
+        .bind(signup.email.as_str())
+        .bind(signup.seed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SignupOutcome::ConfirmationQueued)
+    }
+
+    /// Whether a confirmation token could be used now, without using it.
+    pub async fn check_confirmation(&self, token_hash: &str) -> Result<ConfirmOutcome, StoreError> {
+        let row = sqlx::query(
+            "select subscriber_id, expires_at, used_at from confirmation_tokens where token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        token_state(row.as_ref(), now_ms())
+    }
+
+    /// Uses a confirmation token: single use, only before it expires.
+    pub async fn confirm(&self, token_hash: &str) -> Result<ConfirmOutcome, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
+            "select subscriber_id, expires_at, used_at from confirmation_tokens where token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = token_state(row.as_ref(), now)?;
+        let ConfirmOutcome::Confirmed(id) = outcome else {
+            return Ok(outcome);
+        };
+        // Guarded by `used_at is null` so that two concurrent uses of one
+        // token cannot both succeed.
+        let used = sqlx::query(
+            "update confirmation_tokens set used_at = $2 where token_hash = $1 and used_at is null",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if used.rows_affected() != 1 {
+            return Ok(ConfirmOutcome::Invalid);
+        }
+        // Older links for the same address stop working too.
+        sqlx::query(
+            "update confirmation_tokens set used_at = $2 where subscriber_id = $1 and used_at is null",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update subscribers set status = 'confirmed', confirmed_at = $2 \
+             where id = $1 and status = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ConfirmOutcome::Confirmed(id))
+    }
+
+    /// Unsubscribes at once. Returns false for an unknown id.
+    pub async fn unsubscribe(&self, id: i64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "update subscribers set status = 'unsubscribed', \
+             unsubscribed_at = coalesce(unsubscribed_at, $2) where id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn subscriber_by_email(
+        &self,
+        email: &SubscriberEmail,
+    ) -> Result<Option<Subscriber>, StoreError> {
+        let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers where email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(subscriber_from_row).transpose()
+    }
+
+    pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
+        let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers where id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.read).await?;
+        row.as_ref().map(subscriber_from_row).transpose()
+    }
+
+    /// Number of subscribers in each status.
+    pub async fn count_subscribers(&self, status: SubscriberStatus) -> Result<i64, StoreError> {
+        let n = sqlx::query_scalar("select count(*) from subscribers where status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n)
+    }
+}
+
+fn token_state(row: Option<&sqlx::any::AnyRow>, now: i64) -> Result<ConfirmOutcome, StoreError> {
+    let Some(row) = row else {
+        return Ok(ConfirmOutcome::Invalid);
+    };
+    let used_at: Option<i64> = row.try_get("used_at")?;
+    if used_at.is_some() {
+        return Ok(ConfirmOutcome::Invalid);
+    }
+    let expires_at: i64 = row.try_get("expires_at")?;
+    if expires_at <= now {
+        return Ok(ConfirmOutcome::Expired);
+    }
+    Ok(ConfirmOutcome::Confirmed(row.try_get("subscriber_id")?))
+}
