@@ -197,7 +197,10 @@ impl Settings {
             let url = Url::parse(url.expose_secret())
                 .map_err(|e| invalid("mail.smtp_url", e.to_string()))?;
             if !matches!(url.scheme(), "smtp" | "smtps") {
-                return Err(invalid("mail.smtp_url", "must be an smtp:// or smtps:// URL"));
+                return Err(invalid(
+                    "mail.smtp_url",
+                    "must be an smtp:// or smtps:// URL",
+                ));
             }
         }
         if let Some(key) = &self.secret_key {
@@ -255,9 +258,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn environment_overrides_file() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("n.toml", "site_name = \"From file\"\n[delivery]\nconcurrency = 3\n")?;
+            jail.create_file(
+                "n.toml",
+                "site_name = \"From file\"\n[delivery]\nconcurrency = 3\n",
+            )?;
             jail.set_env("NEWSLETTER_DELIVERY__CONCURRENCY", "5");
             let s = Settings::load(Some(Path::new("n.toml"))).unwrap();
             assert_eq!(s.site_name, "From file");

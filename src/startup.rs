@@ -32,7 +32,11 @@ impl Application {
         let signer = load_signer(&settings, &store).await?;
         let tera = Arc::new(render::templates().context("loading templates")?);
         let mailer = Arc::new(Mailer::from_settings(&settings.mail)?);
-        tracing::info!(transport = mailer.description(), "mail goes to {}", mailer.description());
+        tracing::info!(
+            transport = mailer.description(),
+            "mail goes to {}",
+            mailer.description()
+        );
 
         let composer = Composer::new(
             tera.clone(),
@@ -41,7 +45,8 @@ impl Application {
             settings.base(),
             settings.site_name.clone(),
         );
-        let dispatcher = Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
+        let dispatcher =
+            Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
         let state = AppState {
             store,
             settings: Arc::new(settings),
@@ -53,8 +58,13 @@ impl Application {
 
     /// Serves HTTP on `listener` until `cancel` fires, then finishes the
     /// requests in progress.
-    pub async fn serve_http(&self, listener: TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    pub async fn serve_http(
+        &self,
+        listener: TcpListener,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await

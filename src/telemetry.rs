@@ -6,8 +6,11 @@ use crate::config::LogSettings;
 
 /// Installs the global subscriber. `RUST_LOG` wins over the setting.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if settings.json {
         builder.json().flatten_event(true).try_init()
     } else {

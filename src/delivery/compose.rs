@@ -52,7 +52,13 @@ struct ConfirmationContext<'a> {
 }
 
 impl Composer {
-    pub fn new(tera: Arc<Tera>, signer: Signer, from: Mailbox, base: String, site_name: String) -> Self {
+    pub fn new(
+        tera: Arc<Tera>,
+        signer: Signer,
+        from: Mailbox,
+        base: String,
+        site_name: String,
+    ) -> Self {
         let message_id_domain = from.email.domain().to_string();
         Composer {
             tera,
@@ -92,7 +98,11 @@ impl Composer {
             .subscriber_id
             .ok_or(ComposeError::Missing("confirmation without a subscriber"))?;
         let token = self.signer.confirmation_token(seed);
-        let confirm_url = format!("{}/subscriptions/confirm?token={}", self.base, token.as_str());
+        let confirm_url = format!(
+            "{}/subscriptions/confirm?token={}",
+            self.base,
+            token.as_str()
+        );
         let unsubscribe_url = self.unsubscribe_url(subscriber_id);
         let context = ConfirmationContext {
             site_name: &self.site_name,

@@ -4,6 +4,7 @@
 mod compose;
 mod headers;
 mod retry;
+mod smtp_pool;
 mod transport;
 mod worker;
 

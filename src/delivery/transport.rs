@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
+
+use super::smtp_pool::SmtpPool;
 
 use crate::config::MailSettings;
 
@@ -21,7 +22,7 @@ pub enum MailError {
 }
 
 enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -42,23 +43,27 @@ impl Mailer {
         let dkim = mail.dkim.as_ref().map(load_dkim).transpose()?;
         let (transport, description) = match &mail.smtp_url {
             Some(url) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-                    .map_err(|e| TransportSetupError(format!("invalid smtp url: {e}")))?
-                    .timeout(Some(Duration::from_secs(mail.timeout_secs)))
-                    .pool_config(PoolConfig::new().max_size(mail.pool_size.max(1)))
-                    .build();
-                (Transport::Smtp(transport), describe_smtp(url.expose_secret()))
+                let transport = SmtpPool::from_url(
+                    url.expose_secret(),
+                    mail.pool_size as usize,
+                    Duration::from_secs(mail.timeout_secs),
+                )
+                .map_err(TransportSetupError)?;
+                (
+                    Transport::Smtp(transport),
+                    describe_smtp(url.expose_secret()),
+                )
             }
             None => {
                 std::fs::create_dir_all(&mail.outbox_dir).map_err(|e| {
-                    TransportSetupError(format!(
-                        "cannot create {}: {e}",
-                        mail.outbox_dir.display()
-                    ))
+                    TransportSetupError(format!("cannot create {}: {e}", mail.outbox_dir.display()))
                 })?;
                 (
                     Transport::File(AsyncFileTransport::new(&mail.outbox_dir)),
-                    format!("files in {} (no SMTP relay configured)", mail.outbox_dir.display()),
+                    format!(
+                        "files in {} (no SMTP relay configured)",
+                        mail.outbox_dir.display()
+                    ),
                 )
             }
         };
@@ -79,7 +84,7 @@ impl Mailer {
             message.sign(dkim);
         }
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(classify),
+            Transport::Smtp(smtp) => smtp.send(message.envelope(), &message.formatted()).await,
             Transport::File(file) => file
                 .send(message)
                 .await
@@ -91,11 +96,7 @@ impl Mailer {
     /// Opens a connection and says hello, for `config check`.
     pub async fn test_connection(&self) -> Result<(), MailError> {
         match &self.transport {
-            Transport::Smtp(smtp) => match smtp.test_connection().await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(MailError::Transient("the relay did not answer".into())),
-                Err(e) => Err(classify(e)),
-            },
+            Transport::Smtp(smtp) => smtp.test_connection().await,
             Transport::File(_) => Ok(()),
         }
     }
@@ -103,7 +104,7 @@ impl Mailer {
 
 /// 5xx replies are final; everything else (4xx, I/O, timeouts, a closed
 /// connection) may work on the next attempt.
-fn classify(e: lettre::transport::smtp::Error) -> MailError {
+pub(super) fn classify(e: lettre::transport::smtp::Error) -> MailError {
     if e.is_permanent() {
         MailError::Permanent(e.to_string())
     } else {
@@ -117,7 +118,9 @@ fn describe_smtp(url: &str) -> String {
             "SMTP relay {}://{}:{}",
             u.scheme(),
             u.host_str().unwrap_or("?"),
-            u.port().map(|p| p.to_string()).unwrap_or_else(|| "default".into())
+            u.port()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "default".into())
         ),
         Err(_) => "SMTP relay".into(),
     }
@@ -125,9 +128,16 @@ fn describe_smtp(url: &str) -> String {
 
 fn load_dkim(d: &crate::config::DkimSettings) -> Result<DkimConfig, TransportSetupError> {
     let pem = std::fs::read_to_string(&d.private_key_file).map_err(|e| {
-        TransportSetupError(format!("cannot read DKIM key {}: {e}", d.private_key_file.display()))
+        TransportSetupError(format!(
+            "cannot read DKIM key {}: {e}",
+            d.private_key_file.display()
+        ))
     })?;
     let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa)
         .map_err(|e| TransportSetupError(format!("invalid DKIM key: {e}")))?;
-    Ok(DkimConfig::default_config(d.selector.clone(), d.domain.clone(), key))
+    Ok(DkimConfig::default_config(
+        d.selector.clone(),
+        d.domain.clone(),
+        key,
+    ))
 }

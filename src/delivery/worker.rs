@@ -28,10 +28,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, mailer: Arc<Mailer>, composer: Composer, settings: DeliverySettings) -> Self {
+    pub fn new(
+        store: Store,
+        mailer: Arc<Mailer>,
+        composer: Composer,
+        settings: DeliverySettings,
+    ) -> Self {
         let pace = (settings.rate_limit_per_sec > 0).then(|| {
-            let mut interval =
-                tokio::time::interval(Duration::from_secs_f64(1.0 / settings.rate_limit_per_sec as f64));
+            let mut interval = tokio::time::interval(Duration::from_secs_f64(
+                1.0 / settings.rate_limit_per_sec as f64,
+            ));
             // After an idle spell, do not burst to catch up.
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             Arc::new(Mutex::new(interval))
@@ -114,7 +120,9 @@ impl Dispatcher {
         match self.store.release_leases(&self.worker_id).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent claims"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not hand back claims; they expire on their own"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand back claims; they expire on their own")
+            }
         }
         tracing::info!(worker = %self.worker_id, "delivery worker stopped");
     }
@@ -125,7 +133,9 @@ impl Dispatcher {
         if cancel.is_cancelled() {
             return None;
         }
-        if job.kind != JobKind::Test && job.subscriber_status == Some(SubscriberStatus::Unsubscribed) {
+        if job.kind != JobKind::Test
+            && job.subscriber_status == Some(SubscriberStatus::Unsubscribed)
+        {
             return Some(JobOutcome::Skipped {
                 id: job.id,
                 reason: "reader unsubscribed before delivery".into(),
@@ -146,7 +156,11 @@ impl Dispatcher {
         }
         let started = Instant::now();
         let result = self.mailer.send(composed.message).await;
-        tracing::debug!(job = job.id, elapsed_ms = started.elapsed().as_millis() as u64, "smtp send");
+        tracing::debug!(
+            job = job.id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "smtp send"
+        );
         Some(match result {
             Ok(()) => JobOutcome::Sent {
                 id: job.id,
@@ -165,7 +179,11 @@ impl Dispatcher {
                 }
             }
             Err(MailError::Transient(reason)) => {
-                let delay = retry_delay(job.attempts, self.settings.retry_base_secs, self.settings.retry_max_secs);
+                let delay = retry_delay(
+                    job.attempts,
+                    self.settings.retry_base_secs,
+                    self.settings.retry_max_secs,
+                );
                 tracing::info!(job = job.id, %reason, retry_in_ms = delay.as_millis() as u64, "delivery will be retried");
                 JobOutcome::Retry {
                     id: job.id,

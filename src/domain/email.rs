@@ -59,7 +59,9 @@ impl SubscriberEmail {
             return Err(EmailError::MissingAt);
         };
         if local.starts_with('"') || domain.starts_with('[') {
-            return Err(EmailError::Invalid("quoted names and IP addresses are not accepted".into()));
+            return Err(EmailError::Invalid(
+                "quoted names and IP addresses are not accepted".into(),
+            ));
         }
         if !domain.contains('.') || domain.ends_with('.') || domain.starts_with('.') {
             return Err(EmailError::BadDomain);
@@ -102,16 +104,26 @@ mod tests {
             ("", EmailError::Empty),
             ("ana.example.com", EmailError::MissingAt),
             ("ana@exa mple.com", EmailError::Whitespace),
-            ("ana@example.com\r\nBcc: x@y.z", EmailError::ControlCharacter),
+            (
+                "ana@example.com\r\nBcc: x@y.z",
+                EmailError::ControlCharacter,
+            ),
             ("ana\0@example.com", EmailError::ControlCharacter),
             ("ana@pаypal.com", EmailError::NonAscii),
             ("ana@localhost", EmailError::BadDomain),
         ];
         for (input, expected) in cases {
-            assert_eq!(&SubscriberEmail::parse(input).unwrap_err(), expected, "{input:?}");
+            assert_eq!(
+                &SubscriberEmail::parse(input).unwrap_err(),
+                expected,
+                "{input:?}"
+            );
         }
         let long = format!("{}@example.com", "a".repeat(320));
-        assert_eq!(SubscriberEmail::parse(&long).unwrap_err(), EmailError::TooLong);
+        assert_eq!(
+            SubscriberEmail::parse(&long).unwrap_err(),
+            EmailError::TooLong
+        );
         assert!(SubscriberEmail::parse("a@@example.com").is_err());
         assert!(SubscriberEmail::parse("\"a b\"@example.com").is_err());
         assert!(SubscriberEmail::parse("a@[127.0.0.1]").is_err());

@@ -51,8 +51,17 @@ mod tests {
 
     #[test]
     fn refuses_line_breaks_and_long_names() {
-        assert_eq!(SubscriberName::parse("Ana\r\nBcc: x").unwrap_err(), NameError::ControlCharacter);
-        assert_eq!(SubscriberName::parse("Ana\u{7}").unwrap_err(), NameError::ControlCharacter);
-        assert_eq!(SubscriberName::parse(&"x".repeat(101)).unwrap_err(), NameError::TooLong);
+        assert_eq!(
+            SubscriberName::parse("Ana\r\nBcc: x").unwrap_err(),
+            NameError::ControlCharacter
+        );
+        assert_eq!(
+            SubscriberName::parse("Ana\u{7}").unwrap_err(),
+            NameError::ControlCharacter
+        );
+        assert_eq!(
+            SubscriberName::parse(&"x".repeat(101)).unwrap_err(),
+            NameError::TooLong
+        );
     }
 }

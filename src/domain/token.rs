@@ -53,7 +53,10 @@ impl Signer {
 
     /// Signs `id` for `purpose` as `"{id}.{signature}"`.
     pub fn sign_id(&self, purpose: &str, id: i64) -> String {
-        let sig = self.mac(purpose, &[id.to_string().as_bytes()]).finalize().into_bytes();
+        let sig = self
+            .mac(purpose, &[id.to_string().as_bytes()])
+            .finalize()
+            .into_bytes();
         format!("{id}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
 
@@ -64,7 +67,9 @@ impl Signer {
         if id <= 0 || sig.len() != 43 {
             return Err(TokenError::Malformed);
         }
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Malformed)?;
         self.mac(purpose, &[id.to_string().as_bytes()])
             .verify_slice(&sig)
             .map_err(|_| TokenError::BadSignature)?;
@@ -85,7 +90,10 @@ impl Signer {
     /// email. Deriving it at send time keeps any usable token out of the
     /// database: the seed alone, without the key, confirms nothing.
     pub fn confirmation_token(&self, seed: &str) -> ConfirmationToken {
-        let bytes = self.mac("confirm", &[seed.as_bytes()]).finalize().into_bytes();
+        let bytes = self
+            .mac("confirm", &[seed.as_bytes()])
+            .finalize()
+            .into_bytes();
         ConfirmationToken(URL_SAFE_NO_PAD.encode(bytes))
     }
 }
@@ -166,12 +174,25 @@ mod tests {
         let s = signer();
         let t = s.unsubscribe_token(42);
         let (_, sig) = t.as_str().split_once('.').unwrap();
-        assert_eq!(s.verify_unsubscribe(&format!("43.{sig}")), Err(TokenError::BadSignature));
+        assert_eq!(
+            s.verify_unsubscribe(&format!("43.{sig}")),
+            Err(TokenError::BadSignature)
+        );
         let other = Signer::new(b"another key, just as long as the first");
-        assert_eq!(other.verify_unsubscribe(t.as_str()), Err(TokenError::BadSignature));
-        assert_eq!(s.verify_id("feedback", t.as_str()), Err(TokenError::BadSignature));
+        assert_eq!(
+            other.verify_unsubscribe(t.as_str()),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            s.verify_id("feedback", t.as_str()),
+            Err(TokenError::BadSignature)
+        );
         for bad in ["", "42", "42.", "x.abc", "-1.abc", "42.!!!"] {
-            assert_eq!(s.verify_unsubscribe(bad), Err(TokenError::Malformed), "{bad:?}");
+            assert_eq!(
+                s.verify_unsubscribe(bad),
+                Err(TokenError::Malformed),
+                "{bad:?}"
+            );
         }
     }
 

@@ -11,10 +11,26 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/static/site.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], SITE_CSS) }),
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    SITE_CSS,
+                )
+            }),
         )
         .route(
             "/static/autosubmit.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], AUTOSUBMIT_JS) }),
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    AUTOSUBMIT_JS,
+                )
+            }),
         )
 }

@@ -24,14 +24,20 @@ struct TokenParam {
 
 #[tracing::instrument(skip_all)]
 async fn show(State(state): State<AppState>, Query(param): Query<TokenParam>) -> Response {
-    let Some(token) = param.token.as_deref().and_then(|t| ConfirmationToken::parse(t).ok()) else {
+    let Some(token) = param
+        .token
+        .as_deref()
+        .and_then(|t| ConfirmationToken::parse(t).ok())
+    else {
         return invalid_link(&state);
     };
     match state.store.check_confirmation(&token.hash()).await {
-        Ok(ConfirmOutcome::Confirmed(_)) => match state.page("pages/confirm.html", json!({ "token": token.as_str() })) {
-            Ok(html) => html.into_response(),
-            Err(e) => e.into_response(),
-        },
+        Ok(ConfirmOutcome::Confirmed(_)) => {
+            match state.page("pages/confirm.html", json!({ "token": token.as_str() })) {
+                Ok(html) => html.into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
         Ok(other) => outcome_page(&state, other),
         Err(e) => super::AppError::from(e).into_response(),
     }
@@ -39,7 +45,11 @@ async fn show(State(state): State<AppState>, Query(param): Query<TokenParam>) ->
 
 #[tracing::instrument(skip_all)]
 async fn confirm(State(state): State<AppState>, Form(param): Form<TokenParam>) -> Response {
-    let Some(token) = param.token.as_deref().and_then(|t| ConfirmationToken::parse(t).ok()) else {
+    let Some(token) = param
+        .token
+        .as_deref()
+        .and_then(|t| ConfirmationToken::parse(t).ok())
+    else {
         return invalid_link(&state);
     };
     match state.store.confirm(&token.hash()).await {

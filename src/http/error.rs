@@ -51,7 +51,9 @@ impl AppError {
     /// The sentence a user may see.
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Internal(_) => "something went wrong on our side; please try again later".into(),
+            AppError::Internal(_) => {
+                "something went wrong on our side; please try again later".into()
+            }
             other => other.to_string(),
         }
     }
@@ -62,6 +64,10 @@ impl IntoResponse for AppError {
         if let AppError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        (self.status(), Json(json!({ "error": self.public_message() }))).into_response()
+        (
+            self.status(),
+            Json(json!({ "error": self.public_message() })),
+        )
+            .into_response()
     }
 }

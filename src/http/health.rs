@@ -15,7 +15,10 @@ pub fn routes() -> Router<AppState> {
 #[tracing::instrument(skip_all)]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "database": "ok" })),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
             (

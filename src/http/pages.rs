@@ -8,7 +8,11 @@ use super::{AppError, AppState};
 
 impl AppState {
     /// Renders `template` with `site_name` added to `context`.
-    pub fn page(&self, template: &str, mut context: serde_json::Value) -> Result<Html<String>, AppError> {
+    pub fn page(
+        &self,
+        template: &str,
+        mut context: serde_json::Value,
+    ) -> Result<Html<String>, AppError> {
         if let Some(map) = context.as_object_mut() {
             map.insert("site_name".into(), json!(self.settings.site_name));
         }
@@ -17,7 +21,13 @@ impl AppState {
     }
 
     /// A short page with a heading and a sentence, with the given status.
-    pub fn message_page(&self, status: StatusCode, heading: &str, message: &str, offer_signup: bool) -> Response {
+    pub fn message_page(
+        &self,
+        status: StatusCode,
+        heading: &str,
+        message: &str,
+        offer_signup: bool,
+    ) -> Response {
         let page = self.page(
             "pages/message.html",
             json!({ "heading": heading, "message": message, "offer_signup": offer_signup }),

@@ -52,24 +52,20 @@ impl<S: Send + Sync> FromRequest<S> for SignupRequest {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let (payload, from_form) = match content_type.as_str() {
             "application/x-www-form-urlencoded" => (
                 serde_urlencoded::from_bytes::<SignupPayload>(&body)
                     .map_err(|e| AppError::Invalid(format!("the form is incomplete: {e}"))),
                 true,
             ),
-            "application/json" => (
-                serde_json::from_slice::<SignupPayload>(&body).map_err(|e| {
-                    AppError::Invalid(format!(
-                        "expected a JSON object {{\"email\": string, \"name\": optional string}}: {e}"
-                    ))
-                }),
-                false,
-            ),
+            "application/json" => (parse_json(&body), false),
             _ => {
                 return Err(AppError::UnsupportedMediaType(
-                    "send the sign-up as application/x-www-form-urlencoded or application/json".into(),
+                    "send the sign-up as application/x-www-form-urlencoded or application/json"
+                        .into(),
                 )
                 .into_response())
             }
@@ -78,9 +74,25 @@ impl<S: Send + Sync> FromRequest<S> for SignupRequest {
     }
 }
 
+/// Only a JSON object will do (serde would also take an array for a struct).
+fn parse_json(body: &[u8]) -> Result<SignupPayload, AppError> {
+    let invalid = |detail: String| {
+        AppError::Invalid(format!(
+            "expected a JSON object {{\"email\": string, \"name\": optional string}}: {detail}"
+        ))
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    if !value.is_object() {
+        return Err(invalid("the body is not an object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
 /// The same answer for a new, pending or confirmed address, so the endpoint
 /// cannot be used to learn who subscribes.
-const ACCEPTED: &str = "Thanks! If the address can receive mail, a confirmation link is on its way. \
+const ACCEPTED: &str =
+    "Thanks! If the address can receive mail, a confirmation link is on its way. \
                         Please check your inbox.";
 
 #[tracing::instrument(skip_all)]
@@ -92,14 +104,19 @@ async fn subscribe(State(state): State<AppState>, request: SignupRequest) -> Res
     };
     match (result, from_form) {
         (Ok(()), true) => state.message_page(StatusCode::OK, "Check your inbox", ACCEPTED, false),
-        (Ok(()), false) => (StatusCode::OK, Json(json!({ "status": "ok", "message": ACCEPTED }))).into_response(),
+        (Ok(()), false) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "message": ACCEPTED })),
+        )
+            .into_response(),
         (Err(e @ AppError::Internal(_)), _) | (Err(e), false) => e.into_response(),
         (Err(e), true) => form_error(&state, e),
     }
 }
 
 async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), AppError> {
-    let email = SubscriberEmail::parse(&payload.email).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let email =
+        SubscriberEmail::parse(&payload.email).map_err(|e| AppError::Invalid(e.to_string()))?;
     let name = match payload.name.as_deref() {
         Some(n) => SubscriberName::parse(n).map_err(|e| AppError::Invalid(e.to_string()))?,
         None => None,
@@ -127,7 +144,10 @@ async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), AppErr
 /// Shows the form again with the problem, status 422.
 fn form_error(state: &AppState, error: AppError) -> Response {
     let status = error.status();
-    match state.page("pages/home.html", json!({ "error": error.public_message() })) {
+    match state.page(
+        "pages/home.html",
+        json!({ "error": error.public_message() }),
+    ) {
         Ok(html) => (status, html).into_response(),
         Err(e) => e.into_response(),
     }

@@ -21,7 +21,10 @@ struct TokenParam {
 }
 
 fn verify(state: &AppState, param: &TokenParam) -> Option<i64> {
-    state.signer.verify_unsubscribe(param.token.as_deref()?).ok()
+    state
+        .signer
+        .verify_unsubscribe(param.token.as_deref()?)
+        .ok()
 }
 
 #[tracing::instrument(skip_all)]

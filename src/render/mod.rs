@@ -5,13 +5,34 @@ use tera::Tera;
 
 /// Pages and transactional mails owned by this module, by name.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("pages/base.html", include_str!("../../templates/pages/base.html")),
-    ("pages/home.html", include_str!("../../templates/pages/home.html")),
-    ("pages/message.html", include_str!("../../templates/pages/message.html")),
-    ("pages/confirm.html", include_str!("../../templates/pages/confirm.html")),
-    ("pages/unsubscribe.html", include_str!("../../templates/pages/unsubscribe.html")),
-    ("email/confirmation.html", include_str!("../../templates/email/confirmation.html")),
-    ("email/confirmation.txt", include_str!("../../templates/email/confirmation.txt")),
+    (
+        "pages/base.html",
+        include_str!("../../templates/pages/base.html"),
+    ),
+    (
+        "pages/home.html",
+        include_str!("../../templates/pages/home.html"),
+    ),
+    (
+        "pages/message.html",
+        include_str!("../../templates/pages/message.html"),
+    ),
+    (
+        "pages/confirm.html",
+        include_str!("../../templates/pages/confirm.html"),
+    ),
+    (
+        "pages/unsubscribe.html",
+        include_str!("../../templates/pages/unsubscribe.html"),
+    ),
+    (
+        "email/confirmation.html",
+        include_str!("../../templates/email/confirmation.html"),
+    ),
+    (
+        "email/confirmation.txt",
+        include_str!("../../templates/email/confirmation.txt"),
+    ),
 ];
 
 /// Static assets served under `/static/`.

@@ -47,21 +47,37 @@ pub struct ClaimedJob {
 /// What became of one claimed message.
 #[derive(Debug, Clone)]
 pub enum JobOutcome {
-    Sent { id: i64, message_id: String, at: i64 },
-    Retry { id: i64, at: i64, reason: String },
-    Failed { id: i64, reason: String },
+    Sent {
+        id: i64,
+        message_id: String,
+        at: i64,
+    },
+    Retry {
+        id: i64,
+        at: i64,
+        reason: String,
+    },
+    Failed {
+        id: i64,
+        reason: String,
+    },
     /// Not sent on purpose (the reader unsubscribed meanwhile).
-    Skipped { id: i64, reason: String },
+    Skipped {
+        id: i64,
+        reason: String,
+    },
 }
 
-const CLAIM_SQLITE: &str = "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
+const CLAIM_SQLITE: &str =
+    "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
      where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
      returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
 
 // SKIP LOCKED lets many workers claim side by side without waiting on each
 // other's rows; the lease then keeps the rows theirs after the commit.
-const CLAIM_POSTGRES: &str = "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
+const CLAIM_POSTGRES: &str =
+    "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
      where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
        for update skip locked) \
@@ -200,15 +216,19 @@ impl Store {
 
     /// Messages still waiting (due now or later), for health and tests.
     pub async fn queued_jobs(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("select count(*) from outbox where status = 'queued'")
-            .fetch_one(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("select count(*) from outbox where status = 'queued'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     /// The earliest time a queued message becomes due.
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("select min(next_attempt_at) from outbox where status = 'queued'")
-            .fetch_one(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("select min(next_attempt_at) from outbox where status = 'queued'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 }

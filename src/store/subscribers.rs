@@ -243,7 +243,10 @@ impl Store {
 
     pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
         let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers where id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(subscriber_from_row).transpose()
     }
 

@@ -1,0 +1,265 @@
+//! Spawning the real service for a test: its own database (an SQLite file
+//! or a fresh PostgreSQL database), its own SMTP server, a random port.
+
+use std::time::Duration;
+
+use newsletter::config::Settings;
+use newsletter::startup::Application;
+use newsletter::store::Store;
+use reqwest::Response;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+use crate::smtp_server::{Received, TestSmtp};
+
+/// The environment variable naming the PostgreSQL server for tests. Each
+/// test creates its own database there.
+pub const POSTGRES_ENV: &str = "NEWSLETTER_TEST_POSTGRES_URL";
+
+/// Where PostgreSQL is looked for when the variable is not set.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn postgres_url() -> String {
+    std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test function once per backend, as `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_available().await {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// Whether PostgreSQL tests can run. They are skipped on a machine without
+/// PostgreSQL, but never in CI, where an unreachable server fails the test;
+/// likewise when the variable is set explicitly.
+pub async fn postgres_available() -> bool {
+    let url = postgres_url();
+    match sqlx::PgConnection::connect(&url).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            true
+        }
+        Err(e) if std::env::var("CI").is_ok() || std::env::var(POSTGRES_ENV).is_ok() => {
+            panic!("PostgreSQL at {url} is required here and unreachable: {e}")
+        }
+        Err(_) => {
+            eprintln!("skipping: no PostgreSQL at {url} (set {POSTGRES_ENV} to point elsewhere)");
+            false
+        }
+    }
+}
+
+/// A database URL of a fresh, empty database for one test.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/test.db", dir.display()),
+        Backend::Postgres => {
+            let base = postgres_url();
+            let name = format!("nl_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to test postgres");
+            sqlx::query(&format!("create database {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&base).expect("postgres url");
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub app: Application,
+    pub smtp: TestSmtp,
+    pub client: reqwest::Client,
+    /// Holds the SQLite file and the outbox directory for the test's life.
+    _dir: tempfile::TempDir,
+    cancel: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Settings for a test: everything local, retries without delay.
+pub fn test_settings(database_url: &str, smtp: &TestSmtp, dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.database_url = database_url.to_string();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.mail.smtp_url = Some(smtp.url().into());
+    settings.mail.outbox_dir = dir.join("outbox");
+    settings.mail.from = "Weekly Test <news@example.com>".into();
+    settings.mail.timeout_secs = 5;
+    settings.mail.pool_size = 2;
+    settings.delivery.retry_base_secs = 0.0;
+    settings.delivery.retry_max_secs = 0.0;
+    settings.delivery.poll_interval_ms = 50;
+    settings.delivery.concurrency = 4;
+    settings.log.filter = "warn".into();
+    settings
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let smtp = TestSmtp::start().await;
+    let database_url = fresh_database(backend, dir.path()).await;
+    let mut settings = test_settings(&database_url, &smtp, dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    settings.base_url = address.parse().unwrap();
+    customise(&mut settings);
+    let app = Application::build(settings).await.expect("build app");
+
+    let cancel = CancellationToken::new();
+    let server = Application {
+        state: app.state.clone(),
+        dispatcher: app.dispatcher.clone(),
+    };
+    let server_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let _ = server.serve_http(listener, server_cancel).await;
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        app,
+        smtp,
+        client,
+        _dir: dir,
+        cancel,
+    }
+}
+
+impl TestApp {
+    pub fn store(&self) -> &Store {
+        &self.app.state.store
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends every message that is due now, as the worker would.
+    pub async fn dispatch_all_pending(&self) -> usize {
+        self.app
+            .dispatcher
+            .dispatch_all_pending()
+            .await
+            .expect("dispatch")
+    }
+
+    pub async fn post_form(&self, path: &str, body: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Signs `email` up through the form and returns the confirmation mail.
+    pub async fn sign_up(&self, email: &str) -> Received {
+        let before = self.smtp.received_for(email).len();
+        let body = serde_urlencoded::to_string([("email", email)]).unwrap();
+        let response = self.post_form("/subscriptions", &body).await;
+        assert_eq!(response.status(), 200);
+        self.dispatch_all_pending().await;
+        let mut mails = self.smtp.received_for(email);
+        assert_eq!(mails.len(), before + 1, "one confirmation mail for {email}");
+        mails.pop().unwrap()
+    }
+
+    /// Signs up and confirms `email`; returns the confirmation mail.
+    pub async fn confirmed_reader(&self, email: &str) -> Received {
+        let mail = self.sign_up(email).await;
+        let link = confirmation_link(&mail);
+        let token = token_in(&link);
+        let response = self
+            .post_form("/subscriptions/confirm", &format!("token={token}"))
+            .await;
+        assert_eq!(response.status(), 200, "confirming {email}");
+        mail
+    }
+
+    /// A count from an SQL statement, for checking what is stored.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store().pool())
+            .await
+            .expect(sql)
+    }
+
+    pub async fn status_of(&self, email: &str) -> Option<String> {
+        sqlx::query_scalar("select status from subscribers where email = $1")
+            .bind(email)
+            .fetch_optional(self.store().pool())
+            .await
+            .unwrap()
+    }
+}
+
+pub fn confirmation_link(mail: &Received) -> String {
+    mail.link_starting_with("http://127.0.0.1")
+        .filter(|l| l.contains("/subscriptions/confirm?token="))
+        .expect("a confirmation link in the text part")
+}
+
+pub fn token_in(link: &str) -> String {
+    link.split("token=")
+        .nth(1)
+        .expect("token parameter")
+        .to_string()
+}
+
+pub const MAIL_WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,11 @@
+//! The service's integration tests: the real app on a random port, a real
+//! SMTP server, real databases (SQLite files; PostgreSQL when configured).
+
+#![allow(clippy::field_reassign_with_default)]
+
+mod helpers;
+mod smtp_server;
+
+mod delivery;
+mod subscriptions;
+mod unsubscribe;
