@@ -9,7 +9,9 @@
 //! - [`render`]: templates embedded in the binary.
 //! - [`http`]: the web interface.
 //! - [`startup`]: assembling and running the service.
+//! - [`commands`]: the work behind the maintenance subcommands.
 
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use newsletter::commands::admin;
 use newsletter::config::Settings;
 use newsletter::startup::{cancel_on_signal, Application};
 use newsletter::store::Store;
@@ -39,6 +40,26 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage editor accounts and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Add an editor, or set a new password for one. The password is asked
+    /// for at the terminal, or read as one line from standard input; it is
+    /// never a command-line argument.
+    Add {
+        /// The editor's email address (their login).
+        email: String,
+    },
+    /// Create an API token for scripts (`Authorization: Bearer <token>`).
+    /// It is shown once; only its hash is stored.
+    Token {
+        /// The editor the token acts for.
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,12 +99,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let store = Store::connect(&settings.database_url, 2)
-                .await
-                .context("connecting to the database")?;
-            store.migrate().await.context("applying migrations")?;
+            open_store(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
+        Command::Admin(AdminCommand::Add { email }) => {
+            let store = open_store(&settings).await?;
+            let password = admin::read_password()?;
+            admin::add_editor(&store, &email, password).await?;
+            println!("editor {email} can now log in at {}/admin", settings.base());
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Token { email }) => {
+            let store = open_store(&settings).await?;
+            let token = admin::create_token(&store, &email).await?;
+            println!("{token}");
+            eprintln!("Keep this token safe: it is shown only once.");
+            Ok(())
+        }
     }
+}
+
+/// Connects and brings the schema up to date.
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database_url, 2)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
 }

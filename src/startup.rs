@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
+use crate::http::limiter::AttemptLimiter;
 use crate::http::{router, AppState};
 use crate::render;
 use crate::store::Store;
@@ -52,6 +53,10 @@ impl Application {
             settings: Arc::new(settings),
             signer,
             tera,
+            login_limiter: Arc::new(AttemptLimiter::new(
+                5,
+                std::time::Duration::from_secs(15 * 60),
+            )),
         };
         Ok(Application { state, dispatcher })
     }

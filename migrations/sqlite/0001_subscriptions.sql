@@ -36,7 +36,7 @@ create table outbox (
     recipient text not null,
     seed text,
     status text not null default 'queued'
-        check (status in ('queued', 'sent', 'failed', 'skipped', 'cancelled')),
+        check (status in ('queued', 'paused', 'sent', 'failed', 'skipped', 'cancelled')),
     attempts integer not null default 0,
     next_attempt_at bigint not null,
     lease_until bigint,

@@ -1,6 +1,7 @@
 //! Turns a claimed outbox row into a complete email.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -9,7 +10,8 @@ use tera::Tera;
 
 use super::headers::{ListUnsubscribe, ListUnsubscribePost};
 use crate::domain::Signer;
-use crate::store::{ClaimedJob, JobKind};
+use crate::report::{Reader, RenderedReport, SendContext};
+use crate::store::{ClaimedJob, JobKind, StoredReport};
 
 /// Why a message could not be built. These are our faults, not the relay's:
 /// the row is failed with the reason rather than retried forever.
@@ -23,6 +25,8 @@ pub enum ComposeError {
     Build(#[from] lettre::error::Error),
     #[error("{0}")]
     Missing(&'static str),
+    #[error("the report cannot be rendered: {0}")]
+    Report(String),
 }
 
 /// Everything needed to build messages, shared by the workers.
@@ -34,6 +38,8 @@ pub struct Composer {
     base: String,
     site_name: String,
     message_id_domain: String,
+    /// Reports rendered once per process, then personalised per reader.
+    reports: Arc<Mutex<HashMap<i64, Arc<RenderedReport>>>>,
 }
 
 /// A built message and the Message-ID it carries.
@@ -67,7 +73,41 @@ impl Composer {
             base,
             site_name,
             message_id_domain,
+            reports: Arc::default(),
         }
+    }
+
+    /// Whether `report_id` is rendered and ready to personalise.
+    pub fn has_report(&self, report_id: i64) -> bool {
+        self.lock_reports().contains_key(&report_id)
+    }
+
+    /// Renders a stored report once; every reader's copy is filled from it.
+    pub fn prepare_report(&self, stored: &StoredReport) -> Result<(), ComposeError> {
+        let report = crate::report::Report::parse(&stored.source)
+            .map_err(|e| ComposeError::Report(e.to_string()))?;
+        let context = SendContext {
+            base_url: &self.base,
+            site_name: &self.site_name,
+            archive_url: format!("{}/archive/{}", self.base, stored.slug),
+        };
+        let rendered = crate::report::render_report(&self.tera, &report, &context)
+            .map_err(|e| ComposeError::Report(e.to_string()))?;
+        self.lock_reports().insert(stored.id, Arc::new(rendered));
+        Ok(())
+    }
+
+    fn lock_reports(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<RenderedReport>>> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The feedback link of a reader for a report and an answer.
+    pub fn feedback_url(&self, report_id: i64, subscriber_id: i64, answer: &str) -> String {
+        format!(
+            "{}/feedback?token={}&answer={answer}",
+            self.base,
+            self.signer.feedback_token(report_id, subscriber_id)
+        )
     }
 
     /// The one-click unsubscribe link of a reader.
@@ -83,9 +123,7 @@ impl Composer {
     pub fn compose(&self, job: &ClaimedJob) -> Result<Composed, ComposeError> {
         match job.kind {
             JobKind::Confirmation => self.confirmation(job),
-            JobKind::Report | JobKind::Test => Err(ComposeError::Missing(
-                "report messages are built by the report sender",
-            )),
+            JobKind::Report | JobKind::Test => self.report(job),
         }
     }
 
@@ -115,6 +153,47 @@ impl Composer {
         let html = self.tera.render("email/confirmation.html", &context)?;
         let text = self.tera.render("email/confirmation.txt", &context)?;
         let subject = format!("Please confirm your subscription to {}", self.site_name);
+        self.build(job, &subject, &unsubscribe_url, text, html)
+    }
+
+    /// A reader's copy of a report (or an editor's test copy, whose links
+    /// lead nowhere on purpose).
+    fn report(&self, job: &ClaimedJob) -> Result<Composed, ComposeError> {
+        let report_id = job
+            .report_id
+            .ok_or(ComposeError::Missing("report delivery without a report"))?;
+        let rendered = self
+            .lock_reports()
+            .get(&report_id)
+            .cloned()
+            .ok_or(ComposeError::Missing("report not prepared"))?;
+        let (unsubscribe_url, yes, no, subject) = match (job.kind, job.subscriber_id) {
+            (JobKind::Report, Some(reader)) => (
+                self.unsubscribe_url(reader),
+                self.feedback_url(report_id, reader, "yes"),
+                self.feedback_url(report_id, reader, "no"),
+                rendered.subject.clone(),
+            ),
+            (JobKind::Test, _) => {
+                let inert = format!("{}/unsubscribe?token=test-copy", self.base);
+                let feedback = format!("{}/feedback?token=test-copy", self.base);
+                (
+                    inert,
+                    feedback.clone(),
+                    feedback,
+                    format!("[Test] {}", rendered.subject),
+                )
+            }
+            _ => return Err(ComposeError::Missing("report delivery without a reader")),
+        };
+        let reader = Reader {
+            name: job.subscriber_name.as_deref(),
+            unsubscribe_url: &unsubscribe_url,
+            feedback_yes_url: &yes,
+            feedback_no_url: &no,
+        };
+        let html = rendered.html.fill(&reader, true);
+        let text = rendered.text.fill(&reader, false);
         self.build(job, &subject, &unsubscribe_url, text, html)
     }
 

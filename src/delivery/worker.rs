@@ -65,17 +65,69 @@ impl Dispatcher {
             return Ok(0);
         }
         let count = jobs.len();
+        let unusable = self.prepare_reports(&jobs).await?;
+        let (jobs, mut failed): (Vec<ClaimedJob>, Vec<ClaimedJob>) = jobs
+            .into_iter()
+            .partition(|j| !j.report_id.is_some_and(|id| unusable.contains_key(&id)));
+        let mut early: Vec<JobOutcome> = failed
+            .drain(..)
+            .map(|j| JobOutcome::Failed {
+                reason: unusable[&j.report_id.unwrap_or_default()].clone(),
+                id: j.id,
+            })
+            .collect();
         let outcomes: Vec<Option<JobOutcome>> = futures::stream::iter(jobs)
             .map(|job| self.deliver(job, cancel))
             .buffer_unordered(self.settings.concurrency)
             .collect()
             .await;
-        let outcomes: Vec<JobOutcome> = outcomes.into_iter().flatten().collect();
-        self.store.record_outcomes(&outcomes).await?;
+        early.extend(outcomes.into_iter().flatten());
+        self.store.record_outcomes(&early).await?;
         if cancel.is_cancelled() {
             self.store.release_leases(&self.worker_id).await?;
         }
         Ok(count)
+    }
+
+    /// Renders each report of the batch not rendered yet. Returns the
+    /// reports that cannot be rendered, with the reason, so that their
+    /// deliveries fail with it instead of retrying forever.
+    async fn prepare_reports(
+        &self,
+        jobs: &[ClaimedJob],
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        let mut unusable = std::collections::HashMap::new();
+        let mut ids: Vec<i64> = jobs.iter().filter_map(|j| j.report_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if self.composer.has_report(id) {
+                continue;
+            }
+            match self.store.report(id).await? {
+                Some(stored) => {
+                    if let Err(e) = self.composer.prepare_report(&stored) {
+                        tracing::error!(report = id, error = %e, "cannot render report");
+                        unusable.insert(id, e.to_string());
+                    }
+                }
+                None => {
+                    unusable.insert(id, "the report no longer exists".to_string());
+                }
+            }
+        }
+        Ok(unusable)
+    }
+
+    /// Starts scheduled sends that are due and closes finished ones.
+    pub async fn tend_sends(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let started = self.store.start_due_sends(now).await?;
+        if started > 0 {
+            tracing::info!(started, "scheduled sends started");
+        }
+        self.store.finish_completed_sends(now).await?;
+        Ok(())
     }
 
     /// Sends everything that is due now; for tests and one-shot runs.
@@ -83,6 +135,7 @@ impl Dispatcher {
         let never = CancellationToken::new();
         let mut total = 0;
         loop {
+            self.tend_sends().await?;
             let n = self.dispatch_batch(&never).await?;
             if n == 0 {
                 return Ok(total);
@@ -97,7 +150,14 @@ impl Dispatcher {
         tracing::info!(worker = %self.worker_id, "delivery worker started");
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
         let mut failures = 0u32;
+        let mut last_tended = Instant::now() - Duration::from_secs(60);
         while !cancel.is_cancelled() {
+            if last_tended.elapsed() >= Duration::from_secs(1) {
+                last_tended = Instant::now();
+                if let Err(e) = self.tend_sends().await {
+                    tracing::warn!(error = %e, "starting scheduled sends failed; will retry");
+                }
+            }
             let pause = match self.dispatch_batch(&cancel).await {
                 Ok(0) => idle,
                 Ok(_) => {

@@ -3,11 +3,15 @@
 
 mod email;
 mod name;
+mod password;
 mod token;
 
 pub use email::{EmailError, SubscriberEmail};
 pub use name::{NameError, SubscriberName};
-pub use token::{random_token, ConfirmationToken, Signer, TokenError, UnsubscribeToken};
+pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_CHARS};
+pub use token::{
+    random_token, sha256_hex, ConfirmationToken, Signer, TokenError, UnsubscribeToken,
+};
 
 /// Where a subscriber stands in the double opt-in flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

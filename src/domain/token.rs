@@ -86,6 +86,35 @@ impl Signer {
         self.verify_id("unsubscribe", token)
     }
 
+    /// The token of a reader's feedback links for one report:
+    /// `"{report}.{subscriber}.{signature}"`.
+    pub fn feedback_token(&self, report_id: i64, subscriber_id: i64) -> String {
+        let parts = format!("{report_id}.{subscriber_id}");
+        let sig = self
+            .mac("feedback", &[parts.as_bytes()])
+            .finalize()
+            .into_bytes();
+        format!("{parts}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// The report and reader of a genuine feedback token.
+    pub fn verify_feedback(&self, token: &str) -> Result<(i64, i64), TokenError> {
+        let (parts, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let (report, subscriber) = parts.split_once('.').ok_or(TokenError::Malformed)?;
+        let report: i64 = report.parse().map_err(|_| TokenError::Malformed)?;
+        let subscriber: i64 = subscriber.parse().map_err(|_| TokenError::Malformed)?;
+        if report <= 0 || subscriber <= 0 || sig.len() != 43 {
+            return Err(TokenError::Malformed);
+        }
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Malformed)?;
+        self.mac("feedback", &[parts.as_bytes()])
+            .verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
+        Ok((report, subscriber))
+    }
+
     /// The confirmation token derived from a seed stored with the queued
     /// email. Deriving it at send time keeps any usable token out of the
     /// database: the seed alone, without the key, confirms nothing.
@@ -103,6 +132,14 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 in hex: how tokens, API keys and session ids are kept at rest.
+pub fn sha256_hex(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A confirmation token as found in a link.
@@ -130,8 +167,7 @@ impl ConfirmationToken {
 
     /// What the database keeps: the SHA-256 of the token, in hex.
     pub fn hash(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        sha256_hex(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -190,6 +226,33 @@ mod tests {
         for bad in ["", "42", "42.", "x.abc", "-1.abc", "42.!!!"] {
             assert_eq!(
                 s.verify_unsubscribe(bad),
+                Err(TokenError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn feedback_tokens_bind_report_and_reader() {
+        let s = signer();
+        let t = s.feedback_token(3, 42);
+        assert_eq!(s.verify_feedback(&t), Ok((3, 42)));
+        let sig = t.rsplit_once('.').unwrap().1;
+        assert_eq!(
+            s.verify_feedback(&format!("4.42.{sig}")),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            s.verify_feedback(&format!("3.43.{sig}")),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            s.verify_unsubscribe(&format!("42.{sig}")),
+            Err(TokenError::BadSignature)
+        );
+        for bad in ["", "3.42", "3..x", "a.b.c", "3.42.short"] {
+            assert_eq!(
+                s.verify_feedback(bad),
                 Err(TokenError::Malformed),
                 "{bad:?}"
             );

@@ -20,6 +20,18 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     NotFound(&'static str),
+    /// No or unknown credentials (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Credentials fine, request not allowed (403), e.g. a bad CSRF token.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The request clashes with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts (429).
+    #[error("{0}")]
+    TooManyRequests(&'static str),
     /// Our fault. Logged in full, shown as a generic message.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -44,6 +56,10 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,10 +80,17 @@ impl IntoResponse for AppError {
         if let AppError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        (
+        let mut response = (
             self.status(),
             Json(json!({ "error": self.public_message() })),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, AppError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -1,9 +1,13 @@
 //! The HTTP interface: one module per area, merged into one router.
 
+mod admin;
+pub mod api;
 mod assets;
+pub mod auth;
 mod confirm;
 mod error;
 mod health;
+pub mod limiter;
 mod pages;
 mod subscribe;
 mod unsubscribe;
@@ -34,6 +38,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub signer: Signer,
     pub tera: Arc<Tera>,
+    /// Failed editor logins, per address and per client.
+    pub login_limiter: Arc<limiter::AttemptLimiter>,
 }
 
 /// Requests larger than this are refused with 413 before a handler runs.
@@ -71,6 +77,8 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(subscribe::routes())
+        .merge(api::routes())
+        .merge(admin::routes())
         .merge(confirm::routes())
         .merge(unsubscribe::routes())
         .merge(health::routes())

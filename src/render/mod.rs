@@ -26,6 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/pages/unsubscribe.html"),
     ),
     (
+        "admin/login.html",
+        include_str!("../../templates/admin/login.html"),
+    ),
+    (
         "email/confirmation.html",
         include_str!("../../templates/email/confirmation.html"),
     ),

@@ -5,9 +5,12 @@
 //! statuses. The few statements that must differ (the queue claim) sit side by
 //! side in the module that needs them.
 
+mod admins;
 mod error;
 mod outbox;
+mod reports;
 mod secrets;
+mod sends;
 mod subscribers;
 
 use std::path::Path;
@@ -17,8 +20,11 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use admins::{Editor, EditorSession};
 pub use error::StoreError;
 pub use outbox::{ClaimedJob, JobKind, JobOutcome};
+pub use reports::{ReportListing, SaveOutcome, StoredReport};
+pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{ConfirmOutcome, NewSignup, SignupOutcome, Subscriber};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -98,6 +98,7 @@ pub struct TestApp {
     /// Holds the SQLite file and the outbox directory for the test's life.
     _dir: tempfile::TempDir,
     cancel: CancellationToken,
+    token: std::sync::OnceLock<String>,
 }
 
 impl Drop for TestApp {
@@ -121,6 +122,7 @@ pub fn test_settings(database_url: &str, smtp: &TestSmtp, dir: &std::path::Path)
     settings.delivery.poll_interval_ms = 50;
     settings.delivery.concurrency = 4;
     settings.log.filter = "warn".into();
+    newsletter::telemetry::init(&settings.log);
     settings
 }
 
@@ -160,6 +162,7 @@ pub async fn spawn_app_with(backend: Backend, customise: impl FnOnce(&mut Settin
         client,
         _dir: dir,
         cancel,
+        token: std::sync::OnceLock::new(),
     }
 }
 
@@ -230,6 +233,91 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), 200, "confirming {email}");
         mail
+    }
+
+    /// Adds an editor with `password`.
+    pub async fn add_editor(&self, email: &str, password: &str) {
+        newsletter::commands::admin::add_editor(self.store(), email, password.to_string())
+            .await
+            .expect("add editor");
+    }
+
+    /// A fresh API token of a (new) editor.
+    pub async fn api_token(&self) -> String {
+        let email = format!("api-{}@example.com", uuid::Uuid::new_v4().simple());
+        self.add_editor(&email, "a long enough password").await;
+        newsletter::commands::admin::create_token(self.store(), &email)
+            .await
+            .expect("token")
+    }
+
+    /// An API request with a valid token.
+    pub async fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let token = match self.token.get() {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.api_token().await;
+                let _ = self.token.set(t.clone());
+                t
+            }
+        };
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Stores a report through the API and returns its id.
+    pub async fn create_report(&self, source: &str) -> i64 {
+        let response = self
+            .api(reqwest::Method::POST, "/api/reports")
+            .await
+            .header("content-type", "text/markdown")
+            .body(source.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(status.is_success(), "creating a report: {status} {body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Triggers the send of a report with an idempotency key.
+    pub async fn trigger_send(&self, report_id: i64, key: &str) -> reqwest::Response {
+        self.api(
+            reqwest::Method::POST,
+            &format!("/api/reports/{report_id}/send"),
+        )
+        .await
+        .header("idempotency-key", key)
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub async fn stats(&self, report_id: i64) -> serde_json::Value {
+        self.api(
+            reqwest::Method::GET,
+            &format!("/api/reports/{report_id}/stats"),
+        )
+        .await
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
+
+    /// Logs in through the form; returns the Set-Cookie header.
+    pub async fn log_in(&self, email: &str, password: &str) -> String {
+        let body = serde_urlencoded::to_string([("email", email), ("password", password)]).unwrap();
+        let response = self.post_form("/admin/login", &body).await;
+        assert_eq!(response.status(), 303, "login");
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 
     /// A count from an SQL statement, for checking what is stored.

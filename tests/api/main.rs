@@ -6,6 +6,8 @@
 mod helpers;
 mod smtp_server;
 
+mod admin_auth;
 mod delivery;
+mod sending;
 mod subscriptions;
 mod unsubscribe;

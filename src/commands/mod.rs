@@ -1,0 +1,4 @@
+//! The work behind the command-line subcommands other than `serve` and
+//! `worker`, kept in the library so it can be tested.
+
+pub mod admin;

@@ -1,0 +1,157 @@
+//! Reports as editors wrote them (the Markdown source is the truth; the
+//! parsed form is derived from it whenever needed).
+
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+
+/// A stored report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredReport {
+    pub id: i64,
+    pub slug: String,
+    pub title: String,
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A line of the report list, with where its send stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReportListing {
+    pub id: i64,
+    pub slug: String,
+    pub title: String,
+    pub updated_at: i64,
+    /// `None` while a draft.
+    pub send_state: Option<String>,
+    pub scheduled_at: Option<i64>,
+    pub started_at: Option<i64>,
+}
+
+/// What saving a report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Created(i64),
+    Updated(i64),
+    /// The report has been sent (or scheduled); its text is frozen.
+    Frozen(i64),
+}
+
+fn report_from_row(row: &sqlx::any::AnyRow) -> Result<StoredReport, StoreError> {
+    Ok(StoredReport {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        title: row.try_get("title")?,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Creates the report, or updates the draft with the same slug.
+    pub async fn save_report(
+        &self,
+        slug: &str,
+        title: &str,
+        source: &str,
+    ) -> Result<SaveOutcome, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let existing = sqlx::query(
+            "select r.id, s.id as send_id from reports r left join sends s on s.report_id = r.id where r.slug = $1",
+        )
+        .bind(slug)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match existing {
+            Some(row) => {
+                let id: i64 = row.try_get("id")?;
+                let send: Option<i64> = row.try_get("send_id")?;
+                if send.is_some() {
+                    return Ok(SaveOutcome::Frozen(id));
+                }
+                sqlx::query(
+                    "update reports set title = $2, source = $3, updated_at = $4 where id = $1",
+                )
+                .bind(id)
+                .bind(title)
+                .bind(source)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                SaveOutcome::Updated(id)
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "insert into reports (slug, title, source, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $4) returning id",
+                )
+                .bind(slug)
+                .bind(title)
+                .bind(source)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                SaveOutcome::Created(id)
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
+        let row = sqlx::query(
+            "select id, slug, title, source, created_at, updated_at from reports where id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(report_from_row).transpose()
+    }
+
+    pub async fn report_by_slug(&self, slug: &str) -> Result<Option<StoredReport>, StoreError> {
+        let row = sqlx::query(
+            "select id, slug, title, source, created_at, updated_at from reports where slug = $1",
+        )
+        .bind(slug)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(report_from_row).transpose()
+    }
+
+    /// Every report, newest first.
+    pub async fn list_reports(&self) -> Result<Vec<ReportListing>, StoreError> {
+        let rows = sqlx::query(
+            "select r.id, r.slug, r.title, r.updated_at, s.state, s.scheduled_at, s.started_at \
+             from reports r left join sends s on s.report_id = r.id order by r.id desc",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReportListing {
+                    id: row.try_get("id")?,
+                    slug: row.try_get("slug")?,
+                    title: row.try_get("title")?,
+                    updated_at: row.try_get("updated_at")?,
+                    send_state: row.try_get("state")?,
+                    scheduled_at: row.try_get("scheduled_at")?,
+                    started_at: row.try_get("started_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Reports whose send has started, newest first: the public archive.
+    pub async fn sent_reports(&self) -> Result<Vec<StoredReport>, StoreError> {
+        let rows = sqlx::query(
+            "select r.id, r.slug, r.title, r.source, r.created_at, r.updated_at from reports r \
+             join sends s on s.report_id = r.id where s.started_at is not null order by s.started_at desc",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(report_from_row).collect()
+    }
+}

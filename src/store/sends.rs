@@ -1,0 +1,404 @@
+//! Sends: a report's delivery to every confirmed reader, its state and its
+//! progress.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A send as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Send {
+    pub id: i64,
+    pub report_id: i64,
+    pub state: String,
+    pub scheduled_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// Readers enqueued when the send started.
+    pub total: i64,
+}
+
+/// What a send trigger did.
+#[derive(Debug, Clone)]
+pub enum TriggerOutcome {
+    /// A new send (already started when it was due).
+    Created(Send),
+    /// The same key was used before: nothing new, here is that send.
+    Repeated(Send),
+    /// The report already has a send, triggered with another key.
+    AlreadySent(Send),
+}
+
+/// Progress of a send, counted from its deliveries.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SendStats {
+    pub total: i64,
+    pub queued: i64,
+    /// Claimed by a worker right now.
+    pub in_flight: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub paused: i64,
+    pub cancelled: i64,
+    /// Messages sent in the last minute, per second.
+    pub rate_per_sec: f64,
+}
+
+/// A failed delivery and the relay's reply.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    pub recipient: String,
+    pub reason: String,
+    pub attempts: i64,
+}
+
+fn send_from_row(row: &sqlx::any::AnyRow) -> Result<Send, StoreError> {
+    Ok(Send {
+        id: row.try_get("id")?,
+        report_id: row.try_get("report_id")?,
+        state: row.try_get("state")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        total: row.try_get("total")?,
+    })
+}
+
+const SEND_COLUMNS: &str = "id, report_id, state, scheduled_at, started_at, finished_at, total";
+
+impl Store {
+    /// Records the send of a report, once. A repeated or concurrent trigger
+    /// finds the existing row through the unique report id.
+    pub async fn trigger_send(
+        &self,
+        report_id: i64,
+        idempotency_key: &str,
+        scheduled_at: i64,
+        now: i64,
+    ) -> Result<TriggerOutcome, StoreError> {
+        let inserted = sqlx::query(
+            "insert into sends (report_id, idempotency_key, state, scheduled_at, created_at) \
+             values ($1, $2, 'scheduled', $3, $4) on conflict do nothing",
+        )
+        .bind(report_id)
+        .bind(idempotency_key)
+        .bind(scheduled_at)
+        .bind(now)
+        .execute(&self.write)
+        .await?
+        .rows_affected()
+            == 1;
+        let sql = format!("select {SEND_COLUMNS}, idempotency_key from sends where report_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(report_id)
+            .fetch_optional(&self.write)
+            .await?;
+        let Some(row) = row else {
+            // The key is taken by another report's send.
+            let sql = format!("select {SEND_COLUMNS} from sends where idempotency_key = $1");
+            let other = sqlx::query(&sql)
+                .bind(idempotency_key)
+                .fetch_one(&self.write)
+                .await?;
+            return Ok(TriggerOutcome::AlreadySent(send_from_row(&other)?));
+        };
+        let key: String = row.try_get("idempotency_key")?;
+        let send = send_from_row(&row)?;
+        if !inserted {
+            return Ok(if key == idempotency_key {
+                TriggerOutcome::Repeated(send)
+            } else {
+                TriggerOutcome::AlreadySent(send)
+            });
+        }
+        if scheduled_at <= now {
+            self.start_send(send.id, now).await?;
+            let send = self
+                .send(send.id)
+                .await?
+                .ok_or(StoreError::Corrupt("send vanished".into()))?;
+            return Ok(TriggerOutcome::Created(send));
+        }
+        Ok(TriggerOutcome::Created(send))
+    }
+
+    /// Moves a scheduled send to `sending` and enqueues one delivery per
+    /// confirmed reader, as one snapshot in one transaction. Only the caller
+    /// that wins the state change enqueues.
+    pub async fn start_send(&self, send_id: i64, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let won = sqlx::query("update sends set state = 'sending', started_at = $2 where id = $1 and state = 'scheduled'")
+            .bind(send_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !won {
+            return Ok(false);
+        }
+        let report_id: i64 = sqlx::query_scalar("select report_id from sends where id = $1")
+            .bind(send_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let enqueued = sqlx::query(
+            "insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, created_at) \
+             select 'report', id, $1, email, $2, $2 from subscribers where status = 'confirmed' \
+             on conflict do nothing",
+        )
+        .bind(report_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("update sends set total = $2 where id = $1")
+            .bind(send_id)
+            .bind(enqueued as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Starts every scheduled send whose time has come; returns how many.
+    pub async fn start_due_sends(&self, now: i64) -> Result<usize, StoreError> {
+        let due: Vec<i64> = sqlx::query_scalar(
+            "select id from sends where state = 'scheduled' and scheduled_at <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        let mut started = 0;
+        for id in due {
+            if self.start_send(id, now).await? {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Marks sends with nothing left to deliver as done.
+    pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update sends set state = 'done', finished_at = $1 where state = 'sending' and not exists \
+             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = 'queued')",
+        )
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn send(&self, id: i64) -> Result<Option<Send>, StoreError> {
+        let sql = format!("select {SEND_COLUMNS} from sends where id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(send_from_row).transpose()
+    }
+
+    pub async fn send_of_report(&self, report_id: i64) -> Result<Option<Send>, StoreError> {
+        let sql = format!("select {SEND_COLUMNS} from sends where report_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(report_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(send_from_row).transpose()
+    }
+
+    /// Pause: queued deliveries are set aside; messages in flight finish.
+    pub async fn pause_send(&self, report_id: i64) -> Result<bool, StoreError> {
+        self.change_send_state(
+            report_id,
+            &["sending", "scheduled"],
+            "paused",
+            "queued",
+            "paused",
+        )
+        .await
+    }
+
+    pub async fn resume_send(&self, report_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        // A send paused before it started goes back to waiting for its time.
+        let state: Option<(String, Option<i64>)> =
+            sqlx::query_as("select state, started_at from sends where report_id = $1")
+                .bind(report_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((state, started_at)) = state else {
+            return Ok(false);
+        };
+        if state != "paused" {
+            return Ok(false);
+        }
+        let next = if started_at.is_some() {
+            "sending"
+        } else {
+            "scheduled"
+        };
+        sqlx::query("update sends set state = $2 where report_id = $1")
+            .bind(report_id)
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("update outbox set status = 'queued' where report_id = $1 and kind = 'report' and status = 'paused'")
+            .bind(report_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Cancel: nothing more is sent; what was sent stays sent.
+    pub async fn cancel_send(&self, report_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let changed = sqlx::query(
+            "update sends set state = 'cancelled', finished_at = $2 where report_id = $1 \
+             and state in ('scheduled', 'sending', 'paused')",
+        )
+        .bind(report_id)
+        .bind(super::now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            sqlx::query(
+                "update outbox set status = 'cancelled' where report_id = $1 and kind = 'report' \
+                 and status in ('queued', 'paused')",
+            )
+            .bind(report_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn change_send_state(
+        &self,
+        report_id: i64,
+        from: &[&str],
+        to: &str,
+        rows_from: &str,
+        rows_to: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let allowed = from
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let changed = sqlx::query(&format!(
+            "update sends set state = $2 where report_id = $1 and state in ({allowed})"
+        ))
+        .bind(report_id)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            sqlx::query("update outbox set status = $3 where report_id = $1 and kind = 'report' and status = $2")
+                .bind(report_id)
+                .bind(rows_from)
+                .bind(rows_to)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Counts of a report's deliveries by outcome.
+    pub async fn send_stats(&self, report_id: i64, now: i64) -> Result<SendStats, StoreError> {
+        let rows = sqlx::query(
+            "select status, count(*) as n, \
+             sum(case when lease_until is not null and lease_until > $2 then 1 else 0 end) as leased, \
+             sum(case when sent_at > $3 then 1 else 0 end) as recent \
+             from outbox where report_id = $1 and kind = 'report' group by status",
+        )
+        .bind(report_id)
+        .bind(now)
+        .bind(now - 60_000)
+        .fetch_all(&self.read)
+        .await?;
+        let mut stats = SendStats::default();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            let leased: i64 = row.try_get::<Option<i64>, _>("leased")?.unwrap_or(0);
+            let recent: i64 = row.try_get::<Option<i64>, _>("recent")?.unwrap_or(0);
+            stats.total += n;
+            match status.as_str() {
+                "queued" => {
+                    stats.queued += n - leased;
+                    stats.in_flight += leased;
+                }
+                "sent" => {
+                    stats.sent += n;
+                    stats.rate_per_sec = recent as f64 / 60.0;
+                }
+                "failed" => stats.failed += n,
+                "skipped" => stats.skipped += n,
+                "paused" => stats.paused += n,
+                "cancelled" => stats.cancelled += n,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Failed deliveries with the reason, most recent first.
+    pub async fn send_failures(
+        &self,
+        report_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Failure>, StoreError> {
+        let rows = sqlx::query(
+            "select recipient, last_error, attempts from outbox where report_id = $1 and kind = 'report' \
+             and status = 'failed' order by id desc limit $2",
+        )
+        .bind(report_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Failure {
+                    recipient: row.try_get("recipient")?,
+                    reason: row
+                        .try_get::<Option<String>, _>("last_error")?
+                        .unwrap_or_default(),
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues a test copy of a report for each address (no reader behind it).
+    pub async fn queue_test_sends(
+        &self,
+        report_id: i64,
+        addresses: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for address in addresses {
+            sqlx::query(
+                "insert into outbox (kind, report_id, recipient, next_attempt_at, created_at) \
+                 values ('test', $1, $2, $3, $3)",
+            )
+            .bind(report_id)
+            .bind(address.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
