@@ -69,24 +69,48 @@ impl Dispatcher {
         let (jobs, mut failed): (Vec<ClaimedJob>, Vec<ClaimedJob>) = jobs
             .into_iter()
             .partition(|j| !j.report_id.is_some_and(|id| unusable.contains_key(&id)));
-        let mut early: Vec<JobOutcome> = failed
+        let unrenderable: Vec<JobOutcome> = failed
             .drain(..)
             .map(|j| JobOutcome::Failed {
                 reason: unusable[&j.report_id.unwrap_or_default()].clone(),
                 id: j.id,
             })
             .collect();
-        let outcomes: Vec<Option<JobOutcome>> = futures::stream::iter(jobs)
+        self.record(&unrenderable).await?;
+        // Outcomes are written as they come in, a few at a time, rather than
+        // once per batch: a crash then repeats at most the messages that
+        // were on the wire or just finished, not the whole batch.
+        let mut finished = futures::stream::iter(jobs)
             .map(|job| self.deliver(job, cancel))
             .buffer_unordered(self.settings.concurrency)
-            .collect()
-            .await;
-        early.extend(outcomes.into_iter().flatten());
-        self.store.record_outcomes(&early).await?;
+            .ready_chunks(self.settings.concurrency);
+        while let Some(chunk) = finished.next().await {
+            let outcomes: Vec<JobOutcome> = chunk.into_iter().flatten().collect();
+            self.record(&outcomes).await?;
+        }
         if cancel.is_cancelled() {
             self.store.release_leases(&self.worker_id).await?;
         }
         Ok(count)
+    }
+
+    /// Writes outcomes, retrying for a while: the messages are already
+    /// sent, and losing their outcome would send them again.
+    async fn record(&self, outcomes: &[JobOutcome]) -> Result<(), StoreError> {
+        let mut delay = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            match self.store.record_outcomes(outcomes).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 12 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "recording outcomes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Renders each report of the batch not rendered yet. Returns the

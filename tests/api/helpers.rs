@@ -320,6 +320,64 @@ impl TestApp {
             .to_string()
     }
 
+    /// Adds `n` confirmed readers `reader{i}@example.com` straight into the
+    /// database (the sign-up path has its own tests).
+    pub async fn insert_confirmed_readers(&self, n: usize) {
+        for chunk_start in (0..n).step_by(500) {
+            let end = (chunk_start + 500).min(n);
+            let values: Vec<String> = (chunk_start..end)
+                .map(|i| format!("('reader{i}@example.com', 'Reader {i}', 'confirmed', 0, 0)"))
+                .collect();
+            let sql = format!(
+                "insert into subscribers (email, name, status, created_at, confirmed_at) values {}",
+                values.join(", ")
+            );
+            sqlx::query(&sql)
+                .execute(self.store().pool())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A `newsletter worker` process against this app's database and SMTP
+    /// server. It is killed when dropped.
+    pub fn spawn_worker_process(&self, lease_secs: u64) -> tokio::process::Child {
+        let settings = &self.app.state.settings;
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+            .arg("worker")
+            .env("NEWSLETTER_DATABASE_URL", &settings.database_url)
+            .env("NEWSLETTER_BASE_URL", settings.base_url.as_str())
+            .env("NEWSLETTER_MAIL__SMTP_URL", self.smtp.url())
+            .env("NEWSLETTER_MAIL__FROM", &settings.mail.from)
+            .env("NEWSLETTER_MAIL__TIMEOUT_SECS", "5")
+            .env("NEWSLETTER_DELIVERY__LEASE_SECS", lease_secs.to_string())
+            .env("NEWSLETTER_DELIVERY__POLL_INTERVAL_MS", "50")
+            .env("NEWSLETTER_DELIVERY__RETRY_BASE_SECS", "0")
+            .env("NEWSLETTER_DELIVERY__RETRY_MAX_SECS", "0")
+            .env("NEWSLETTER_DELIVERY__CONCURRENCY", "4")
+            .env("NEWSLETTER_DELIVERY__BATCH_SIZE", "50")
+            .env("NEWSLETTER_LOG__FILTER", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a worker process")
+    }
+
+    /// Waits until no delivery of `report_id` is left queued.
+    pub async fn wait_until_sent(&self, report_id: i64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let sql = format!(
+            "select count(*) from outbox where report_id = {report_id} and status = 'queued'"
+        );
+        while self.count(&sql).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the send did not finish in {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A count from an SQL statement, for checking what is stored.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)

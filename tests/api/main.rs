@@ -11,3 +11,4 @@ mod delivery;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
+mod workers;

@@ -90,6 +90,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     faults: Mutex<VecDeque<Fault>>,
     arrived: Notify,
+    /// Delay before every end-of-DATA reply, to make sends take time.
+    data_delay: Mutex<Duration>,
 }
 
 /// The running server. Dropping it stops it.
@@ -154,6 +156,15 @@ impl TestSmtp {
 
     pub fn push_fault(&self, fault: Fault) {
         self.shared.faults.lock().unwrap().push_back(fault);
+    }
+
+    /// Makes every message take at least `delay` to be accepted.
+    pub fn set_data_delay(&self, delay: Duration) {
+        *self.shared.data_delay.lock().unwrap() = delay;
+    }
+
+    pub fn count(&self) -> usize {
+        self.shared.received.lock().unwrap().len()
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -250,6 +261,10 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                     other => {
                         if let Some(Fault::SlowData(d)) = other {
                             tokio::time::sleep(d).await;
+                        }
+                        let delay = *shared.data_delay.lock().unwrap();
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
                         }
                         shared.received.lock().unwrap().push(Received {
                             mail_from: mail_from.clone(),

@@ -1,0 +1,94 @@
+//! Real worker processes: several on one database, and one killed with
+//! SIGKILL in the middle of a send.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::helpers::{postgres_available, spawn_app, Backend};
+
+/// Each delivery has at most this many messages on the wire or finished but
+/// not yet recorded: `concurrency` sending plus `concurrency` awaiting their
+/// outcome write (the workers here run with concurrency 4).
+const IN_FLIGHT_PER_WORKER: usize = 2 * 4;
+
+crate::on_both_backends!(killed_workers_lose_nothing_and_repeat_only_what_was_in_flight);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_on_one_postgres_send_each_message_once() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    app.insert_confirmed_readers(2000).await;
+    let report = app
+        .create_report(&crate::sending::report_source("scale-out"))
+        .await;
+    let response = app.trigger_send(report, "k").await;
+    assert_eq!(response.status(), 202);
+    app.smtp.set_data_delay(Duration::from_millis(1));
+
+    let _first = app.spawn_worker_process(60);
+    let _second = app.spawn_worker_process(60);
+    app.wait_until_sent(report, Duration::from_secs(120)).await;
+
+    let per_reader = deliveries_per_reader(&app);
+    assert_eq!(per_reader.len(), 2000, "every reader got the report");
+    let repeated: Vec<_> = per_reader.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "sent twice: {repeated:?}");
+}
+
+async fn killed_workers_lose_nothing_and_repeat_only_what_was_in_flight(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.insert_confirmed_readers(2000).await;
+    let report = app
+        .create_report(&crate::sending::report_source("crash"))
+        .await;
+    app.trigger_send(report, "k").await;
+    // Slow enough that every kill lands in the middle of the send.
+    app.smtp.set_data_delay(Duration::from_millis(2));
+
+    let kills = 5;
+    for _ in 0..kills {
+        let mut worker = app.spawn_worker_process(1);
+        let target = app.smtp.count() + rand::thread_rng().gen_range(20..250);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while app.smtp.count() < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worker.start_kill().unwrap();
+        worker.wait().await.unwrap();
+    }
+    let _last = app.spawn_worker_process(1);
+    app.wait_until_sent(report, Duration::from_secs(120)).await;
+
+    let per_reader = deliveries_per_reader(&app);
+    assert_eq!(per_reader.len(), 2000, "nobody is lost");
+    let duplicates: usize = per_reader.values().map(|n| n - 1).sum();
+    eprintln!("{duplicates} duplicate deliveries after {kills} kills");
+    assert!(
+        duplicates <= kills * IN_FLIGHT_PER_WORKER,
+        "{duplicates} duplicates after {kills} kills"
+    );
+    let sent = app
+        .count(&format!(
+            "select count(*) from outbox where report_id = {report} and status = 'sent'"
+        ))
+        .await;
+    assert_eq!(sent, 2000);
+}
+
+fn deliveries_per_reader(app: &crate::helpers::TestApp) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for mail in app.smtp.received() {
+        if mail.to().starts_with("reader") {
+            *counts.entry(mail.to().to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
