@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/reports/{id}/resume", post(resume))
         .route("/api/reports/{id}/cancel", post(cancel))
         .route("/api/reports/{id}/stats", get(stats))
+        .route("/api/reports/{id}/feedback", get(feedback))
+        .route("/api/reports/{id}/feedback.csv", get(feedback_csv))
         .layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT))
 }
 
@@ -244,6 +246,76 @@ async fn stats(
     Ok(Json(state.report_progress(id).await?).into_response())
 }
 
+async fn feedback(
+    _: ApiEditor,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    Ok(Json(state.feedback_summary(id).await?).into_response())
+}
+
+/// Every vote and comment, for a spreadsheet.
+async fn feedback_csv(
+    _: ApiEditor,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let report = state
+        .store
+        .report(id)
+        .await?
+        .ok_or(AppError::NotFound("no such report"))?;
+    let votes = state.store.votes_of_report(id).await?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let write = |csv: &mut csv::Writer<Vec<u8>>, record: &[String]| {
+        csv.write_record(record)
+            .map_err(|e| AppError::Internal(e.into()))
+    };
+    write(
+        &mut csv,
+        &[
+            "report".into(),
+            "reader_email".into(),
+            "helpful".into(),
+            "comment".into(),
+            "voted_at".into(),
+            "changed_at".into(),
+        ],
+    )?;
+    for v in votes {
+        write(
+            &mut csv,
+            &[
+                report.slug.clone(),
+                v.reader_email.unwrap_or_default(),
+                if v.helpful { "yes" } else { "no" }.into(),
+                v.comment.unwrap_or_default(),
+                rfc3339(v.created_at),
+                rfc3339(v.updated_at),
+            ],
+        )?;
+    }
+    let body = csv
+        .into_inner()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    let disposition = format!("attachment; filename=\"feedback-{}.csv\"", report.slug);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 /// What an editor can do to a running send.
 #[derive(Debug, Clone, Copy)]
 pub enum SendAction {
@@ -330,6 +402,31 @@ impl AppState {
         Ok(send)
     }
 
+    /// Yes/no counts, response rate and comments of a report.
+    pub async fn feedback_summary(&self, report_id: i64) -> Result<serde_json::Value, AppError> {
+        self.store
+            .report(report_id)
+            .await?
+            .ok_or(AppError::NotFound("no such report"))?;
+        let votes = self.store.helpfulness(report_id).await?;
+        let delivered = self.store.delivered_count(report_id).await?;
+        let comments = self.store.feedback_comments(report_id, 200).await?;
+        let response_rate = if delivered > 0 {
+            votes.voters() as f64 / delivered as f64
+        } else {
+            0.0
+        };
+        Ok(json!({
+            "yes": votes.yes,
+            "no": votes.no,
+            "voters": votes.voters(),
+            "delivered": delivered,
+            "response_rate": response_rate,
+            "summary": helpful_sentence(votes.yes, votes.voters()),
+            "comments": comments,
+        }))
+    }
+
     /// The send's state and counts, with the latest failures.
     pub async fn report_progress(&self, report_id: i64) -> Result<serde_json::Value, AppError> {
         self.store
@@ -361,4 +458,10 @@ impl AppState {
             "failures": failures,
         }))
     }
+}
+
+/// "N out of M found this helpful", as the archive shows it; `None` before
+/// anyone answered.
+pub fn helpful_sentence(yes: i64, voters: i64) -> Option<String> {
+    (voters > 0).then(|| format!("{yes} out of {voters} found this helpful"))
 }

@@ -6,6 +6,7 @@ mod assets;
 pub mod auth;
 mod confirm;
 mod error;
+mod feedback;
 mod health;
 pub mod limiter;
 mod pages;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(confirm::routes())
         .merge(unsubscribe::routes())
+        .merge(feedback::routes())
         .merge(health::routes())
         .merge(assets::routes())
         .fallback(|| async { AppError::NotFound("no such page") })

@@ -14,6 +14,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/pages/home.html"),
     ),
     (
+        "pages/feedback.html",
+        include_str!("../../templates/pages/feedback.html"),
+    ),
+    (
         "pages/message.html",
         include_str!("../../templates/pages/message.html"),
     ),

@@ -12,6 +12,7 @@ mod reports;
 mod secrets;
 mod sends;
 mod subscribers;
+mod votes;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use outbox::{ClaimedJob, JobKind, JobOutcome};
 pub use reports::{ReportListing, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{ConfirmOutcome, NewSignup, SignupOutcome, Subscriber};
+pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -8,6 +8,7 @@ mod smtp_server;
 
 mod admin_auth;
 mod delivery;
+mod feedback;
 mod sending;
 mod subscriptions;
 mod unsubscribe;

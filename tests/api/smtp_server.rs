@@ -58,6 +58,19 @@ impl Received {
             .unwrap_or_default()
     }
 
+    /// Every link in the text part that starts with `prefix`.
+    pub fn links_starting_with(&self, prefix: &str) -> Vec<String> {
+        let text = self.text();
+        text.match_indices(prefix)
+            .map(|(start, _)| {
+                text[start..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '>' && *c != ')')
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The first link in the text part that starts with `prefix`.
     pub fn link_starting_with(&self, prefix: &str) -> Option<String> {
         let text = self.text();

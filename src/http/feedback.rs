@@ -1,0 +1,156 @@
+//! "Was this helpful?" links. The link opens a page that records the answer
+//! through a POST (submitted by a small script, with a visible button as a
+//! fallback), so the link scanners of mail filters, which fetch every URL,
+//! never vote.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppError, AppState};
+
+/// Longest comment kept, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/feedback", get(show).post(record))
+}
+
+#[derive(Deserialize)]
+struct FeedbackParams {
+    token: Option<String>,
+    answer: Option<String>,
+    comment: Option<String>,
+}
+
+/// A checked answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Yes,
+    No,
+}
+
+impl Answer {
+    fn parse(s: Option<&str>) -> Option<Answer> {
+        match s? {
+            "yes" => Some(Answer::Yes),
+            "no" => Some(Answer::No),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Answer::Yes => "yes",
+            Answer::No => "no",
+        }
+    }
+}
+
+/// The report, reader and answer of a genuine link, or why not.
+fn verify(state: &AppState, params: &FeedbackParams) -> Result<(i64, i64, Answer), &'static str> {
+    let token = params.token.as_deref().ok_or("The link is incomplete.")?;
+    let (report, reader) = state
+        .signer
+        .verify_feedback(token)
+        .map_err(|_| "This feedback link is not valid. Please use the link from the email.")?;
+    let answer =
+        Answer::parse(params.answer.as_deref()).ok_or("The link does not say yes or no.")?;
+    Ok((report, reader, answer))
+}
+
+#[tracing::instrument(skip_all)]
+async fn show(State(state): State<AppState>, Query(params): Query<FeedbackParams>) -> Response {
+    let (report_id, _, answer) = match verify(&state, &params) {
+        Ok(v) => v,
+        Err(message) => return refused(&state, message),
+    };
+    let report = match state.store.report(report_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refused(&state, "This report no longer exists."),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    render(
+        &state,
+        StatusCode::OK,
+        json!({
+            "stage": "confirm",
+            "title": report.title,
+            "token": params.token,
+            "answer": answer.as_str(),
+        }),
+    )
+}
+
+#[tracing::instrument(skip_all)]
+async fn record(State(state): State<AppState>, Form(params): Form<FeedbackParams>) -> Response {
+    let (report_id, reader, answer) = match verify(&state, &params) {
+        Ok(v) => v,
+        Err(message) => return refused(&state, message),
+    };
+    let comment = params
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if let Some(c) = comment {
+        if c.chars().count() > MAX_COMMENT_CHARS {
+            return render(
+                &state,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "stage": "error", "message": format!("Please keep the comment under {MAX_COMMENT_CHARS} characters."),
+                        "token": params.token, "answer": answer.as_str(), "comment": c }),
+            );
+        }
+    }
+    let report = match state.store.report(report_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refused(&state, "This report no longer exists."),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    if let Err(e) = state
+        .store
+        .record_vote(report_id, reader, answer == Answer::Yes, comment)
+        .await
+    {
+        return AppError::from(e).into_response();
+    }
+    tracing::info!(report = report_id, "feedback recorded");
+    let other = match answer {
+        Answer::Yes => Answer::No,
+        Answer::No => Answer::Yes,
+    };
+    render(
+        &state,
+        StatusCode::OK,
+        json!({
+            "stage": "thanks",
+            "title": report.title,
+            "token": params.token,
+            "answer": answer.as_str(),
+            "other": other.as_str(),
+            "commented": comment.is_some(),
+            "max_comment": MAX_COMMENT_CHARS,
+        }),
+    )
+}
+
+fn render(state: &AppState, status: StatusCode, context: serde_json::Value) -> Response {
+    match state.page("pages/feedback.html", context) {
+        Ok(html) => (status, html).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn refused(state: &AppState, message: &str) -> Response {
+    state.message_page(
+        StatusCode::BAD_REQUEST,
+        "This link does not work",
+        message,
+        false,
+    )
+}
