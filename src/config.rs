@@ -30,6 +30,9 @@ pub struct Settings {
     /// run when not set here.
     #[serde(serialize_with = "serialize_secret_opt")]
     pub secret_key: Option<SecretString>,
+    /// Header a reverse proxy puts the client's address in (e.g.
+    /// `X-Forwarded-For` or `X-Real-IP`); unset when clients connect directly.
+    pub client_ip_header: Option<String>,
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
     pub subscription: SubscriptionSettings,
@@ -92,6 +95,8 @@ pub struct SubscriptionSettings {
     pub confirmation_ttl_hours: u64,
     /// Confirmation mails one address may receive in 24 hours.
     pub confirmations_per_day: i64,
+    /// Sign-up requests one client address may make per hour (0 = no limit).
+    pub signups_per_ip_per_hour: usize,
 }
 
 /// Logging.
@@ -111,6 +116,7 @@ impl Default for Settings {
             base_url: Url::parse("http://127.0.0.1:8080").expect("static url"),
             site_name: "The Weekly Report".into(),
             secret_key: None,
+            client_ip_header: None,
             mail: MailSettings {
                 smtp_url: None,
                 outbox_dir: PathBuf::from("outbox"),
@@ -132,6 +138,7 @@ impl Default for Settings {
             subscription: SubscriptionSettings {
                 confirmation_ttl_hours: 48,
                 confirmations_per_day: 3,
+                signups_per_ip_per_hour: 30,
             },
             log: LogSettings {
                 filter: "info".into(),

@@ -48,6 +48,10 @@ impl Application {
         );
         let dispatcher =
             Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
+        let signup_limiter = Arc::new(AttemptLimiter::new(
+            settings.subscription.signups_per_ip_per_hour,
+            std::time::Duration::from_secs(3600),
+        ));
         let state = AppState {
             store,
             settings: Arc::new(settings),
@@ -57,6 +61,7 @@ impl Application {
                 5,
                 std::time::Duration::from_secs(15 * 60),
             )),
+            signup_limiter,
         };
         Ok(Application { state, dispatcher })
     }

@@ -41,6 +41,28 @@ pub struct AppState {
     pub tera: Arc<Tera>,
     /// Failed editor logins, per address and per client.
     pub login_limiter: Arc<limiter::AttemptLimiter>,
+    /// Sign-ups per client address.
+    pub signup_limiter: Arc<limiter::AttemptLimiter>,
+}
+
+impl AppState {
+    /// The client's address: the peer, or the configured proxy header's
+    /// last entry (the one our own proxy appended; earlier ones are the
+    /// client's word and could be forged).
+    pub fn client_ip(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: std::net::SocketAddr,
+    ) -> std::net::IpAddr {
+        self.settings
+            .client_ip_header
+            .as_deref()
+            .and_then(|name| headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(peer.ip())
+    }
 }
 
 /// Requests larger than this are refused with 413 before a handler runs.

@@ -1,7 +1,9 @@
 //! The public sign-up page and endpoint (double opt-in, step one).
 
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -96,8 +98,30 @@ const ACCEPTED: &str =
                         Please check your inbox.";
 
 #[tracing::instrument(skip_all)]
-async fn subscribe(State(state): State<AppState>, request: SignupRequest) -> Response {
+async fn subscribe(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: SignupRequest,
+) -> Response {
     let from_form = request.from_form;
+    // Per client, so nobody can flood the list (or the mail relay) with
+    // sign-ups; per address limits live in the store.
+    if state.settings.subscription.signups_per_ip_per_hour > 0 {
+        let key = state.client_ip(&headers, peer).to_string();
+        if !state.signup_limiter.allows(&key) {
+            tracing::warn!("sign-up throttled for a client");
+            let e = AppError::TooManyRequests(
+                "too many sign-ups from your network; please try again later",
+            );
+            return if from_form {
+                form_error(&state, e)
+            } else {
+                e.into_response()
+            };
+        }
+        state.signup_limiter.record(&key);
+    }
     let result = match request.payload {
         Ok(payload) => sign_up(&state, &payload).await,
         Err(e) => Err(e),

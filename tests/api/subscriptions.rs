@@ -18,6 +18,7 @@ crate::on_both_backends!(
     unknown_and_malformed_tokens_are_refused,
     health_reports_the_database,
     the_signing_key_survives_a_restart,
+    sign_ups_per_client_are_limited,
 );
 
 async fn home_page_has_a_subscribe_form(backend: Backend) {
@@ -405,4 +406,35 @@ async fn the_signing_key_survives_a_restart(backend: Backend) {
             .await
             .unwrap();
     assert!(key.len() >= 64);
+}
+
+async fn sign_ups_per_client_are_limited(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.subscription.signups_per_ip_per_hour = 3;
+        s.client_ip_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    let sign_up = |i: usize, ip: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/subscriptions"))
+                .header("x-forwarded-for", format!("198.51.100.77, {ip}"))
+                .json(&json!({ "email": format!("flood{i}@example.com") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(sign_up(i, "203.0.113.9").await, 200);
+    }
+    assert_eq!(sign_up(3, "203.0.113.9").await, 429);
+    assert_eq!(
+        sign_up(4, "203.0.113.10").await,
+        200,
+        "another client is not affected"
+    );
+    assert_eq!(app.count("select count(*) from subscribers").await, 4);
 }

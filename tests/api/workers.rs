@@ -13,7 +13,10 @@ use crate::helpers::{postgres_available, spawn_app, Backend};
 /// outcome write (the workers here run with concurrency 4).
 const IN_FLIGHT_PER_WORKER: usize = 2 * 4;
 
-crate::on_both_backends!(killed_workers_lose_nothing_and_repeat_only_what_was_in_flight);
+crate::on_both_backends!(
+    killed_workers_lose_nothing_and_repeat_only_what_was_in_flight,
+    sigterm_finishes_messages_in_flight_and_hands_back_the_rest,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_on_one_postgres_send_each_message_once() {
@@ -81,6 +84,57 @@ async fn killed_workers_lose_nothing_and_repeat_only_what_was_in_flight(backend:
         ))
         .await;
     assert_eq!(sent, 2000);
+}
+
+async fn sigterm_finishes_messages_in_flight_and_hands_back_the_rest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.insert_confirmed_readers(500).await;
+    let report = app
+        .create_report(&crate::sending::report_source("graceful"))
+        .await;
+    app.trigger_send(report, "k").await;
+    app.smtp.set_data_delay(Duration::from_millis(5));
+
+    let mut worker = app.spawn_worker_process(600);
+    while app.smtp.count() < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = worker.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("the worker stops promptly")
+        .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+
+    // Everything that went out is recorded, and nothing is left leased (the
+    // lease here is ten minutes: only an explicit hand-back frees it).
+    let sent = app
+        .count(&format!(
+            "select count(*) from outbox where report_id = {report} and status = 'sent'"
+        ))
+        .await;
+    assert_eq!(sent as usize, deliveries_per_reader(&app).len());
+    assert!(sent < 500, "stopped before the end");
+    let leased = app
+        .count(&format!(
+            "select count(*) from outbox where report_id = {report} and leased_by is not null"
+        ))
+        .await;
+    assert_eq!(leased, 0);
+
+    let _next = app.spawn_worker_process(600);
+    app.wait_until_sent(report, Duration::from_secs(60)).await;
+    let per_reader = deliveries_per_reader(&app);
+    assert_eq!(per_reader.len(), 500);
+    assert!(
+        per_reader.values().all(|n| *n == 1),
+        "a graceful stop repeats nothing"
+    );
 }
 
 fn deliveries_per_reader(app: &crate::helpers::TestApp) -> HashMap<String, usize> {

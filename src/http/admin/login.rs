@@ -39,13 +39,17 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     let email = form.email.trim().to_ascii_lowercase();
     // Per address and per client: guessing one editor's password from many
     // machines, or many passwords from one, both hit a limit.
-    let keys = [format!("email:{email}"), format!("ip:{}", peer.ip())];
+    let keys = [
+        format!("email:{email}"),
+        format!("ip:{}", state.client_ip(&headers, peer)),
+    ];
     if keys.iter().any(|k| !state.login_limiter.allows(k)) {
         tracing::warn!("login throttled");
         return Ok(failed(
