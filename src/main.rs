@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use newsletter::commands::admin;
+use newsletter::commands::{admin, check};
 use newsletter::config::Settings;
 use newsletter::startup::{cancel_on_signal, Application};
 use newsletter::store::Store;
@@ -40,9 +40,19 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Inspect the settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Manage editor accounts and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the settings, then connect to the database and the mail
+    /// relay and say what was found. Exits non-zero when anything fails.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +113,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Config(ConfigCommand::Check) => match check::check_settings(&settings).await {
+            Ok(report) => {
+                print!("{report}");
+                Ok(())
+            }
+            Err(report) => {
+                print!("{report}");
+                anyhow::bail!("the configuration has problems (see above)")
+            }
+        },
         Command::Admin(AdminCommand::Add { email }) => {
             let store = open_store(&settings).await?;
             let password = admin::read_password()?;

@@ -2,3 +2,4 @@
 //! `worker`, kept in the library so it can be tested.
 
 pub mod admin;
+pub mod check;

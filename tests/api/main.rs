@@ -7,6 +7,7 @@ mod helpers;
 mod smtp_server;
 
 mod admin_auth;
+mod cli;
 mod delivery;
 mod feedback;
 mod sending;

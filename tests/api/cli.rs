@@ -1,0 +1,131 @@
+//! The command line, run as a real process.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::helpers::{spawn_app, Backend};
+
+crate::on_both_backends!(an_editor_added_on_the_command_line_can_use_the_api);
+
+fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NEWSLETTER_LOG__FILTER", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = newsletter(&["--help"], &[], None);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for command in ["serve", "worker", "migrate", "admin", "config"] {
+        assert!(help.contains(command), "{command} in --help");
+    }
+    let version = newsletter(&["--version"], &[], None);
+    assert!(String::from_utf8(version.stdout)
+        .unwrap()
+        .starts_with("newsletter "));
+}
+
+#[test]
+fn a_bad_setting_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/x.db", dir.path().display());
+    let out = newsletter(
+        &["config", "check"],
+        &[
+            ("NEWSLETTER_DATABASE_URL", &db),
+            ("NEWSLETTER_MAIL__FROM", "not an address"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("mail.from"), "{err}");
+
+    let file = dir.path().join("settings.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:8080\"\nsite_name = 42\n").unwrap();
+    let out = newsletter(
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("site_name"), "{err}");
+}
+
+#[test]
+fn config_check_reports_an_unreachable_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/x.db", dir.path().display());
+    let out = newsletter(
+        &["config", "check"],
+        &[
+            ("NEWSLETTER_DATABASE_URL", &db),
+            ("NEWSLETTER_MAIL__SMTP_URL", "smtp://127.0.0.1:1"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains("database: reachable"), "{report}");
+    assert!(report.contains("does NOT answer"), "{report}");
+}
+
+async fn an_editor_added_on_the_command_line_can_use_the_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let db = app.app.state.settings.database_url.clone();
+    let env = [("NEWSLETTER_DATABASE_URL", db.as_str())];
+    let short = newsletter(&["admin", "add", "ed@example.com"], &env, Some("short\n"));
+    assert!(!short.status.success(), "a short password is refused");
+    let added = newsletter(
+        &["admin", "add", "ed@example.com"],
+        &env,
+        Some("a long enough password\n"),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let token = newsletter(&["admin", "token", "ed@example.com"], &env, None);
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("nl_"));
+    let response = app
+        .client
+        .get(app.url("/api/reports"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.count(&format!(
+            "select count(*) from api_tokens where token_hash = '{token}'"
+        ))
+        .await,
+        0,
+        "only the hash is stored"
+    );
+
+    let unknown = newsletter(&["admin", "token", "nobody@example.com"], &env, None);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8(unknown.stderr)
+        .unwrap()
+        .contains("no editor"));
+    app.log_in("ed@example.com", "a long enough password").await;
+}
