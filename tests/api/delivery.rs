@@ -19,6 +19,7 @@ crate::on_both_backends!(
     attempts_run_out,
     a_421_and_close_is_retried,
     a_server_slower_than_the_timeout_is_retried,
+    messages_are_dkim_signed_when_a_key_is_configured,
 );
 
 async fn queue_confirmation(app: &crate::helpers::TestApp, email: &str) {
@@ -37,11 +38,18 @@ async fn outbox_row(app: &crate::helpers::TestApp) -> (String, i64, Option<Strin
     row
 }
 
-async fn a_451_is_retried_and_then_delivered(backend: Backend) {
+/// Queues a confirmation to `email` with `fault` on the first attempt;
+/// checks that the attempt failed temporarily with a reason mentioning
+/// `expected`, and that the next round delivers it.
+async fn assert_retried_then_delivered(
+    backend: Backend,
+    fault: Fault,
+    email: &str,
+    expected: &str,
+) -> crate::helpers::TestApp {
     let app = spawn_app(backend).await;
-    app.smtp
-        .push_fault(Fault::RcptReply(451, "4.3.0 try again later"));
-    queue_confirmation(&app, "lee@example.com").await;
+    app.smtp.push_fault(fault);
+    queue_confirmation(&app, email).await;
     app.app
         .dispatcher
         .dispatch_batch(&CancellationToken::new())
@@ -50,12 +58,18 @@ async fn a_451_is_retried_and_then_delivered(backend: Backend) {
     assert!(app.smtp.received().is_empty());
     let (status, attempts, error) = outbox_row(&app).await;
     assert_eq!((status.as_str(), attempts), ("queued", 1));
-    assert!(error.unwrap().contains("451"));
-
+    let error = error.expect("the reason is kept");
+    assert!(error.contains(expected), "{error}");
     app.dispatch_all_pending().await;
-    assert_eq!(app.smtp.received_for("lee@example.com").len(), 1);
-    let (status, attempts, _) = outbox_row(&app).await;
-    assert_eq!((status.as_str(), attempts), ("sent", 2));
+    assert_eq!(app.smtp.received_for(email).len(), 1);
+    assert_eq!(outbox_row(&app).await.0, "sent");
+    app
+}
+
+async fn a_451_is_retried_and_then_delivered(backend: Backend) {
+    let fault = Fault::RcptReply(451, "4.3.0 try again later");
+    let app = assert_retried_then_delivered(backend, fault, "lee@example.com", "451").await;
+    assert_eq!(outbox_row(&app).await.1, 2, "two attempts");
     assert_eq!(app.smtp.received()[0].mail_from, "news@example.com");
 }
 
@@ -73,17 +87,7 @@ async fn a_550_fails_for_good_with_the_reply_kept(backend: Backend) {
 }
 
 async fn a_dropped_connection_in_data_is_retried(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.smtp.push_fault(Fault::DropInData);
-    queue_confirmation(&app, "ned@example.com").await;
-    app.app
-        .dispatcher
-        .dispatch_batch(&CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(outbox_row(&app).await.0, "queued");
-    app.dispatch_all_pending().await;
-    assert_eq!(app.smtp.received_for("ned@example.com").len(), 1);
+    assert_retried_then_delivered(backend, Fault::DropInData, "ned@example.com", "").await;
 }
 
 async fn smtp_down_at_first_and_up_later(backend: Backend) {
@@ -161,19 +165,7 @@ async fn attempts_run_out(backend: Backend) {
 }
 
 async fn a_421_and_close_is_retried(backend: Backend) {
-    let app = spawn_app(backend).await;
-    app.smtp.push_fault(Fault::CloseAtMail);
-    queue_confirmation(&app, "sam@example.com").await;
-    app.app
-        .dispatcher
-        .dispatch_batch(&CancellationToken::new())
-        .await
-        .unwrap();
-    let (status, _, error) = outbox_row(&app).await;
-    assert_eq!(status, "queued");
-    assert!(error.unwrap().contains("421"));
-    app.dispatch_all_pending().await;
-    assert_eq!(app.smtp.received_for("sam@example.com").len(), 1);
+    assert_retried_then_delivered(backend, Fault::CloseAtMail, "sam@example.com", "421").await;
 }
 
 async fn a_server_slower_than_the_timeout_is_retried(backend: Backend) {
@@ -192,4 +184,32 @@ async fn a_server_slower_than_the_timeout_is_retried(backend: Backend) {
     // documented in-flight window in which a retry can duplicate a message.
     app.dispatch_all_pending().await;
     assert_eq!(outbox_row(&app).await.0, "sent");
+}
+
+async fn messages_are_dkim_signed_when_a_key_is_configured(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .expect("openssl makes the test key");
+    assert!(made.status.success());
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.mail.dkim = Some(newsletter::config::DkimSettings {
+            selector: "weekly".into(),
+            domain: "example.com".into(),
+            private_key_file: key.clone(),
+        });
+    })
+    .await;
+    queue_confirmation(&app, "uma@example.com").await;
+    app.dispatch_all_pending().await;
+    let mail = &app.smtp.received_for("uma@example.com")[0];
+    let signature = mail.header("DKIM-Signature").expect("a DKIM signature");
+    assert!(
+        signature.contains("d=example.com") && signature.contains("s=weekly"),
+        "{signature}"
+    );
 }
