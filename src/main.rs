@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use newsletter::commands::{admin, check};
+use newsletter::commands::{admin, check, subscribers};
 use newsletter::config::Settings;
+use newsletter::domain::SubscriberStatus;
 use newsletter::startup::{cancel_on_signal, Application};
 use newsletter::store::Store;
 
@@ -40,12 +41,42 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Export or import the list of readers.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
     /// Inspect the settings.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Manage editor accounts and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum SubscribersCommand {
+    /// Write every reader (email, name, status, dates) to standard output
+    /// or a file.
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: subscribers::ExportFormat,
+        /// File to write instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add readers from a CSV file (listmonk and Mailchimp exports work as
+    /// they are). Every bad row is listed with its line number and nothing is
+    /// imported until all rows are good. Addresses already on the list are
+    /// left unchanged.
+    Import {
+        file: PathBuf,
+        /// Status for rows without a status column: confirmed, pending or
+        /// unsubscribed.
+        #[arg(long, default_value = "confirmed")]
+        status: String,
+        /// Check the file without storing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +142,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             open_store(&settings).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Subscribers(SubscribersCommand::Export { format, out }) => {
+            let store = open_store(&settings).await?;
+            let bytes = subscribers::export(&store, format).await?;
+            match out {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+            }
+            Ok(())
+        }
+        Command::Subscribers(SubscribersCommand::Import {
+            file,
+            status,
+            dry_run,
+        }) => {
+            let status = SubscriberStatus::parse(&status).with_context(|| {
+                format!("--status {status:?}: use confirmed, pending or unsubscribed")
+            })?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let store = open_store(&settings).await?;
+            let summary = subscribers::import(&store, &text, status, dry_run).await?;
+            if dry_run {
+                println!(
+                    "{} rows are valid; nothing was stored (dry run)",
+                    summary.rows
+                );
+            } else {
+                println!(
+                    "{} rows read, {} readers added, {} already on the list",
+                    summary.rows,
+                    summary.added,
+                    summary.rows as u64 - summary.added
+                );
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => match check::check_settings(&settings).await {

@@ -26,7 +26,7 @@ pub use error::StoreError;
 pub use outbox::{ClaimedJob, JobKind, JobOutcome};
 pub use reports::{ReportListing, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
-pub use subscribers::{ConfirmOutcome, NewSignup, SignupOutcome, Subscriber};
+pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};
 pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -274,3 +274,51 @@ fn token_state(row: Option<&sqlx::any::AnyRow>, now: i64) -> Result<ConfirmOutco
     }
     Ok(ConfirmOutcome::Confirmed(row.try_get("subscriber_id")?))
 }
+
+/// A reader to import, already checked.
+#[derive(Debug, Clone)]
+pub struct ImportedSubscriber {
+    pub email: SubscriberEmail,
+    pub name: Option<SubscriberName>,
+    pub status: SubscriberStatus,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub unsubscribed_at: Option<i64>,
+}
+
+impl Store {
+    /// Adds readers in one transaction; addresses already present are left
+    /// as they are (an import never resubscribes someone who left).
+    /// Returns how many were added.
+    pub async fn import_subscribers(
+        &self,
+        readers: &[ImportedSubscriber],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut added = 0;
+        for r in readers {
+            added += sqlx::query(
+                "insert into subscribers (email, name, status, created_at, confirmed_at, unsubscribed_at) \
+                 values ($1, $2, $3, $4, $5, $6) on conflict (email) do nothing",
+            )
+            .bind(r.email.as_str())
+            .bind(r.name.as_ref().map(SubscriberName::as_str))
+            .bind(r.status.as_str())
+            .bind(r.created_at)
+            .bind(r.confirmed_at)
+            .bind(r.unsubscribed_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Every subscriber, oldest first.
+    pub async fn all_subscribers(&self) -> Result<Vec<Subscriber>, StoreError> {
+        let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers order by id");
+        let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
+        rows.iter().map(subscriber_from_row).collect()
+    }
+}

@@ -5,7 +5,10 @@ use std::process::{Command, Output, Stdio};
 
 use crate::helpers::{spawn_app, Backend};
 
-crate::on_both_backends!(an_editor_added_on_the_command_line_can_use_the_api);
+crate::on_both_backends!(
+    an_editor_added_on_the_command_line_can_use_the_api,
+    readers_round_trip_through_export_and_import,
+);
 
 fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
@@ -128,4 +131,79 @@ async fn an_editor_added_on_the_command_line_can_use_the_api(backend: Backend) {
         .unwrap()
         .contains("no editor"));
     app.log_in("ed@example.com", "a long enough password").await;
+}
+
+async fn readers_round_trip_through_export_and_import(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let db = app.app.state.settings.database_url.clone();
+    let env = [("NEWSLETTER_DATABASE_URL", db.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+
+    // A bad file: every bad row named, nothing stored.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "email,name,status,confirmed_at\nok@example.com,Ok,confirmed,2024-01-01\nbroken,X,confirmed,2024-01-01\n").unwrap();
+    let out = newsletter(
+        &["subscribers", "import", bad.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("line 3:"));
+    assert_eq!(app.count("select count(*) from subscribers").await, 0);
+
+    // A good one; an existing unsubscribed reader stays unsubscribed.
+    app.confirmed_reader("left@example.com").await;
+    sqlx::query("update subscribers set status = 'unsubscribed'")
+        .execute(app.store().pool())
+        .await
+        .unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "Email Address,First Name,Last Name,CONFIRM_TIME\nana@example.com,Ana,Ruiz,2024-02-03 04:05:06\nleft@example.com,Le,Ft,2024-01-01 00:00:00\n",
+    )
+    .unwrap();
+    let out = newsletter(
+        &["subscribers", "import", good.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("1 readers added, 1 already on the list"));
+    assert_eq!(
+        app.status_of("ana@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(
+        app.status_of("left@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+
+    let out = newsletter(&["subscribers", "export", "--format", "json"], &env, None);
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ana = exported
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "ana@example.com")
+        .unwrap();
+    assert_eq!(ana["name"], "Ana Ruiz");
+    assert_eq!(ana["confirmed_at"], "2024-02-03T04:05:06Z");
+
+    let csv_file = dir.path().join("export.csv");
+    let out = newsletter(
+        &["subscribers", "export", "--out", csv_file.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(out.status.success());
+    let csv = std::fs::read_to_string(&csv_file).unwrap();
+    assert!(csv.starts_with("email,name,status,created_at,confirmed_at,unsubscribed_at\n"));
+    assert_eq!(csv.lines().count(), 3);
 }
