@@ -33,6 +33,10 @@ pub struct Settings {
     /// Header a reverse proxy puts the client's address in (e.g.
     /// `X-Forwarded-For` or `X-Real-IP`); unset when clients connect directly.
     pub client_ip_header: Option<String>,
+    /// Bearer token Prometheus sends to read `/metrics`; without it the
+    /// endpoint does not exist.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub metrics_token: Option<SecretString>,
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
     pub subscription: SubscriptionSettings,
@@ -117,6 +121,7 @@ impl Default for Settings {
             site_name: "The Weekly Report".into(),
             secret_key: None,
             client_ip_header: None,
+            metrics_token: None,
             mail: MailSettings {
                 smtp_url: None,
                 outbox_dir: PathBuf::from("outbox"),

@@ -8,6 +8,7 @@
 //! - [`report`]: the weekly report format and its rendering.
 //! - [`render`]: templates embedded in the binary.
 //! - [`http`]: the web interface.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`startup`]: assembling and running the service.
 //! - [`commands`]: the work behind the maintenance subcommands.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod startup;

@@ -30,6 +30,7 @@ impl Application {
             .await
             .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
         store.migrate().await.context("applying migrations")?;
+        crate::metrics::install();
         let signer = load_signer(&settings, &store).await?;
         let tera = Arc::new(render::templates().context("loading templates")?);
         let mailer = Arc::new(Mailer::from_settings(&settings.mail)?);

@@ -97,6 +97,15 @@ impl Dispatcher {
     /// Writes outcomes, retrying for a while: the messages are already
     /// sent, and losing their outcome would send them again.
     async fn record(&self, outcomes: &[JobOutcome]) -> Result<(), StoreError> {
+        for outcome in outcomes {
+            let label = match outcome {
+                JobOutcome::Sent { .. } => "sent",
+                JobOutcome::Retry { .. } => "retry",
+                JobOutcome::Failed { .. } => "failed",
+                JobOutcome::Skipped { .. } => "skipped",
+            };
+            metrics::counter!(crate::metrics::DELIVERIES, "outcome" => label).increment(1);
+        }
         let mut delay = Duration::from_millis(100);
         let mut tries = 0;
         loop {
@@ -240,6 +249,7 @@ impl Dispatcher {
         }
         let started = Instant::now();
         let result = self.mailer.send(composed.message).await;
+        metrics::histogram!(crate::metrics::SMTP_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::debug!(
             job = job.id,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -120,6 +120,7 @@ async fn record(State(state): State<AppState>, Form(params): Form<FeedbackParams
         return AppError::from(e).into_response();
     }
     tracing::info!(report = report_id, "feedback recorded");
+    metrics::counter!(crate::metrics::VOTES, "answer" => answer.as_str()).increment(1);
     let other = match answer {
         Answer::Yes => Answer::No,
         Answer::No => Answer::Yes,

@@ -9,6 +9,7 @@ mod error;
 mod feedback;
 mod health;
 pub mod limiter;
+mod metrics;
 mod pages;
 mod subscribe;
 mod unsubscribe;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(unsubscribe::routes())
         .merge(feedback::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
         .merge(assets::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
         .layer(middleware)

@@ -159,6 +159,12 @@ async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), AppErr
             confirmations_per_day: state.settings.subscription.confirmations_per_day,
         })
         .await?;
+    let label = match outcome {
+        SignupOutcome::ConfirmationQueued => "confirmation_queued",
+        SignupOutcome::AlreadyConfirmed => "already_confirmed",
+        SignupOutcome::RateLimited => "rate_limited",
+    };
+    metrics::counter!(crate::metrics::SIGNUPS, "outcome" => label).increment(1);
     if outcome == SignupOutcome::RateLimited {
         tracing::info!("sign-up: confirmation mail limit reached for an address; none sent");
     }

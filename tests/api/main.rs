@@ -10,6 +10,7 @@ mod admin_auth;
 mod cli;
 mod delivery;
 mod feedback;
+mod operations;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
