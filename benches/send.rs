@@ -1,0 +1,411 @@
+//! The whole send path against the bare SMTP limit.
+//!
+//! Run through `benches/run.sh`, which starts Postfix's `smtp-sink` on
+//! loopback. For each backend and reader count this binary:
+//! 1. creates N confirmed readers and the example report;
+//! 2. triggers a send through the service's own code (durable queue,
+//!    per-reader personalisation, per-message state) and runs the worker
+//!    until the queue is empty;
+//! 3. sends the same number of equally sized messages with a bare pooled
+//!    lettre loop at the same concurrency to the same sink (the baseline);
+//! 4. prints messages/s, wall time, CPU time and peak RSS for both, and the
+//!    ratio service/baseline.
+//!
+//! It also times the stages on their own: enqueueing N readers,
+//! personalising one message, and a claim/record round trip.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use newsletter::config::Settings;
+use newsletter::startup::Application;
+use newsletter::store::{now_ms, JobOutcome, Store};
+use tokio_util::sync::CancellationToken;
+
+struct Args {
+    smtp: String,
+    readers: Vec<usize>,
+    backends: Vec<String>,
+    concurrency: usize,
+    postgres: String,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        smtp: "127.0.0.1:2525".into(),
+        readers: vec![10_000, 100_000],
+        backends: vec!["sqlite".into(), "postgres".into()],
+        concurrency: 16,
+        postgres: "postgres://postgres@127.0.0.1:5432/test".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--smtp" => args.smtp = value(),
+            "--readers" => {
+                args.readers = value()
+                    .split(',')
+                    .map(|n| n.parse().expect("a number"))
+                    .collect()
+            }
+            "--backends" => args.backends = value().split(',').map(String::from).collect(),
+            "--concurrency" => args.concurrency = value().parse().expect("a number"),
+            "--postgres" => args.postgres = value(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// CPU time of this process (user + system).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete rusage into the pointer it gets.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Resets the peak resident set size, so each phase reports its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Measure {
+    wall: Duration,
+    cpu: Duration,
+    rss_mb: f64,
+    messages: usize,
+}
+
+impl Measure {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.wall.as_secs_f64()
+    }
+}
+
+async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
+    reset_peak_rss();
+    let cpu = cpu_time();
+    let start = Instant::now();
+    let messages = f.await;
+    Measure {
+        wall: start.elapsed(),
+        cpu: cpu_time() - cpu,
+        rss_mb: peak_rss_mb(),
+        messages,
+    }
+}
+
+async fn fresh_database(backend: &str, args: &Args, dir: &std::path::Path) -> String {
+    match backend {
+        "sqlite" => format!("sqlite://{}/bench.db", dir.display()),
+        _ => {
+            use sqlx::Connection;
+            let name = format!("nl_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&args.postgres)
+                .await
+                .expect("postgres for the bench");
+            sqlx::query(&format!("create database {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&args.postgres).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+async fn insert_readers(store: &Store, n: usize) {
+    let mut tx = store.pool().begin().await.unwrap();
+    for start in (0..n).step_by(1000) {
+        let values: Vec<String> = (start..(start + 1000).min(n))
+            .map(|i| format!("('reader{i}@example.com', 'Reader {i}', 'confirmed', 0, 0)"))
+            .collect();
+        let sql = format!(
+            "insert into subscribers (email, name, status, created_at, confirmed_at) values {}",
+            values.join(", ")
+        );
+        sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+fn example_report() -> String {
+    std::fs::read_to_string("reports/example.md")
+        .expect("run from the repository root: reports/example.md")
+}
+
+struct Row {
+    backend: String,
+    readers: usize,
+    service: Measure,
+    baseline: Measure,
+    enqueue: Duration,
+}
+
+async fn run_one(backend: &str, readers: usize, args: &Args) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.database_url = fresh_database(backend, args, dir.path()).await;
+    settings.mail.smtp_url = Some(format!("smtp://{}", args.smtp).into());
+    settings.mail.pool_size = args.concurrency as u32;
+    settings.delivery.concurrency = args.concurrency;
+    settings.delivery.batch_size = 500;
+    settings.delivery.poll_interval_ms = 20;
+    settings.log.filter = "warn".into();
+    let app = Application::build(settings)
+        .await
+        .expect("build the service");
+    let store = app.state.store.clone();
+    insert_readers(&store, readers).await;
+    let report_id = match app.state.save_report_source(&example_report()).await {
+        Ok(newsletter::store::SaveOutcome::Created(id)) => id,
+        other => panic!("saving the example report: {:?}", other.err()),
+    };
+
+    // Enqueue: one snapshot of every confirmed reader.
+    let started = Instant::now();
+    let now = now_ms();
+    store
+        .trigger_send(report_id, "bench", now, now)
+        .await
+        .unwrap();
+    let enqueue = started.elapsed();
+
+    // The service: the worker loop of `newsletter worker`, until done.
+    let service = measured(async {
+        let cancel = CancellationToken::new();
+        let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
+        while store.queued_jobs().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        worker.await.unwrap();
+        store.delivered_count(report_id).await.unwrap() as usize
+    })
+    .await;
+    assert_eq!(service.messages, readers, "every reader got the report");
+
+    // The baseline: the same bytes, a bare pooled lettre loop.
+    let sample = sample_message(&app, report_id).await;
+    let baseline = measured(bare_lettre(&args.smtp, &sample, readers, args.concurrency)).await;
+    store.close().await;
+    Row {
+        backend: backend.into(),
+        readers,
+        service,
+        baseline,
+        enqueue,
+    }
+}
+
+/// One message as the service builds it, for the baseline to send.
+async fn sample_message(app: &Application, report_id: i64) -> Vec<u8> {
+    let stored = app.state.store.report(report_id).await.unwrap().unwrap();
+    let report = newsletter::report::Report::parse(&stored.source).unwrap();
+    let base = app.state.settings.base();
+    let context = newsletter::report::SendContext {
+        base_url: &base,
+        site_name: &app.state.settings.site_name,
+        archive_url: format!("{base}/archive/{}", stored.slug),
+    };
+    let rendered = newsletter::report::render_report(&app.state.tera, &report, &context).unwrap();
+    let url = format!("{base}/unsubscribe?token=1.{}", "x".repeat(43));
+    let reader = newsletter::report::Reader {
+        name: Some("Reader 1"),
+        unsubscribe_url: &url,
+        feedback_yes_url: &url,
+        feedback_no_url: &url,
+    };
+    let html = rendered.html.fill(&reader, true);
+    let text = rendered.text.fill(&reader, false);
+    lettre::Message::builder()
+        .from("Bench <bench@example.com>".parse().unwrap())
+        .to("reader1@example.com".parse().unwrap())
+        .subject(rendered.subject.clone())
+        .multipart(lettre::message::MultiPart::alternative_plain_html(
+            text, html,
+        ))
+        .unwrap()
+        .formatted()
+}
+
+async fn bare_lettre(smtp: &str, message: &[u8], n: usize, concurrency: usize) -> usize {
+    let (host, port) = smtp.rsplit_once(':').unwrap();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(port.parse().unwrap())
+        .pool_config(PoolConfig::new().max_size(concurrency as u32))
+        .build();
+    let envelope = lettre::address::Envelope::new(
+        Some("bench@example.com".parse().unwrap()),
+        vec!["reader1@example.com".parse().unwrap()],
+    )
+    .unwrap();
+    futures::stream::iter(0..n)
+        .map(|_| transport.send_raw(&envelope, message))
+        .buffer_unordered(concurrency)
+        .filter(|r| futures::future::ready(r.is_ok()))
+        .count()
+        .await
+}
+
+/// Per-message personalisation and claim/record round trips.
+async fn stages(args: &Args) {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in &args.backends {
+        let mut settings = Settings::default();
+        settings.database_url = fresh_database(backend, args, dir.path()).await;
+        settings.log.filter = "warn".into();
+        let app = Application::build(settings).await.unwrap();
+        let store = app.state.store.clone();
+        insert_readers(&store, 20_000).await;
+        let report_id = match app
+            .state
+            .save_report_source(&example_report())
+            .await
+            .unwrap()
+        {
+            newsletter::store::SaveOutcome::Created(id) => id,
+            _ => unreachable!(),
+        };
+        let now = now_ms();
+        store
+            .trigger_send(report_id, "stages", now, now)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut rounds = 0;
+        loop {
+            let jobs = store
+                .claim_due_jobs("bench", now_ms(), now_ms() + 60_000, 500)
+                .await
+                .unwrap();
+            if jobs.is_empty() {
+                break;
+            }
+            let outcomes: Vec<JobOutcome> = jobs
+                .iter()
+                .map(|j| JobOutcome::Sent {
+                    id: j.id,
+                    message_id: format!("<{}@bench>", j.id),
+                    at: now_ms(),
+                })
+                .collect();
+            store.record_outcomes(&outcomes).await.unwrap();
+            rounds += 1;
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "| {backend} | claim 500 + record 500, {rounds} rounds | {:.1} ms per round | {:.1} µs per message |",
+            elapsed.as_secs_f64() * 1000.0 / rounds as f64,
+            elapsed.as_secs_f64() * 1e6 / 20_000.0
+        );
+        store.close().await;
+    }
+
+    // Personalisation does not touch the database.
+    let app = Application::build({
+        let mut s = Settings::default();
+        s.database_url = format!("sqlite://{}/p.db", dir.path().display());
+        s.log.filter = "warn".into();
+        s
+    })
+    .await
+    .unwrap();
+    let report = newsletter::report::Report::parse(&example_report()).unwrap();
+    let context = newsletter::report::SendContext {
+        base_url: "https://news.example.com",
+        site_name: "The Weekly Report",
+        archive_url: "https://news.example.com/archive/x".into(),
+    };
+    let render_start = Instant::now();
+    let rendered = newsletter::report::render_report(&app.state.tera, &report, &context).unwrap();
+    let render = render_start.elapsed();
+    let n = 100_000;
+    let signer = &app.state.signer;
+    let start = Instant::now();
+    let mut bytes = 0;
+    for i in 1..=n {
+        let unsubscribe = format!(
+            "https://news.example.com/unsubscribe?token={}",
+            signer.unsubscribe_token(i).as_str()
+        );
+        let yes = format!(
+            "https://news.example.com/feedback?token={}&answer=yes",
+            signer.feedback_token(1, i)
+        );
+        let no = format!(
+            "https://news.example.com/feedback?token={}&answer=no",
+            signer.feedback_token(1, i)
+        );
+        let reader = newsletter::report::Reader {
+            name: Some("Reader"),
+            unsubscribe_url: &unsubscribe,
+            feedback_yes_url: &yes,
+            feedback_no_url: &no,
+        };
+        bytes += rendered.html.fill(&reader, true).len() + rendered.text.fill(&reader, false).len();
+    }
+    let per = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "| - | full render once (Tera + Markdown + CSS inlining) | {:.1} ms | |",
+        render.as_secs_f64() * 1000.0
+    );
+    println!("| - | personalise one message (3 signed links, HTML + text, {} bytes) | {per:.2} µs | ratio to full render: {:.5} |", bytes / n as usize, per / (render.as_secs_f64() * 1e6));
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let mut rows = Vec::new();
+    for backend in &args.backends {
+        for &n in &args.readers {
+            eprintln!("running {backend} with {n} readers…");
+            rows.push(run_one(backend, n, &args).await);
+        }
+    }
+    println!(
+        "\nconcurrency {} (service workers and bare lettre pool alike)\n",
+        args.concurrency
+    );
+    println!("| backend | readers | enqueue | service msg/s | baseline msg/s | service/baseline | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.2} s | {:.0} | {:.0} | {:.0} % | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
+            r.backend,
+            r.readers,
+            r.enqueue.as_secs_f64(),
+            r.service.rate(),
+            r.baseline.rate(),
+            100.0 * r.service.rate() / r.baseline.rate(),
+            r.service.wall.as_secs_f64(),
+            r.service.cpu.as_secs_f64(),
+            r.baseline.wall.as_secs_f64(),
+            r.baseline.cpu.as_secs_f64(),
+            r.service.rss_mb,
+            r.baseline.rss_mb,
+        );
+    }
+    println!("\n| backend | stage | cost | |\n|---|---|---|---|");
+    stages(&args).await;
+}
