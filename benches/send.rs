@@ -14,6 +14,9 @@
 //! It also times the stages on their own: enqueueing N readers,
 //! personalising one message, and a claim/record round trip.
 
+// Settings are written field by field, as an operator would set them.
+#![allow(clippy::field_reassign_with_default)]
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
