@@ -129,3 +129,38 @@ mod tests {
         assert!(SubscriberEmail::parse("a@[127.0.0.1]").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn never_panics_and_accepts_only_clean_addresses(input in "\\PC{0,300}") {
+            if let Ok(email) = SubscriberEmail::parse(&input) {
+                let s = email.as_str();
+                prop_assert!(s.len() <= MAX_LEN);
+                prop_assert!(s.is_ascii());
+                prop_assert!(!s.chars().any(|c| c.is_whitespace() || c.is_control()));
+                prop_assert_eq!(s.to_ascii_lowercase(), s);
+                prop_assert_eq!(SubscriberEmail::parse(s).unwrap(), email.clone());
+            }
+        }
+
+        #[test]
+        fn plain_addresses_are_accepted(local in "[a-z0-9][a-z0-9._+-]{0,30}[a-z0-9]", domain in "[a-z0-9]{1,20}\\.[a-z]{2,10}") {
+            let input = format!("{local}@{domain}");
+            prop_assume!(!local.contains(".."));
+            let parsed = SubscriberEmail::parse(&input).unwrap();
+            prop_assert_eq!(parsed.as_str(), input.as_str());
+        }
+
+        #[test]
+        fn line_breaks_anywhere_are_refused(a in "[a-z]{1,10}", b in "[a-z]{1,10}", brk in "[\r\n\0]") {
+            let input = format!("{a}{brk}@{b}.com");
+            prop_assert_eq!(SubscriberEmail::parse(&input), Err(EmailError::ControlCharacter));
+        }
+    }
+}

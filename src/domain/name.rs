@@ -65,3 +65,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn accepted_names_are_trimmed_short_and_clean(input in "\\PC{0,150}|[\\s\\S]{0,150}") {
+            if let Ok(Some(name)) = SubscriberName::parse(&input) {
+                let s = name.as_str();
+                prop_assert!(s.chars().count() <= MAX_CHARS);
+                prop_assert!(!s.chars().any(char::is_control));
+                prop_assert_eq!(s.trim(), s);
+                prop_assert!(!s.is_empty());
+            }
+        }
+    }
+}

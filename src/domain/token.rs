@@ -272,3 +272,42 @@ mod tests {
         assert!(ConfirmationToken::parse("short").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new(b"property tests use their own key of 32+ bytes")
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_verifies(input in "\\PC{0,120}") {
+            prop_assert!(signer().verify_unsubscribe(&input).is_err());
+            prop_assert!(signer().verify_feedback(&input).is_err());
+        }
+
+        #[test]
+        fn signed_ids_round_trip(id in 1i64..i64::MAX, report in 1i64..i64::MAX) {
+            let s = signer();
+            prop_assert_eq!(s.verify_unsubscribe(s.unsubscribe_token(id).as_str()), Ok(id));
+            prop_assert_eq!(s.verify_feedback(&s.feedback_token(report, id)), Ok((report, id)));
+        }
+
+        #[test]
+        fn any_changed_character_is_refused(id in 1i64..1_000_000, pos in 0usize..64, replacement in "[A-Za-z0-9._-]") {
+            let s = signer();
+            let token = s.unsubscribe_token(id).as_str().to_string();
+            let pos = pos % token.len();
+            let mut altered: Vec<char> = token.chars().collect();
+            let new = replacement.chars().next().unwrap();
+            prop_assume!(altered[pos] != new);
+            altered[pos] = new;
+            let altered: String = altered.into_iter().collect();
+            prop_assert!(s.verify_unsubscribe(&altered).is_err(), "{} verified", altered);
+        }
+    }
+}
