@@ -7,7 +7,9 @@ mod helpers;
 mod smtp_server;
 
 mod admin_auth;
+mod admin_pages;
 mod cli;
+mod contention;
 mod delivery;
 mod feedback;
 mod operations;
