@@ -146,3 +146,48 @@ fn deliveries_per_reader(app: &crate::helpers::TestApp) -> HashMap<String, usize
     }
     counts
 }
+
+/// Restarts the PostgreSQL server itself, so it cannot run beside other
+/// tests; `.ci/run` runs it on its own after the suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the shared PostgreSQL server: run alone, as .ci/run does"]
+async fn a_postgres_restart_in_the_middle_of_a_send_loses_nothing() {
+    assert!(postgres_available().await, "this check needs PostgreSQL");
+    let app = spawn_app(Backend::Postgres).await;
+    app.insert_confirmed_readers(1000).await;
+    let report = app
+        .create_report(&crate::sending::report_source("restart"))
+        .await;
+    app.trigger_send(report, "k").await;
+    app.smtp.set_data_delay(Duration::from_millis(3));
+    let _worker = app.spawn_worker_process(5);
+    while app.smtp.count() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a Debian PostgreSQL cluster")
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let restarted = std::process::Command::new("pg_ctlcluster")
+        .arg("--skip-systemctl-redirect")
+        .arg(&version)
+        .args(["main", "restart"])
+        .status()
+        .unwrap();
+    assert!(restarted.success());
+    assert!(
+        app.smtp.count() < 1000,
+        "the restart came in the middle of the send"
+    );
+
+    app.wait_until_sent(report, Duration::from_secs(120)).await;
+    let per_reader = deliveries_per_reader(&app);
+    assert_eq!(per_reader.len(), 1000, "nobody is lost");
+    let duplicates: usize = per_reader.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= IN_FLIGHT_PER_WORKER,
+        "{duplicates} duplicates"
+    );
+}
