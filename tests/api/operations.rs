@@ -67,3 +67,127 @@ async fn every_response_has_a_request_id(backend: Backend) {
         assert_eq!(response.headers()["referrer-policy"], "no-referrer");
     }
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused_without_harm() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/"))
+        .header("x-padding", "a".repeat(512 * 1024))
+        .send()
+        .await;
+    // hyper answers 431 (or closes the connection) before any handler runs.
+    if let Ok(response) = response {
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    assert_eq!(
+        app.get("/health").await.status(),
+        200,
+        "the server still serves"
+    );
+}
+
+/// Runs the real binary with debug logging through a whole reader journey
+/// and checks that no token, password or key reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_tokens_never_reach_the_logs() {
+    use std::process::Stdio;
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = crate::smtp_server::TestSmtp::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let secret = "a-very-secret-signing-key-0123456789abcdef";
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .arg("serve")
+        .env("NEWSLETTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NEWSLETTER_BASE_URL", &base)
+        .env(
+            "NEWSLETTER_DATABASE_URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .env(
+            "NEWSLETTER_MAIL__SMTP_URL",
+            format!("smtp://user:smtp-password-xyz@127.0.0.1:{}", smtp.port),
+        )
+        .env("NEWSLETTER_SECRET_KEY", secret)
+        .env("NEWSLETTER_DELIVERY__POLL_INTERVAL_MS", "50")
+        .env("NEWSLETTER_LOG__FILTER", "debug")
+        .env("NEWSLETTER_LOG__JSON", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client
+        .post(format!("{base}/subscriptions"))
+        .form(&[("email", "log@example.com")])
+        .send()
+        .await
+        .unwrap();
+    // The relay authenticates us with the password from the URL.
+    let mail = smtp.wait_for(1, crate::helpers::MAIL_WAIT).await.remove(0);
+    let link = crate::helpers::confirmation_link(&mail);
+    let token = crate::helpers::token_in(&link);
+    client.get(&link).send().await.unwrap();
+    client
+        .post(format!("{base}/subscriptions/confirm"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let unsubscribe = mail.header("List-Unsubscribe").unwrap();
+    let unsubscribe = unsubscribe.trim_matches(['<', '>']);
+    client.post(unsubscribe).send().await.unwrap();
+    let unsubscribe_token = unsubscribe.split("token=").nth(1).unwrap();
+
+    let pid = server.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    server.wait().await.unwrap();
+    let mut log = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .await
+        .unwrap();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .await
+        .unwrap();
+
+    assert!(
+        log.contains("subscription confirmed"),
+        "the journey was logged"
+    );
+    for secret_value in [
+        token.as_str(),
+        unsubscribe_token,
+        secret,
+        "smtp-password-xyz",
+    ] {
+        assert!(
+            !log.contains(secret_value),
+            "{secret_value} appears in the log"
+        );
+    }
+}

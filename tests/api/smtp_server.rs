@@ -237,10 +237,13 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         match verb.as_str() {
             "EHLO" => write
                 .write_all(
-                    b"250-test.invalid\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n",
+                    b"250-test.invalid\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800\r\n",
                 )
                 .await?,
             "HELO" => write.write_all(b"250 test.invalid\r\n").await?,
+            // Any credentials will do; the point is that a relay asking for
+            // them gets them.
+            "AUTH" => write.write_all(b"235 2.7.0 authenticated\r\n").await?,
             "MAIL" => {
                 fault = shared.faults.lock().unwrap().pop_front();
                 if let Some(Fault::CloseAtMail) = fault {
