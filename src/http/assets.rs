@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
-use crate::render::{AUTOSUBMIT_JS, SITE_CSS};
+use crate::render::{ADMIN_CSS, ADMIN_JS, AUTOSUBMIT_JS, SITE_CSS};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,6 +30,30 @@ pub fn routes() -> Router<AppState> {
                         (header::CACHE_CONTROL, "public, max-age=3600"),
                     ],
                     AUTOSUBMIT_JS,
+                )
+            }),
+        )
+        .route(
+            "/static/admin.css",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    ADMIN_CSS,
+                )
+            }),
+        )
+        .route(
+            "/static/admin.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    ADMIN_JS,
                 )
             }),
         )

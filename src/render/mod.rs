@@ -34,6 +34,30 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin/login.html"),
     ),
     (
+        "admin/layout.html",
+        include_str!("../../templates/admin/layout.html"),
+    ),
+    (
+        "admin/error.html",
+        include_str!("../../templates/admin/error.html"),
+    ),
+    (
+        "admin/dashboard.html",
+        include_str!("../../templates/admin/dashboard.html"),
+    ),
+    (
+        "admin/preview_panel.html",
+        include_str!("../../templates/admin/preview_panel.html"),
+    ),
+    (
+        "admin/report_form.html",
+        include_str!("../../templates/admin/report_form.html"),
+    ),
+    (
+        "admin/report.html",
+        include_str!("../../templates/admin/report.html"),
+    ),
+    (
         "email/confirmation.html",
         include_str!("../../templates/email/confirmation.html"),
     ),
@@ -46,6 +70,10 @@ const TEMPLATES: &[(&str, &str)] = &[
 /// Static assets served under `/static/`.
 pub const SITE_CSS: &str = include_str!("../../templates/static/site.css");
 pub const AUTOSUBMIT_JS: &str = include_str!("../../templates/static/autosubmit.js");
+/// The editors' pages' stylesheet, on top of `SITE_CSS`.
+pub const ADMIN_CSS: &str = include_str!("../../templates/static/admin.css");
+/// The editors' pages' script: live preview and send progress.
+pub const ADMIN_JS: &str = include_str!("../../templates/static/admin.js");
 
 /// Builds the template set. Every template is parsed here.
 pub fn templates() -> Result<Tera, tera::Error> {

@@ -1,76 +1,41 @@
-//! Placeholder until the report module lands.
-pub fn register_templates(_tera: &mut tera::Tera) -> tera::Result<()> {
-    Ok(())
-}
+//! The weekly report: the format editors write (Markdown with front
+//! matter), its parsed model, and its rendering to email and web.
+//!
+//! ```text
+//! ---
+//! title: Industrial Blockchain Weekly
+//! slug: industrial-blockchain-weekly-2020-11
+//! date: 2020-03-13
+//! period: 6–12 March 2020
+//! byline: Wang Qiao
+//! editor: Sole Show
+//! summary: One paragraph; also the email's preheader.
+//! sign_off: Questions or tips? Just reply to this email.
+//! ---
+//! Intro paragraphs.
+//!
+//! # I. Industry news and reviews
+//! ## A headline
+//! The body, in Markdown.
+//!
+//! Source: [People's Network](https://example.com/article)
+//! Comment: The editor's comment.
+//!
+//! # Discover more {related}
+//! - [A related article](https://example.com/more) — a one-line teaser
+//! ```
 
-/// Placeholder.
-pub struct Report {
-    slug: String,
-    title: String,
-}
+mod markdown;
+mod model;
+mod parse;
+mod render;
 
-impl Report {
-    pub fn parse(source: &str) -> Result<Report, String> {
-        let mut slug = None;
-        let mut title = None;
-        for line in source.lines() {
-            if let Some(v) = line.strip_prefix("slug:") {
-                slug = Some(v.trim().to_string());
-            }
-            if let Some(v) = line.strip_prefix("title:") {
-                title = Some(v.trim().to_string());
-            }
-        }
-        Ok(Report {
-            slug: slug.ok_or("no slug")?,
-            title: title.ok_or("no title")?,
-        })
-    }
-    pub fn slug(&self) -> &str {
-        &self.slug
-    }
-    pub fn title(&self) -> &str {
-        &self.title
-    }
-}
+pub use model::{Block, Item, RelatedLink, RelatedReading, Report, ReportMeta, Section, Source};
+pub use parse::ReportError;
+pub use render::{
+    register_templates, render_archive_index, render_archive_page, render_report, ArchiveEntry,
+    Personalisable, Reader, RenderError, RenderedReport, SendContext,
+};
 
-pub struct SendContext<'a> {
-    pub base_url: &'a str,
-    pub site_name: &'a str,
-    pub archive_url: String,
-}
-pub struct Reader<'a> {
-    pub name: Option<&'a str>,
-    pub unsubscribe_url: &'a str,
-    pub feedback_yes_url: &'a str,
-    pub feedback_no_url: &'a str,
-}
-pub struct Personalisable(String);
-impl Personalisable {
-    pub fn fill(&self, reader: &Reader, _html: bool) -> String {
-        format!(
-            "{} {} {} {} {}",
-            self.0,
-            reader.name.unwrap_or(""),
-            reader.unsubscribe_url,
-            reader.feedback_yes_url,
-            reader.feedback_no_url
-        )
-    }
-}
-pub struct RenderedReport {
-    pub subject: String,
-    pub html: Personalisable,
-    pub text: Personalisable,
-}
-pub fn render_report(
-    _tera: &tera::Tera,
-    report: &Report,
-    _ctx: &SendContext,
-) -> Result<RenderedReport, String> {
-    Ok(RenderedReport {
-        subject: report.title.clone(),
-        html: Personalisable(format!("<p>{}</p>", report.title)),
-        text: Personalisable(report.title.clone()),
-    })
-}
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@ use crate::helpers::{spawn_app, Backend};
 
 crate::on_both_backends!(
     every_api_route_refuses_missing_or_wrong_tokens,
+    admin_pages_need_a_session,
     login_is_rate_limited_and_rotates_the_session,
 );
 
@@ -58,10 +59,20 @@ async fn every_api_route_refuses_missing_or_wrong_tokens(backend: Backend) {
     assert_eq!(app.count("select count(*) from outbox").await, 0);
 }
 
-#[allow(dead_code)] // enabled with the admin pages
 async fn admin_pages_need_a_session(backend: Backend) {
     let app = spawn_app(backend).await;
-    for path in ["/admin", "/admin/reports/new", "/admin/reports/1"] {
+    let report_id = app
+        .create_report(&crate::sending::report_source("session-check"))
+        .await;
+    assert_eq!(report_id, 1);
+    for path in [
+        "/admin",
+        "/admin/reports/new",
+        "/admin/reports/1",
+        "/admin/reports/1/preview",
+        "/admin/reports/1/preview.txt",
+        "/admin/reports/1/progress",
+    ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 303, "{path}");
         assert_eq!(response.headers()["location"], "/admin/login");
@@ -71,10 +82,23 @@ async fn admin_pages_need_a_session(backend: Backend) {
         "/admin/reports",
         "/admin/reports/1/send",
         "/admin/reports/1/test",
+        "/admin/reports/1/pause",
+        "/admin/reports/1/resume",
+        "/admin/reports/1/cancel",
+        "/admin/preview",
     ] {
-        let response = app.post_form(path, "csrf=x").await;
+        let response = app
+            .post_form(
+                path,
+                "csrf=x&source=x&addresses=x%40example.com&key=k&confirm=yes",
+            )
+            .await;
         assert_eq!(response.status(), 401, "{path}");
     }
+    // Nothing changed.
+    assert_eq!(app.count("select count(*) from reports").await, 1);
+    assert_eq!(app.count("select count(*) from sends").await, 0);
+    assert_eq!(app.count("select count(*) from outbox").await, 0);
 }
 
 async fn login_is_rate_limited_and_rotates_the_session(backend: Backend) {

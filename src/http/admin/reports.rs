@@ -1,0 +1,268 @@
+//! Writing reports: the form for a new one, saving (new or updated draft),
+//! and the report page that gathers the source, the preview, the test and
+//! send forms and a running send's progress.
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::preview::render_sample;
+use super::{error_page, or_error_page, render, report_state, utc_time};
+use crate::domain::{random_token, SubscriberStatus};
+use crate::http::api::REPORT_BODY_LIMIT;
+use crate::http::auth::SessionEditor;
+use crate::http::{AppError, AppState};
+use crate::store::SaveOutcome;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/reports/new", get(new_form))
+        .route(
+            "/admin/reports",
+            // A form-encoded body can be up to three times the text (every
+            // non-ASCII byte becomes %XX), so the report limit is scaled.
+            post(save).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT * 3)),
+        )
+        .route("/admin/reports/{id}", get(show))
+}
+
+/// The start of a new report, in the authoring format, dated today so that
+/// it saves as is.
+fn starter_source() -> String {
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    format!(
+        "---\ntitle: Weekly Report\nslug: weekly-{today}\ndate: {today}\nbyline: Your Name\n\
+         editor: Desk Editor\nsummary: One sentence on what this issue covers.\n---\n\n\
+         # Section name\n\n## A headline worth reading\n\nThe body of the news item.\n\n\
+         Source: Where it comes from\n\nComment: Why it matters.\n"
+    )
+}
+
+async fn new_form(State(state): State<AppState>, editor: SessionEditor) -> Response {
+    form_page(
+        &state,
+        &editor,
+        StatusCode::OK,
+        &starter_source(),
+        None,
+        None,
+    )
+}
+
+/// The editing form, fresh or with the editor's text and why it was refused.
+fn form_page(
+    state: &AppState,
+    editor: &SessionEditor,
+    status: StatusCode,
+    source: &str,
+    error: Option<&str>,
+    sent_report: Option<i64>,
+) -> Response {
+    render(
+        state,
+        status,
+        "admin/report_form.html",
+        json!({
+            "csrf": editor.csrf_token(),
+            "source": source,
+            "error": error,
+            "sent_report": sent_report,
+        }),
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SaveForm {
+    csrf: String,
+    source: String,
+}
+
+/// Saves the text: a new report, or the draft with the same slug. Nothing
+/// the editor typed is lost on a refusal: the form comes back with it.
+async fn save(
+    State(state): State<AppState>,
+    editor: SessionEditor,
+    Form(form): Form<SaveForm>,
+) -> Response {
+    if let Err(e) = editor.check_csrf(&form.csrf) {
+        return error_page(&state, e);
+    }
+    // Browsers send a textarea's lines with CRLF; the stored source should
+    // not depend on how it was typed in.
+    let source = form.source.replace("\r\n", "\n");
+    match state.save_report_source(&source).await {
+        Ok(SaveOutcome::Created(id) | SaveOutcome::Updated(id)) => {
+            Redirect::to(&format!("/admin/reports/{id}?done=saved")).into_response()
+        }
+        Ok(SaveOutcome::Frozen(id)) => form_page(
+            &state,
+            &editor,
+            StatusCode::CONFLICT,
+            &source,
+            Some(
+                "A report with this slug has already been sent or scheduled, so its text can no \
+                 longer change. Give this text a new slug to save it as a new report.",
+            ),
+            Some(id),
+        ),
+        Err(AppError::Invalid(message)) => form_page(
+            &state,
+            &editor,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &source,
+            Some(&message),
+            None,
+        ),
+        Err(e) => error_page(&state, e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ShowQuery {
+    done: String,
+}
+
+/// The sentence confirming what the last form did. Only known words map to
+/// a sentence, so the address bar cannot put text on the page.
+fn notice(done: &str) -> Option<&'static str> {
+    Some(match done {
+        "saved" => "Saved.",
+        "test" => "Test copies queued. They arrive within a minute or so.",
+        "sent" => "The send is on its way.",
+        "scheduled" => "The send is scheduled.",
+        "paused" => "Paused. Messages already handed to the mail server still arrive.",
+        "resumed" => "Resumed.",
+        "cancelled" => "Cancelled. Nothing more will be sent.",
+        _ => return None,
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    editor: SessionEditor,
+    Path(id): Path<i64>,
+    Query(query): Query<ShowQuery>,
+) -> Response {
+    let page = ReportPage {
+        notice: notice(&query.done),
+        ..ReportPage::default()
+    };
+    let result = report_page(&state, &editor, id, StatusCode::OK, page).await;
+    or_error_page(&state, result)
+}
+
+/// What the report page shows besides the report: a notice after a
+/// successful form, or a refused form's input and error, kept so the editor
+/// can correct it.
+#[derive(Default)]
+pub(super) struct ReportPage {
+    pub notice: Option<&'static str>,
+    pub test_addresses: String,
+    pub test_error: Option<String>,
+    pub schedule: String,
+    pub send_error: Option<String>,
+    /// The idempotency key of a refused send form, reused so that the same
+    /// form, corrected, is still one send.
+    pub send_key: Option<String>,
+}
+
+/// Renders the page of report `id` with `status`.
+pub(super) async fn report_page(
+    state: &AppState,
+    editor: &SessionEditor,
+    id: i64,
+    status: StatusCode,
+    page: ReportPage,
+) -> Result<Response, AppError> {
+    let report = state
+        .store
+        .report(id)
+        .await?
+        .ok_or(AppError::NotFound("no such report"))?;
+    let send = state.store.send_of_report(id).await?;
+    let confirmed = state
+        .store
+        .count_subscribers(SubscriberStatus::Confirmed)
+        .await?;
+    // The subject comes from rendering; a stored source that no longer
+    // renders (the format moved on) is reported, not fatal to the page.
+    let (subject, text, render_error) = match render_sample(state, &report.source) {
+        Ok(sample) => (Some(sample.subject), Some(sample.text), None),
+        Err(AppError::Invalid(message)) => (None, None, Some(message)),
+        Err(e) => return Err(e),
+    };
+    let progress = match &send {
+        Some(_) => {
+            let mut progress = state.report_progress(id).await?;
+            let rate = progress["rate_per_sec"].as_f64().unwrap_or(0.0);
+            progress["rate_text"] = json!(format!("{rate:.1}"));
+            Some(progress)
+        }
+        None => None,
+    };
+    let send_view = send.as_ref().map(|s| {
+        json!({
+            "state": s.state,
+            "scheduled_at": utc_time(s.scheduled_at),
+            "started_at": s.started_at.map(utc_time),
+            "finished_at": s.finished_at.map(utc_time),
+            "can_pause": matches!(s.state.as_str(), "scheduled" | "sending"),
+            "can_resume": s.state == "paused",
+            "can_cancel": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
+            // Only a send that can still change is worth polling.
+            "live": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
+        })
+    });
+    let context = json!({
+        "csrf": editor.csrf_token(),
+        "report": {
+            "id": report.id,
+            "slug": report.slug,
+            "title": report.title,
+            "source": report.source,
+            "updated_at": utc_time(report.updated_at),
+        },
+        "state": report_state(send.as_ref().map(|s| s.state.as_str())),
+        "subject": subject,
+        "preview_id": report.id,
+        "preview_text": text,
+        "render_error": render_error,
+        "confirmed": confirmed,
+        "send": send_view,
+        "progress": progress,
+        "notice": page.notice,
+        "test": { "addresses": page.test_addresses, "error": page.test_error },
+        "send_form": {
+            "schedule": page.schedule,
+            "error": page.send_error,
+            // A fresh key per rendered form: resubmitting this very form
+            // finds the send it made instead of making another.
+            "key": page.send_key.unwrap_or_else(random_token),
+        },
+    });
+    Ok(render(state, status, "admin/report.html", context))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_starter_source_parses() {
+        if let Err(e) = crate::report::Report::parse(&starter_source()) {
+            panic!("the starter source does not parse: {e}");
+        }
+    }
+
+    #[test]
+    fn only_known_notices_are_shown() {
+        assert_eq!(notice("saved"), Some("Saved."));
+        assert_eq!(notice("<script>"), None);
+    }
+}

@@ -1,0 +1,333 @@
+//! Rendering a report with Tera: the HTML email (CSS inlined), its plain
+//! text part and the web archive page, from one shared body template.
+//!
+//! The email is rendered once per send with markers where each reader's
+//! parts go (greeting, unsubscribe and feedback links); [`Personalisable`]
+//! then fills a reader's copy by concatenation, without running Tera again.
+
+use serde::Serialize;
+use serde_json::json;
+use tera::Tera;
+
+use super::model::Report;
+
+/// Templates of this module, embedded in the binary.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "report/meta.html",
+        include_str!("../../templates/report/meta.html"),
+    ),
+    (
+        "report/body.html",
+        include_str!("../../templates/report/body.html"),
+    ),
+    (
+        "report/related.html",
+        include_str!("../../templates/report/related.html"),
+    ),
+    (
+        "email/layout.html",
+        include_str!("../../templates/email/layout.html"),
+    ),
+    (
+        "email/report.html",
+        include_str!("../../templates/email/report.html"),
+    ),
+    (
+        "email/report.txt",
+        include_str!("../../templates/email/report.txt"),
+    ),
+    (
+        "pages/archive_index.html",
+        include_str!("../../templates/pages/archive_index.html"),
+    ),
+    (
+        "pages/archive_report.html",
+        include_str!("../../templates/pages/archive_report.html"),
+    ),
+];
+
+/// Adds the report templates, and the `url_attr` filter they use, to `tera`.
+pub fn register_templates(tera: &mut Tera) -> tera::Result<()> {
+    tera.register_filter("url_attr", url_attr);
+    tera.add_raw_templates(TEMPLATES.to_vec())
+}
+
+/// Escapes a URL for an HTML attribute without Tera's escaping of `/`,
+/// which would make every link in the source unreadable.
+fn url_attr(
+    value: &tera::Value,
+    _: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let url = tera::try_get_value!("url_attr", "value", String, value);
+    let mut out = String::with_capacity(url.len());
+    escape_html_into(&mut out, &url);
+    Ok(tera::Value::String(out))
+}
+
+/// Wraps long lines and squeezes the blank lines that template logic
+/// leaves behind.
+fn tidy_text(text: &str) -> String {
+    let wrapped = super::markdown::wrap(text.trim());
+    let mut out = String::with_capacity(wrapped.len());
+    let mut blank_run = 0;
+    for line in wrapped.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank_run += 1;
+            if blank_run > 1 {
+                continue;
+            }
+        } else {
+            blank_run = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A report that could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template: {0}")]
+    Template(#[from] tera::Error),
+    #[error("inlining CSS: {0}")]
+    Inline(String),
+}
+
+/// What every copy of one send shares.
+pub struct SendContext<'a> {
+    /// Base URL without a trailing slash.
+    pub base_url: &'a str,
+    pub site_name: &'a str,
+    /// The report's page in the web archive (the "view in browser" link).
+    pub archive_url: String,
+}
+
+/// One reader's parts of a copy.
+pub struct Reader<'a> {
+    pub name: Option<&'a str>,
+    pub unsubscribe_url: &'a str,
+    pub feedback_yes_url: &'a str,
+    pub feedback_no_url: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Greeting,
+    Unsubscribe,
+    FeedbackYes,
+    FeedbackNo,
+}
+
+/// Markers that survive HTML escaping and CSS inlining untouched.
+const MARKERS: [(Slot, &str); 4] = [
+    (Slot::Greeting, "NLSLOTGREETINGQZ"),
+    (Slot::Unsubscribe, "NLSLOTUNSUBSCRIBEQZ"),
+    (Slot::FeedbackYes, "NLSLOTFEEDBACKYESQZ"),
+    (Slot::FeedbackNo, "NLSLOTFEEDBACKNOQZ"),
+];
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Text(String),
+    Slot(Slot),
+}
+
+/// A rendered part, split once into literal text and per-reader slots.
+#[derive(Debug, Clone)]
+pub struct Personalisable {
+    segments: Vec<Segment>,
+    literal_len: usize,
+}
+
+impl Personalisable {
+    fn split(rendered: &str) -> Personalisable {
+        let mut segments = Vec::new();
+        let mut literal = String::new();
+        let mut rest = rendered;
+        while let Some(at) = rest.find("NLSLOT") {
+            literal.push_str(&rest[..at]);
+            rest = &rest[at..];
+            match MARKERS.iter().find(|(_, m)| rest.starts_with(m)) {
+                Some((slot, marker)) => {
+                    segments.push(Segment::Text(std::mem::take(&mut literal)));
+                    segments.push(Segment::Slot(*slot));
+                    rest = &rest[marker.len()..];
+                }
+                None => {
+                    literal.push_str("NLSLOT");
+                    rest = &rest["NLSLOT".len()..];
+                }
+            }
+        }
+        literal.push_str(rest);
+        segments.push(Segment::Text(literal));
+        let literal_len = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Text(t) => t.len(),
+                Segment::Slot(_) => 0,
+            })
+            .sum();
+        Personalisable {
+            segments,
+            literal_len,
+        }
+    }
+
+    /// A reader's copy. With `html`, the reader's values are escaped.
+    pub fn fill(&self, reader: &Reader<'_>, html: bool) -> String {
+        let mut out = String::with_capacity(self.literal_len + 512);
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(t) => out.push_str(t),
+                Segment::Slot(slot) => {
+                    let push = |out: &mut String, value: &str| {
+                        if html {
+                            escape_html_into(out, value)
+                        } else {
+                            out.push_str(value)
+                        }
+                    };
+                    match slot {
+                        Slot::Greeting => match reader.name {
+                            Some(name) => {
+                                out.push_str("Hi ");
+                                push(&mut out, name);
+                                out.push(',');
+                            }
+                            None => out.push_str("Hello,"),
+                        },
+                        Slot::Unsubscribe => push(&mut out, reader.unsubscribe_url),
+                        Slot::FeedbackYes => push(&mut out, reader.feedback_yes_url),
+                        Slot::FeedbackNo => push(&mut out, reader.feedback_no_url),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape_html_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The shared result of rendering a report for a send.
+#[derive(Debug, Clone)]
+pub struct RenderedReport {
+    pub subject: String,
+    pub html: Personalisable,
+    pub text: Personalisable,
+}
+
+/// "6–12 March 2020", or the date, or nothing.
+fn dateline(report: &Report) -> Option<String> {
+    report
+        .meta
+        .period
+        .clone()
+        .or_else(|| report.meta.date.map(|d| d.format("%-d %B %Y").to_string()))
+}
+
+#[derive(Serialize)]
+struct Slots {
+    greeting: &'static str,
+    unsubscribe_url: &'static str,
+    feedback_yes_url: &'static str,
+    feedback_no_url: &'static str,
+}
+
+const SLOT_VALUES: Slots = Slots {
+    greeting: MARKERS[0].1,
+    unsubscribe_url: MARKERS[1].1,
+    feedback_yes_url: MARKERS[2].1,
+    feedback_no_url: MARKERS[3].1,
+};
+
+/// Renders the email once for a whole send.
+pub fn render_report(
+    tera: &Tera,
+    report: &Report,
+    ctx: &SendContext<'_>,
+) -> Result<RenderedReport, RenderError> {
+    let context = tera::Context::from_value(json!({
+        "report": report,
+        "dateline": dateline(report),
+        "site_name": ctx.site_name,
+        "base_url": ctx.base_url,
+        "archive_url": ctx.archive_url,
+        "slots": SLOT_VALUES,
+    }))?;
+    let html = tera.render("email/report.html", &context)?;
+    let html = css_inline::CSSInliner::options()
+        .load_remote_stylesheets(false)
+        .keep_at_rules(true)
+        .build()
+        .inline(&html)
+        .map_err(|e| RenderError::Inline(e.to_string()))?;
+    let text = tidy_text(&tera.render("email/report.txt", &context)?);
+    Ok(RenderedReport {
+        subject: report.meta.title.clone(),
+        html: Personalisable::split(&html),
+        text: Personalisable::split(&text),
+    })
+}
+
+/// The report's page in the web archive. `helpful` is the "N out of M found
+/// this helpful" sentence, once anyone answered.
+pub fn render_archive_page(
+    tera: &Tera,
+    report: &Report,
+    site_name: &str,
+    helpful: Option<&str>,
+) -> Result<String, RenderError> {
+    let context = tera::Context::from_value(json!({
+        "report": report,
+        "dateline": dateline(report),
+        "site_name": site_name,
+        "helpful": helpful,
+    }))?;
+    Ok(tera.render("pages/archive_report.html", &context)?)
+}
+
+/// A line of the archive index.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveEntry {
+    pub title: String,
+    pub slug: String,
+    pub dateline: Option<String>,
+    pub summary: Option<String>,
+}
+
+impl ArchiveEntry {
+    pub fn of(report: &Report) -> ArchiveEntry {
+        ArchiveEntry {
+            title: report.meta.title.clone(),
+            slug: report.meta.slug.clone(),
+            dateline: dateline(report),
+            summary: report.meta.summary.clone(),
+        }
+    }
+}
+
+/// The archive index, newest first as given.
+pub fn render_archive_index(
+    tera: &Tera,
+    site_name: &str,
+    entries: &[ArchiveEntry],
+) -> Result<String, RenderError> {
+    let context = tera::Context::from_value(json!({ "site_name": site_name, "entries": entries }))?;
+    Ok(tera.render("pages/archive_index.html", &context)?)
+}
