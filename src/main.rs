@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use newsletter::commands::{admin, check, subscribers};
+use newsletter::commands::{admin, check, report, subscribers};
 use newsletter::config::Settings;
 use newsletter::domain::SubscriberStatus;
 use newsletter::startup::{cancel_on_signal, Application};
@@ -41,6 +41,9 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Work with report files.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Export or import the list of readers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
@@ -50,6 +53,22 @@ enum Command {
     /// Manage editor accounts and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Store a report file as a draft, or update the draft with the same
+    /// slug. A malformed file is refused with the line at fault.
+    Import { file: PathBuf },
+    /// Render a report file as a reader would get it, into DIR:
+    /// report.html, report.txt, report.eml and archive.html.
+    Preview {
+        file: PathBuf,
+        #[arg(long, default_value = "preview")]
+        out: PathBuf,
+    },
+    /// List the stored reports and where their sends stand.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +161,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             open_store(&settings).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Report(ReportCommand::Import { file }) => {
+            let store = open_store(&settings).await?;
+            println!("{}", report::import(&store, &file).await?);
+            Ok(())
+        }
+        Command::Report(ReportCommand::Preview { file, out }) => {
+            for written in report::preview(&settings, &file, &out)? {
+                println!("wrote {}", written.display());
+            }
+            Ok(())
+        }
+        Command::Report(ReportCommand::List) => {
+            let store = open_store(&settings).await?;
+            print!("{}", report::list(&store).await?);
             Ok(())
         }
         Command::Subscribers(SubscribersCommand::Export { format, out }) => {

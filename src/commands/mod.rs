@@ -3,4 +3,5 @@
 
 pub mod admin;
 pub mod check;
+pub mod report;
 pub mod subscribers;

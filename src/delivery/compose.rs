@@ -208,27 +208,15 @@ impl Composer {
     ) -> Result<Composed, ComposeError> {
         let to = self.recipient(job)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
-            .date_now()
-            .message_id(Some(message_id.clone()))
-            .header(ListUnsubscribe(unsubscribe_url.to_string()))
-            .header(ListUnsubscribePost)
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(text),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(html),
-                    ),
-            )?;
+        let message = assemble(
+            self.from.clone(),
+            to,
+            subject,
+            &message_id,
+            unsubscribe_url,
+            text,
+            html,
+        )?;
         Ok(Composed {
             message,
             message_id,
@@ -242,4 +230,39 @@ impl Composer {
             .map_err(|_| ComposeError::Recipient(job.recipient.clone()))?;
         Ok(Mailbox::new(job.subscriber_name.clone(), address))
     }
+}
+
+/// A complete message as every email of the service is shaped: From, To,
+/// Subject, Date, Message-ID, one-click unsubscribe headers, and the text
+/// and HTML parts as alternatives.
+pub fn assemble(
+    from: Mailbox,
+    to: Mailbox,
+    subject: &str,
+    message_id: &str,
+    unsubscribe_url: &str,
+    text: String,
+    html: String,
+) -> Result<Message, lettre::error::Error> {
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .date_now()
+        .message_id(Some(message_id.to_string()))
+        .header(ListUnsubscribe(unsubscribe_url.to_string()))
+        .header(ListUnsubscribePost)
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
+        )
 }

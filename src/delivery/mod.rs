@@ -8,7 +8,7 @@ mod smtp_pool;
 mod transport;
 mod worker;
 
-pub use compose::{ComposeError, Composer};
+pub use compose::{assemble, ComposeError, Composer};
 pub use headers::{ListUnsubscribe, ListUnsubscribePost};
 pub use retry::retry_delay;
 pub use transport::{MailError, Mailer};

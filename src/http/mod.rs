@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod api;
+mod archive;
 mod assets;
 pub mod auth;
 mod confirm;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(confirm::routes())
         .merge(unsubscribe::routes())
         .merge(feedback::routes())
+        .merge(archive::routes())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())

@@ -5,7 +5,7 @@ use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
 use super::model::Block;
 
 /// Width of the plain-text part.
-const TEXT_WIDTH: usize = 76;
+pub const TEXT_WIDTH: usize = 76;
 
 /// A problem at a byte offset of the Markdown given.
 #[derive(Debug)]

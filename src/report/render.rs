@@ -50,6 +50,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 /// Adds the report templates, and the `url_attr` filter they use, to `tera`.
 pub fn register_templates(tera: &mut Tera) -> tera::Result<()> {
     tera.register_filter("url_attr", url_attr);
+    tera.register_filter("underline", underline);
     tera.add_raw_templates(TEMPLATES.to_vec())
 }
 
@@ -63,6 +64,18 @@ fn url_attr(
     let mut out = String::with_capacity(url.len());
     escape_html_into(&mut out, &url);
     Ok(tera::Value::String(out))
+}
+
+/// A line of `with` (default `-`) as long as the value, for plain-text
+/// headings; capped at the text width, since long titles wrap.
+fn underline(
+    value: &tera::Value,
+    args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let text = tera::try_get_value!("underline", "value", String, value);
+    let with = args.get("with").and_then(|v| v.as_str()).unwrap_or("-");
+    let width = text.chars().count().min(super::markdown::TEXT_WIDTH);
+    Ok(tera::Value::String(with.repeat(width)))
 }
 
 /// Wraps long lines and squeezes the blank lines that template logic

@@ -8,6 +8,7 @@ use crate::helpers::{spawn_app, Backend};
 crate::on_both_backends!(
     an_editor_added_on_the_command_line_can_use_the_api,
     readers_round_trip_through_export_and_import,
+    reports_are_imported_updated_and_listed,
 );
 
 fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
@@ -206,4 +207,112 @@ async fn readers_round_trip_through_export_and_import(backend: Backend) {
     let csv = std::fs::read_to_string(&csv_file).unwrap();
     assert!(csv.starts_with("email,name,status,created_at,confirmed_at,unsubscribed_at\n"));
     assert_eq!(csv.lines().count(), 3);
+}
+
+#[test]
+fn a_report_file_is_previewed_as_a_reader_would_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unicode.md");
+    std::fs::write(
+        &file,
+        "---\ntitle: 区块链周报 🚀 第 11 期\nslug: weekly-11\nsummary: 本周要闻\n---\n# 行业动态\n## 央行发布新规 🏦\n正文内容。\n\nSource: 新华社\nComment: 值得关注。\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = newsletter(
+        &[
+            "report",
+            "preview",
+            file.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["report.html", "report.txt", "report.eml", "archive.html"] {
+        assert!(out_dir.join(name).exists(), "{name}");
+    }
+    let eml = std::fs::read(out_dir.join("report.eml")).unwrap();
+    assert!(
+        eml.is_ascii(),
+        "headers and bodies are encoded for transport"
+    );
+    let message = mail_parser::MessageParser::default().parse(&eml).unwrap();
+    assert_eq!(message.subject(), Some("区块链周报 🚀 第 11 期"));
+    assert!(message.body_text(0).unwrap().contains("央行发布新规 🏦"));
+    assert!(message.body_html(0).unwrap().contains("央行发布新规 🏦"));
+    assert_eq!(
+        message.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert!(
+        std::fs::read_to_string(out_dir.join("archive.html"))
+            .unwrap()
+            .contains("<style>"),
+        "the page carries its styles"
+    );
+}
+
+#[test]
+fn a_malformed_report_file_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.md");
+    std::fs::write(
+        &file,
+        "---\ntitle: T\nslug: t\n---\n# Section\n## Item\ntext\nSource: A\nSource: B\n",
+    )
+    .unwrap();
+    let out = newsletter(
+        &[
+            "report",
+            "preview",
+            file.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!(
+            "{}:9: item \"Item\" has two Source: lines",
+            file.display()
+        )),
+        "{err}"
+    );
+}
+
+async fn reports_are_imported_updated_and_listed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let db = app.app.state.settings.database_url.clone();
+    let env = [("NEWSLETTER_DATABASE_URL", db.as_str())];
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/reports/example.md");
+    let first = newsletter(&["report", "import", example], &env, None);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8(first.stdout)
+        .unwrap()
+        .starts_with("created draft #1"));
+    let second = newsletter(&["report", "import", example], &env, None);
+    assert!(String::from_utf8(second.stdout)
+        .unwrap()
+        .starts_with("updated draft #1"));
+    let list = newsletter(&["report", "list"], &env, None);
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.contains("draft") && list.contains("industrial-blockchain-weekly-2020-11"),
+        "{list}"
+    );
+    assert_eq!(app.count("select count(*) from reports").await, 1);
 }

@@ -108,6 +108,13 @@ async fn yes_then_no_the_counts_follow(backend: Backend) {
     vote(&app, &token_of(&feedback_link(&app, b, "yes")), "yes").await;
     let s = summary(&app, id).await;
     assert_eq!(s["summary"], "1 out of 2 found this helpful");
+    let archive = app.get("/archive/helpful").await;
+    assert_eq!(archive.status(), 200);
+    assert!(archive
+        .text()
+        .await
+        .unwrap()
+        .contains("1 out of 2 found this helpful"));
     assert_eq!(s["delivered"], 2);
     assert_eq!(s["response_rate"], 1.0);
 }
@@ -115,6 +122,11 @@ async fn yes_then_no_the_counts_follow(backend: Backend) {
 async fn a_get_alone_records_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, mails) = sent_report(&app, &["a@example.com"]).await;
+    let archive = app.get("/archive/helpful").await.text().await.unwrap();
+    assert!(
+        !archive.contains("found this helpful"),
+        "no count before anyone answers"
+    );
     for answer in ["yes", "no"] {
         let response = app
             .client

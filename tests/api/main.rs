@@ -8,6 +8,7 @@ mod smtp_server;
 
 mod admin_auth;
 mod admin_pages;
+mod archive;
 mod cli;
 mod contention;
 mod delivery;

@@ -1,0 +1,126 @@
+//! `newsletter report …`: importing, previewing and listing reports.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use lettre::message::Mailbox;
+
+use crate::config::Settings;
+use crate::delivery::assemble;
+use crate::render::SITE_CSS;
+use crate::report::{render_archive_page, render_report, Reader, Report, SendContext};
+use crate::store::{SaveOutcome, Store};
+
+/// Reads and parses a report file; errors name the file and the line.
+pub fn read_report(path: &Path) -> anyhow::Result<(String, Report)> {
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match Report::parse(&source) {
+        Ok(report) => Ok((source, report)),
+        Err(e) => match e.line {
+            Some(line) => bail!("{}:{line}: {}", path.display(), e.message),
+            None => bail!("{}: {}", path.display(), e.message),
+        },
+    }
+}
+
+/// Creates the draft, or updates the draft with the same slug.
+pub async fn import(store: &Store, path: &Path) -> anyhow::Result<String> {
+    let (source, report) = read_report(path)?;
+    match store
+        .save_report(report.slug(), report.title(), &source)
+        .await?
+    {
+        SaveOutcome::Created(id) => Ok(format!(
+            "created draft #{id} \"{}\" ({})",
+            report.title(),
+            report.slug()
+        )),
+        SaveOutcome::Updated(id) => Ok(format!(
+            "updated draft #{id} \"{}\" ({})",
+            report.title(),
+            report.slug()
+        )),
+        SaveOutcome::Frozen(id) => bail!(
+            "report #{id} ({}) has been sent or scheduled; its text can no longer change",
+            report.slug()
+        ),
+    }
+}
+
+/// Writes what a reader would get: `report.html`, `report.txt`, a complete
+/// `report.eml`, and the web archive page `archive.html`.
+pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let (_, report) = read_report(path)?;
+    let tera = crate::render::templates().context("loading templates")?;
+    let base = settings.base();
+    let context = SendContext {
+        base_url: &base,
+        site_name: &settings.site_name,
+        archive_url: format!("{base}/archive/{}", report.slug()),
+    };
+    let rendered = render_report(&tera, &report, &context)?;
+    // Links that lead to harmless pages: a preview must not unsubscribe or
+    // vote for anyone.
+    let unsubscribe = format!("{base}/unsubscribe?token=preview");
+    let yes = format!("{base}/feedback?token=preview&answer=yes");
+    let no = format!("{base}/feedback?token=preview&answer=no");
+    let reader = Reader {
+        name: Some("Ana Reader"),
+        unsubscribe_url: &unsubscribe,
+        feedback_yes_url: &yes,
+        feedback_no_url: &no,
+    };
+    let html = rendered.html.fill(&reader, true);
+    let text = rendered.text.fill(&reader, false);
+    let to: Mailbox = "Ana Reader <ana.reader@example.com>".parse()?;
+    let message_id = format!(
+        "<preview-{}@{}>",
+        report.slug(),
+        settings.sender()?.email.domain()
+    );
+    let message = assemble(
+        settings.sender()?,
+        to,
+        &rendered.subject,
+        &message_id,
+        &unsubscribe,
+        text.clone(),
+        html.clone(),
+    )?;
+    let archive = render_archive_page(&tera, &report, &settings.site_name, None)?.replace(
+        r#"<link rel="stylesheet" href="/static/site.css">"#,
+        &format!("<style>{SITE_CSS}</style>"),
+    );
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let files = [
+        ("report.html", html.into_bytes()),
+        ("report.txt", text.into_bytes()),
+        ("report.eml", message.formatted()),
+        ("archive.html", archive.into_bytes()),
+    ];
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let file = out.join(name);
+        std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+/// One line per report: id, state, slug, title.
+pub async fn list(store: &Store) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for r in store.list_reports().await? {
+        let state = r.send_state.as_deref().unwrap_or("draft");
+        out.push_str(&format!(
+            "{:>4}  {:<10} {:<40} {}\n",
+            r.id, state, r.slug, r.title
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("no reports yet; import one with `newsletter report import FILE`\n");
+    }
+    Ok(out)
+}

@@ -1,0 +1,70 @@
+//! The public web archive of sent reports.
+
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::api::helpful_sentence;
+use super::{AppError, AppState};
+use crate::report::{render_archive_index, render_archive_page, ArchiveEntry, Report};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/archive", get(index))
+        .route("/archive/{slug}", get(show))
+}
+
+/// Sent reports, newest first. Drafts and scheduled reports stay private.
+async fn index(State(state): State<AppState>) -> Result<Response, AppError> {
+    let reports = state.store.sent_reports().await?;
+    let entries: Vec<ArchiveEntry> = reports
+        .iter()
+        .filter_map(|stored| match Report::parse(&stored.source) {
+            Ok(report) => Some(ArchiveEntry::of(&report)),
+            Err(e) => {
+                tracing::error!(report = stored.id, error = %e, "a stored report no longer parses");
+                None
+            }
+        })
+        .collect();
+    let html = render_archive_index(&state.tera, &state.settings.site_name, &entries)
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(Html(html).into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Response, AppError> {
+    let not_found = || {
+        state.message_page(
+            axum::http::StatusCode::NOT_FOUND,
+            "No such report",
+            "There is no published report at this address. The archive lists every one.",
+            false,
+        )
+    };
+    let Some(stored) = state.store.report_by_slug(&slug).await? else {
+        return Ok(not_found());
+    };
+    let published = state
+        .store
+        .send_of_report(stored.id)
+        .await?
+        .is_some_and(|s| s.started_at.is_some());
+    if !published {
+        return Ok(not_found());
+    }
+    let report = Report::parse(&stored.source).map_err(|e| AppError::Internal(e.into()))?;
+    let votes = state.store.helpfulness(stored.id).await?;
+    let helpful = helpful_sentence(votes.yes, votes.voters());
+    let html = render_archive_page(
+        &state.tera,
+        &report,
+        &state.settings.site_name,
+        helpful.as_deref(),
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(Html(html).into_response())
+}
