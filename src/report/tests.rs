@@ -290,3 +290,43 @@ fn the_archive_page_shares_the_body_and_shows_helpfulness() {
     let without = render_archive_page(&tera(), &report, "The Weekly Report", None).unwrap();
     assert!(!without.contains("found this helpful"));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::Report;
+
+    proptest! {
+        #[test]
+        fn any_input_is_parsed_or_refused_without_panic(body in "[\\s\\S]{0,400}") {
+            let _ = Report::parse(&body);
+            let _ = Report::parse(&format!("---\ntitle: T\nslug: t\n---\n{body}"));
+        }
+
+        #[test]
+        fn structured_noise_is_parsed_or_refused_with_a_line(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    Just("# Section".to_string()),
+                    Just("## Item".to_string()),
+                    Just("Source: X".to_string()),
+                    Just("Comment: y".to_string()),
+                    Just("# More {related}".to_string()),
+                    Just("- [a](https://a.example)".to_string()),
+                    Just("```".to_string()),
+                    Just(String::new()),
+                    "[a-z <>&\\[\\]()]{0,20}",
+                ],
+                0..30,
+            )
+        ) {
+            let source = format!("---\ntitle: T\nslug: t\n---\n{}\n", lines.join("\n"));
+            if let Err(e) = Report::parse(&source) {
+                let total = source.lines().count();
+                if let Some(line) = e.line {
+                    prop_assert!(line >= 1 && line <= total + 1, "line {} of {}: {}", line, total, e);
+                }
+            }
+        }
+    }
+}

@@ -20,6 +20,8 @@ crate::on_both_backends!(
     a_421_and_close_is_retried,
     a_server_slower_than_the_timeout_is_retried,
     messages_are_dkim_signed_when_a_key_is_configured,
+    a_554_fails_for_good,
+    a_timed_out_connection_is_not_reused,
 );
 
 async fn queue_confirmation(app: &crate::helpers::TestApp, email: &str) {
@@ -211,5 +213,52 @@ async fn messages_are_dkim_signed_when_a_key_is_configured(backend: Backend) {
     assert!(
         signature.contains("d=example.com") && signature.contains("s=weekly"),
         "{signature}"
+    );
+}
+
+async fn a_554_fails_for_good(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.smtp
+        .push_fault(Fault::DataReply(554, "5.7.1 message rejected as spam"));
+    queue_confirmation(&app, "vic@example.com").await;
+    app.dispatch_all_pending().await;
+    let (status, attempts, error) = outbox_row(&app).await;
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
+    assert!(error.unwrap().contains("rejected as spam"));
+}
+
+async fn a_timed_out_connection_is_not_reused(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.mail.timeout_secs = 1;
+        s.delivery.concurrency = 1;
+    })
+    .await;
+    // A first message warms the pool: one connection.
+    queue_confirmation(&app, "w1@example.com").await;
+    app.dispatch_all_pending().await;
+    assert_eq!(app.smtp.connections(), 1);
+
+    // The next one times out on that connection...
+    app.smtp.push_fault(Fault::SlowData(Duration::from_secs(3)));
+    queue_confirmation(&app, "w2@example.com").await;
+    app.app
+        .dispatcher
+        .dispatch_batch(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outbox_row(&app).await.0, "queued");
+
+    // ...so the retry must not read the late reply on it: a new connection.
+    app.dispatch_all_pending().await;
+    assert_eq!(
+        app.smtp.connections(),
+        2,
+        "the timed-out connection was dropped"
+    );
+    assert_eq!(outbox_row(&app).await.0, "sent");
+    let to_w2 = app.smtp.received_for("w2@example.com");
+    assert!(
+        !to_w2.is_empty() && to_w2.len() <= 2,
+        "at most the documented repeat"
     );
 }

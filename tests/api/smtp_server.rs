@@ -105,6 +105,8 @@ struct Shared {
     arrived: Notify,
     /// Delay before every end-of-DATA reply, to make sends take time.
     data_delay: Mutex<Duration>,
+    /// Connections accepted so far.
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 /// The running server. Dropping it stops it.
@@ -136,6 +138,9 @@ impl TestSmtp {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                shared
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let shared = shared.clone();
                 sessions.spawn(async move {
                     let _ = session(stream, shared).await;
@@ -174,6 +179,13 @@ impl TestSmtp {
     /// Makes every message take at least `delay` to be accepted.
     pub fn set_data_delay(&self, delay: Duration) {
         *self.shared.data_delay.lock().unwrap() = delay;
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
