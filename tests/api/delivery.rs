@@ -22,6 +22,7 @@ crate::on_both_backends!(
     messages_are_dkim_signed_when_a_key_is_configured,
     a_554_fails_for_good,
     a_timed_out_connection_is_not_reused,
+    the_rate_limit_paces_messages,
 );
 
 async fn queue_confirmation(app: &crate::helpers::TestApp, email: &str) {
@@ -260,5 +261,27 @@ async fn a_timed_out_connection_is_not_reused(backend: Backend) {
     assert!(
         !to_w2.is_empty() && to_w2.len() <= 2,
         "at most the documented repeat"
+    );
+}
+
+/// A lower bound only: a slow machine can take longer, never shorter.
+async fn the_rate_limit_paces_messages(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |s| {
+        s.delivery.rate_limit_per_sec = 20;
+        s.subscription.signups_per_ip_per_hour = 0;
+    })
+    .await;
+    for i in 0..21 {
+        queue_confirmation(&app, &format!("paced{i}@example.com")).await;
+    }
+    let started = std::time::Instant::now();
+    app.dispatch_all_pending().await;
+    assert_eq!(app.smtp.count(), 21);
+    // 21 messages at 20 per second: the first goes at once, the last a
+    // second later.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
     );
 }
