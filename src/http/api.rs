@@ -260,53 +260,7 @@ async fn feedback_csv(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let report = state
-        .store
-        .report(id)
-        .await?
-        .ok_or(AppError::NotFound("no such report"))?;
-    let votes = state.store.votes_of_report(id).await?;
-    let mut csv = csv::Writer::from_writer(Vec::new());
-    let write = |csv: &mut csv::Writer<Vec<u8>>, record: &[String]| {
-        csv.write_record(record)
-            .map_err(|e| AppError::Internal(e.into()))
-    };
-    write(
-        &mut csv,
-        &[
-            "report".into(),
-            "reader_email".into(),
-            "helpful".into(),
-            "comment".into(),
-            "voted_at".into(),
-            "changed_at".into(),
-        ],
-    )?;
-    for v in votes {
-        write(
-            &mut csv,
-            &[
-                report.slug.clone(),
-                v.reader_email.unwrap_or_default(),
-                if v.helpful { "yes" } else { "no" }.into(),
-                v.comment.unwrap_or_default(),
-                rfc3339(v.created_at),
-                rfc3339(v.updated_at),
-            ],
-        )?;
-    }
-    let body = csv
-        .into_inner()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
-    let disposition = format!("attachment; filename=\"feedback-{}.csv\"", report.slug);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+    state.feedback_csv(id).await
 }
 
 /// Unix milliseconds as an RFC 3339 UTC time.
@@ -400,6 +354,57 @@ impl AppState {
         }
         tracing::info!(report = report_id, state = %send.state, "send changed");
         Ok(send)
+    }
+
+    /// Every vote and comment of a report as a CSV download.
+    pub async fn feedback_csv(&self, id: i64) -> Result<Response, AppError> {
+        let report = self
+            .store
+            .report(id)
+            .await?
+            .ok_or(AppError::NotFound("no such report"))?;
+        let votes = self.store.votes_of_report(id).await?;
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        let write = |csv: &mut csv::Writer<Vec<u8>>, record: &[String]| {
+            csv.write_record(record)
+                .map_err(|e| AppError::Internal(e.into()))
+        };
+        write(
+            &mut csv,
+            &[
+                "report".into(),
+                "reader_email".into(),
+                "helpful".into(),
+                "comment".into(),
+                "voted_at".into(),
+                "changed_at".into(),
+            ],
+        )?;
+        for v in votes {
+            write(
+                &mut csv,
+                &[
+                    report.slug.clone(),
+                    v.reader_email.unwrap_or_default(),
+                    if v.helpful { "yes" } else { "no" }.into(),
+                    v.comment.unwrap_or_default(),
+                    rfc3339(v.created_at),
+                    rfc3339(v.updated_at),
+                ],
+            )?;
+        }
+        let body = csv
+            .into_inner()
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+        let disposition = format!("attachment; filename=\"feedback-{}.csv\"", report.slug);
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            body,
+        )
+            .into_response())
     }
 
     /// Yes/no counts, response rate and comments of a report.

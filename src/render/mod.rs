@@ -46,6 +46,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin/dashboard.html"),
     ),
     (
+        "admin/bar_chart.html",
+        include_str!("../../templates/admin/bar_chart.html"),
+    ),
+    (
+        "admin/readers.html",
+        include_str!("../../templates/admin/readers.html"),
+    ),
+    (
         "admin/preview_panel.html",
         include_str!("../../templates/admin/preview_panel.html"),
     ),

@@ -8,6 +8,7 @@
 mod admins;
 mod error;
 mod outbox;
+mod readers;
 mod reports;
 mod secrets;
 mod sends;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 pub use admins::{Editor, EditorSession};
 pub use error::StoreError;
 pub use outbox::{ClaimedJob, JobKind, JobOutcome};
+pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
 pub use reports::{ReportListing, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};

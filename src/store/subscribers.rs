@@ -51,7 +51,7 @@ pub struct Subscriber {
     pub unsubscribed_at: Option<i64>,
 }
 
-fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber, StoreError> {
+pub(super) fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(Subscriber {
         id: row.try_get("id")?,
@@ -65,7 +65,7 @@ fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber, StoreError
     })
 }
 
-const SUBSCRIBER_COLUMNS: &str =
+pub(super) const SUBSCRIBER_COLUMNS: &str =
     "id, email, name, status, created_at, confirmed_at, unsubscribed_at";
 
 impl Store {

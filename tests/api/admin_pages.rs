@@ -21,7 +21,7 @@ const EDITOR: &str = "editor@example.com";
 const PASSWORD: &str = "a long enough password";
 
 /// An app with a logged-in editor (the client keeps the session cookie).
-async fn logged_in(backend: Backend) -> TestApp {
+pub(crate) async fn logged_in(backend: Backend) -> TestApp {
     let app = spawn_app(backend).await;
     app.add_editor(EDITOR, PASSWORD).await;
     app.log_in(EDITOR, PASSWORD).await;
@@ -29,7 +29,7 @@ async fn logged_in(backend: Backend) -> TestApp {
 }
 
 /// Undoes Tera's HTML escaping, to compare page text with what was sent.
-fn unescape(html: &str) -> String {
+pub(crate) fn unescape(html: &str) -> String {
     html.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
@@ -50,7 +50,7 @@ fn field(html: &str, name: &str) -> String {
     unescape(&tag[start..end])
 }
 
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     field(html, "csrf")
 }
 
@@ -64,18 +64,18 @@ fn textarea(html: &str) -> String {
     unescape(text.strip_prefix('\n').unwrap_or(text))
 }
 
-async fn page(app: &TestApp, path: &str) -> String {
+pub(crate) async fn page(app: &TestApp, path: &str) -> String {
     let response = app.get(path).await;
     assert_eq!(response.status(), 200, "GET {path}");
     response.text().await.unwrap()
 }
 
-async fn post(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
+pub(crate) async fn post(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
     app.post_form(path, &serde_urlencoded::to_string(fields).unwrap())
         .await
 }
 
-fn location(response: &Response) -> String {
+pub(crate) fn location(response: &Response) -> String {
     response.headers()["location"].to_str().unwrap().to_string()
 }
 

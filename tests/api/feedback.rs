@@ -17,7 +17,7 @@ crate::on_both_backends!(
 
 /// Sends a report to `readers` (confirmed first) and returns its id and the
 /// report mails.
-async fn sent_report(app: &TestApp, readers: &[&str]) -> (i64, Vec<Received>) {
+pub(crate) async fn sent_report(app: &TestApp, readers: &[&str]) -> (i64, Vec<Received>) {
     for r in readers {
         app.confirmed_reader(r).await;
     }
@@ -35,14 +35,14 @@ async fn sent_report(app: &TestApp, readers: &[&str]) -> (i64, Vec<Received>) {
     (id, mails)
 }
 
-fn feedback_link(app: &TestApp, mail: &Received, answer: &str) -> String {
+pub(crate) fn feedback_link(app: &TestApp, mail: &Received, answer: &str) -> String {
     mail.links_starting_with(&format!("{}/feedback?token=", app.address))
         .into_iter()
         .find(|l| l.ends_with(&format!("answer={answer}")))
         .expect("a feedback link in the text part")
 }
 
-fn token_of(link: &str) -> String {
+pub(crate) fn token_of(link: &str) -> String {
     link.split("token=")
         .nth(1)
         .unwrap()
@@ -52,7 +52,7 @@ fn token_of(link: &str) -> String {
         .to_string()
 }
 
-async fn vote(app: &TestApp, token: &str, answer: &str) -> reqwest::Response {
+pub(crate) async fn vote(app: &TestApp, token: &str, answer: &str) -> reqwest::Response {
     app.post_form("/feedback", &format!("token={token}&answer={answer}"))
         .await
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod smtp_server;
 
 mod admin_auth;
+mod admin_dashboard;
 mod admin_pages;
 mod archive;
 mod cli;

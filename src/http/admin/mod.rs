@@ -6,9 +6,11 @@
 //! The two endpoints meant for the pages' script (live preview, progress)
 //! answer JSON like the API does.
 
+mod chart;
 mod dashboard;
 mod login;
 mod preview;
+mod readers;
 mod reports;
 mod sending;
 
@@ -27,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
         .merge(sending::routes())
         .merge(preview::routes())
+        .merge(readers::routes())
 }
 
 /// A form that carries nothing but the CSRF token (the buttons that act on a

@@ -28,6 +28,17 @@ pub fn routes() -> Router<AppState> {
             post(save).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT * 3)),
         )
         .route("/admin/reports/{id}", get(show))
+        .route("/admin/reports/{id}/feedback.csv", get(feedback_csv))
+}
+
+/// The votes and comments as a download, for the editor's own spreadsheet.
+async fn feedback_csv(
+    State(state): State<AppState>,
+    _editor: SessionEditor,
+    Path(id): Path<i64>,
+) -> Response {
+    let result = state.feedback_csv(id).await;
+    or_error_page(&state, result)
 }
 
 /// The start of a new report, in the authoring format, dated today so that
@@ -206,6 +217,27 @@ pub(super) async fn report_page(
         }
         None => None,
     };
+    // Feedback only exists once readers got the report.
+    let feedback = match &send {
+        Some(s) if s.started_at.is_some() => {
+            let mut feedback = state.feedback_summary(id).await?;
+            let rate = feedback["response_rate"].as_f64().unwrap_or(0.0);
+            feedback["response_rate_text"] = json!(format!("{:.1}", rate * 100.0));
+            feedback["comments"] = json!(feedback["comments"]
+                .as_array()
+                .map(|list| list
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        c["when"] = json!(utc_time(c["updated_at"].as_i64().unwrap_or(0)));
+                        c
+                    })
+                    .collect::<Vec<_>>())
+                .unwrap_or_default());
+            Some(feedback)
+        }
+        _ => None,
+    };
     let send_view = send.as_ref().map(|s| {
         json!({
             "state": s.state,
@@ -236,6 +268,7 @@ pub(super) async fn report_page(
         "confirmed": confirmed,
         "send": send_view,
         "progress": progress,
+        "feedback": feedback,
         "notice": page.notice,
         "test": { "addresses": page.test_addresses, "error": page.test_error },
         "send_form": {
