@@ -3,6 +3,7 @@
 #
 #   bash benches/run.sh                 # 10,000 and 100,000 readers, SQLite and PostgreSQL
 #   READERS=10000 BACKENDS=sqlite bash benches/run.sh
+#   PARTS=signup bash benches/run.sh     # only the sign-up load test
 #
 # Starts Postfix's smtp-sink on loopback (installing Debian's postfix if it is
 # missing), runs `cargo bench --bench send`, then drives the sign-up endpoint
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 READERS="${READERS:-10000,100000}"
 BACKENDS="${BACKENDS:-sqlite,postgres}"
+PARTS="${PARTS:-send,signup}"
 CONCURRENCY="${CONCURRENCY:-16}"
 SINK_PORT="${SINK_PORT:-2525}"
 HTTP_PORT="${HTTP_PORT:-18080}"
@@ -40,9 +42,12 @@ smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 1024 &
 pids+=($!)
 sleep 0.5
 
-echo "## Send path"
-cargo bench --bench send -- --smtp "127.0.0.1:$SINK_PORT" --readers "$READERS" \
-  --backends "$BACKENDS" --concurrency "$CONCURRENCY" --postgres "$PG_URL"
+if [[ $PARTS == *send* ]]; then
+  echo "## Send path"
+  cargo bench --bench send -- --smtp "127.0.0.1:$SINK_PORT" --readers "$READERS" \
+    --backends "$BACKENDS" --concurrency "$CONCURRENCY" --postgres "$PG_URL"
+fi
+[[ $PARTS == *signup* ]] || exit 0
 
 echo
 echo "## Sign-up under load (wrk, 2 threads, 64 connections, 10 s)"

@@ -6,10 +6,13 @@
 //! 2. triggers a send through the service's own code (durable queue,
 //!    per-reader personalisation, per-message state) and runs the worker
 //!    until the queue is empty;
-//! 3. sends the same number of equally sized messages with a bare pooled
-//!    lettre loop at the same concurrency to the same sink (the baseline);
-//! 4. prints messages/s, wall time, CPU time and peak RSS for both, and the
-//!    ratio service/baseline.
+//! 3. sends the same number of equally sized messages with bare lettre at
+//!    the same concurrency to the same sink: once through lettre's pooled
+//!    `AsyncSmtpTransport` as it ships, and once over lettre connections
+//!    with TCP_NODELAY, as the service opens them (the baseline: the fastest
+//!    that lettre itself goes);
+//! 4. prints messages/s, wall time, CPU time and peak RSS, and the ratio
+//!    service/baseline.
 //!
 //! It also times the stages on their own: enqueueing N readers,
 //! personalising one message, and a claim/record round trip.
@@ -162,6 +165,7 @@ struct Row {
     readers: usize,
     service: Measure,
     baseline: Measure,
+    stock_pool: Measure,
     enqueue: Duration,
 }
 
@@ -208,15 +212,23 @@ async fn run_one(backend: &str, readers: usize, args: &Args) -> Row {
     .await;
     assert_eq!(service.messages, readers, "every reader got the report");
 
-    // The baseline: the same bytes, a bare pooled lettre loop.
+    // The baselines: the same bytes through bare lettre.
     let sample = sample_message(&app, report_id).await;
-    let baseline = measured(bare_lettre(&args.smtp, &sample, readers, args.concurrency)).await;
+    let baseline = measured(bare_connections(
+        &args.smtp,
+        &sample,
+        readers,
+        args.concurrency,
+    ))
+    .await;
+    let stock_pool = measured(bare_lettre(&args.smtp, &sample, readers, args.concurrency)).await;
     store.close().await;
     Row {
         backend: backend.into(),
         readers,
         service,
         baseline,
+        stock_pool,
         enqueue,
     }
 }
@@ -269,6 +281,52 @@ async fn bare_lettre(smtp: &str, message: &[u8], n: usize, concurrency: usize) -
         .filter(|r| futures::future::ready(r.is_ok()))
         .count()
         .await
+}
+
+/// `concurrency` lettre connections with TCP_NODELAY, each sending in a loop
+/// until `n` messages are out: nothing but SMTP.
+async fn bare_connections(smtp: &str, message: &[u8], n: usize, concurrency: usize) -> usize {
+    use lettre::transport::smtp::client::AsyncSmtpConnection;
+    use lettre::transport::smtp::extension::ClientId;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let message: Arc<[u8]> = message.into();
+    let envelope = lettre::address::Envelope::new(
+        Some("bench@example.com".parse().unwrap()),
+        vec!["reader1@example.com".parse().unwrap()],
+    )
+    .unwrap();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, message, envelope) = (next.clone(), message.clone(), envelope.clone());
+            let smtp = smtp.to_string();
+            tokio::spawn(async move {
+                let tcp = tokio::net::TcpStream::connect(&smtp).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let mut conn = AsyncSmtpConnection::connect_with_transport(
+                    Box::new(tcp),
+                    &ClientId::default(),
+                )
+                .await
+                .unwrap();
+                let mut sent = 0;
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    if conn.send(&envelope, &message).await.is_ok() {
+                        sent += 1;
+                    }
+                }
+                let _ = conn.quit().await;
+                sent
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.unwrap();
+    }
+    sent
 }
 
 /// Per-message personalisation and claim/record round trips.
@@ -387,20 +445,21 @@ async fn main() {
         }
     }
     println!(
-        "\nconcurrency {} (service workers and bare lettre pool alike)\n",
+        "\nconcurrency {} (service workers and bare lettre alike)\n",
         args.concurrency
     );
-    println!("| backend | readers | enqueue | service msg/s | baseline msg/s | service/baseline | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | readers | enqueue | service msg/s | baseline msg/s | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.2} s | {:.0} | {:.0} | {:.0} % | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
+            "| {} | {} | {:.2} s | {:.0} | {:.0} | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
             r.backend,
             r.readers,
             r.enqueue.as_secs_f64(),
             r.service.rate(),
             r.baseline.rate(),
             100.0 * r.service.rate() / r.baseline.rate(),
+            r.stock_pool.rate(),
             r.service.wall.as_secs_f64(),
             r.service.cpu.as_secs_f64(),
             r.baseline.wall.as_secs_f64(),

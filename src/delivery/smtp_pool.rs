@@ -171,19 +171,36 @@ impl SmtpPool {
                 TlsParameters::new(host.to_string())
                     .map_err(|e| MailError::Permanent(format!("TLS setup: {e}")))
             };
-            let wrapper = match t.security {
-                Security::Wrapper => Some(tls(&t.host)?),
-                _ => None,
+            let mut conn = match t.security {
+                Security::Wrapper => AsyncSmtpConnection::connect_tokio1(
+                    (t.host.as_str(), t.port),
+                    Some(self.timeout),
+                    &t.hello,
+                    Some(tls(&t.host)?),
+                    None,
+                )
+                .await
+                .map_err(super::transport::classify)?,
+                _ => {
+                    let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
+                        .await
+                        .map_err(|e| {
+                            MailError::Transient(format!(
+                                "cannot connect to {}:{}: {e}",
+                                t.host, t.port
+                            ))
+                        })?;
+                    // lettre writes a message's end (".") apart from its
+                    // body; with Nagle's algorithm that small write waits
+                    // for the relay's delayed ACK, about 40 ms per message.
+                    tcp.set_nodelay(true).map_err(|e| {
+                        MailError::Transient(format!("cannot set up the connection: {e}"))
+                    })?;
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello)
+                        .await
+                        .map_err(super::transport::classify)?
+                }
             };
-            let mut conn = AsyncSmtpConnection::connect_tokio1(
-                (t.host.as_str(), t.port),
-                Some(self.timeout),
-                &t.hello,
-                wrapper,
-                None,
-            )
-            .await
-            .map_err(super::transport::classify)?;
             if let Security::StartTls { required } = t.security {
                 if conn.can_starttls() {
                     conn.starttls(tls(&t.host)?, &t.hello)

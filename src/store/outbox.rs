@@ -83,6 +83,10 @@ const CLAIM_POSTGRES: &str =
        for update skip locked) \
      returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
 
+/// Successful deliveries recorded per statement (three parameters each,
+/// well under either backend's limit).
+const SENT_PER_STATEMENT: usize = 200;
+
 impl Store {
     /// Leases up to `limit` due messages to `worker` until `lease_until`.
     pub async fn claim_due_jobs(
@@ -166,15 +170,36 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
+        // Deliveries are nearly all successes: they go in a few statements
+        // rather than one round trip each, which is what bounds a worker on
+        // PostgreSQL.
+        let sent: Vec<(i64, &str, i64)> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                JobOutcome::Sent { id, message_id, at } => Some((*id, message_id.as_str(), *at)),
+                _ => None,
+            })
+            .collect();
+        for chunk in sent.chunks(SENT_PER_STATEMENT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            // VALUES names its columns column1… on both backends.
+            let sql = format!(
+                "update outbox set status = 'sent', message_id = v.column2, sent_at = v.column3, \
+                 lease_until = null, leased_by = null, seed = null, last_error = null \
+                 from (values {}) as v where outbox.id = v.column1",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, message_id, at) in chunk {
+                query = query.bind(*id).bind(*message_id).bind(*at);
+            }
+            query.execute(&mut *tx).await?;
+        }
         for outcome in outcomes {
             let query = match outcome {
-                JobOutcome::Sent { id, message_id, at } => sqlx::query(
-                    "update outbox set status = 'sent', message_id = $2, sent_at = $3, \
-                     lease_until = null, leased_by = null, seed = null, last_error = null where id = $1",
-                )
-                .bind(*id)
-                .bind(message_id.as_str())
-                .bind(*at),
+                JobOutcome::Sent { .. } => continue,
                 JobOutcome::Retry { id, at, reason } => sqlx::query(
                     "update outbox set next_attempt_at = $2, last_error = $3, \
                      lease_until = null, leased_by = null where id = $1",
