@@ -10,6 +10,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database configuration: {0}")]
     Config(String),
+    /// A batched write failed; every caller in the batch gets its message.
+    #[error("database error: {0}")]
+    Batch(String),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
 }

@@ -12,6 +12,7 @@ mod readers;
 mod reports;
 mod secrets;
 mod sends;
+mod signups;
 mod subscribers;
 mod votes;
 
@@ -51,6 +52,7 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    signups: signups::SignupQueue,
 }
 
 /// Current time in Unix milliseconds, the unit every table uses.
@@ -71,6 +73,7 @@ impl Store {
             let write = sqlite_pool(1).connect_with(options).await?;
             Ok(Store {
                 read,
+                signups: signups::start(write.clone()),
                 write,
                 backend: Backend::Sqlite,
             })
@@ -82,6 +85,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 read: pool.clone(),
+                signups: signups::start(pool.clone()),
                 write: pool,
                 backend: Backend::Postgres,
             })

@@ -72,90 +72,19 @@ impl Store {
     /// Records a sign-up and, when due, queues its confirmation mail, all in
     /// one transaction: either both are stored or neither.
     pub async fn sign_up(&self, signup: &NewSignup<'_>) -> Result<SignupOutcome, StoreError> {
-        let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        let name = signup.name.map(SubscriberName::as_str);
-
-        // Insert-or-nothing keeps two simultaneous sign-ups of one address
-        // from colliding on the unique constraint.
-        sqlx::query(
-            "insert into subscribers (email, name, status, created_at) values ($1, $2, 'pending', $3) \
-             on conflict (email) do nothing",
-        )
-        .bind(signup.email.as_str())
-        .bind(name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query("select id, status from subscribers where email = $1")
-            .bind(signup.email.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let id: i64 = row.try_get("id")?;
-        let status: String = row.try_get("status")?;
-
-        match SubscriberStatus::parse(&status) {
-            Some(SubscriberStatus::Confirmed) => {
-                tx.commit().await?;
-                return Ok(SignupOutcome::AlreadyConfirmed);
-            }
-            Some(SubscriberStatus::Unsubscribed) => {
-                sqlx::query(
-                    "update subscribers set status = 'pending', unsubscribed_at = null, \
-                     name = coalesce($2, name) where id = $1",
-                )
-                .bind(id)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Some(SubscriberStatus::Pending) => {
-                if name.is_some() {
-                    sqlx::query("update subscribers set name = $2 where id = $1")
-                        .bind(id)
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            None => return Err(StoreError::Corrupt(format!("subscriber status {status:?}"))),
-        }
-
-        let recent: i64 = sqlx::query_scalar(
-            "select count(*) from outbox where subscriber_id = $1 and kind = 'confirmation' \
-             and created_at > $2",
-        )
-        .bind(id)
-        .bind(now - 24 * 3600 * 1000)
-        .fetch_one(&mut *tx)
-        .await?;
-        if recent >= signup.confirmations_per_day {
-            tx.commit().await?;
-            return Ok(SignupOutcome::RateLimited);
-        }
-
-        sqlx::query(
-            "insert into confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
-             values ($1, $2, $3, $4)",
-        )
-        .bind(signup.token_hash)
-        .bind(id)
-        .bind(now)
-        .bind(signup.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into outbox (kind, subscriber_id, recipient, seed, next_attempt_at, created_at) \
-             values ('confirmation', $1, $2, $3, $4, $4)",
-        )
-        .bind(id)
-        .bind(signup.email.as_str())
-        .bind(signup.seed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(SignupOutcome::ConfirmationQueued)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = super::signups::SignupJob {
+            email: signup.email.as_str().to_string(),
+            name: signup.name.map(|n| n.as_str().to_string()),
+            seed: signup.seed.to_string(),
+            token_hash: signup.token_hash.to_string(),
+            expires_at: signup.expires_at,
+            confirmations_per_day: signup.confirmations_per_day,
+            reply,
+        };
+        let gone = || StoreError::Config("the sign-up writer has stopped".into());
+        self.signups.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(StoreError::Batch)
     }
 
     /// Whether a confirmation token could be used now, without using it.

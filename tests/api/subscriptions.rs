@@ -12,6 +12,7 @@ crate::on_both_backends!(
     answer_does_not_reveal_whether_an_address_is_subscribed,
     signing_up_again_while_pending_sends_a_fresh_link,
     confirmation_mails_per_address_are_limited,
+    concurrent_sign_ups_are_each_answered_and_limited,
     an_unsubscribed_reader_may_opt_in_again,
     an_expired_link_offers_to_sign_up_again,
     a_used_link_cannot_be_used_again,
@@ -288,6 +289,43 @@ async fn confirmation_mails_per_address_are_limited(backend: Backend) {
     }
     app.dispatch_all_pending().await;
     assert_eq!(app.smtp.received_for("victim@example.com").len(), 2);
+}
+
+/// Sign-ups arriving together are written together; repeated addresses in
+/// one burst must still be one reader each, within the mail limit.
+async fn concurrent_sign_ups_are_each_answered_and_limited(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.subscription.confirmations_per_day = 3;
+        s.subscription.signups_per_ip_per_hour = 0;
+    })
+    .await;
+    let requests = (0..400).map(|i| {
+        let app = &app;
+        async move {
+            let email = format!("burst{}@example.com", i % 100);
+            let response = app
+                .post_json("/subscriptions", &json!({ "email": email }))
+                .await;
+            response.status()
+        }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        app.count("select count(*) from subscribers where email like 'burst%'")
+            .await,
+        100
+    );
+    assert_eq!(
+        app.count("select count(*) from outbox where kind = 'confirmation'")
+            .await,
+        300,
+        "three confirmation mails per address, not four"
+    );
+    assert_eq!(
+        app.count("select count(*) from confirmation_tokens").await,
+        300
+    );
 }
 
 async fn an_unsubscribed_reader_may_opt_in_again(backend: Backend) {
