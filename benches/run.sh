@@ -69,8 +69,8 @@ for backend in ${BACKENDS//,/ }; do
   pids+=($server)
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break; sleep 0.2; done
   echo "### $backend: GET /health (baseline)"
-  wrk -t2 -c64 -d10s --latency "http://127.0.0.1:$HTTP_PORT/health" | grep -E "Requests/sec|50%|99%"
+  wrk -t2 -c64 -d10s --latency "http://127.0.0.1:$HTTP_PORT/health" | grep -E "Requests/sec|^ +(50|99)%"
   echo "### $backend: POST /subscriptions"
-  wrk -t2 -c64 -d10s --latency -s benches/signup.lua "http://127.0.0.1:$HTTP_PORT" | grep -E "Requests/sec|50%|99%|Non-2xx"
+  wrk -t2 -c64 -d10s --latency -s benches/signup.lua "http://127.0.0.1:$HTTP_PORT" | grep -E "Requests/sec|^ +(50|99)%|Non-2xx"
   kill "$server"; wait "$server" 2>/dev/null || true
 done
