@@ -77,21 +77,60 @@ impl Dispatcher {
             })
             .collect();
         self.record(&unrenderable).await?;
-        // Outcomes are written as they come in, a few at a time, rather than
-        // once per batch: a crash then repeats at most the messages that
-        // were on the wire or just finished, not the whole batch.
+
+        // Outcomes are written as they come in, a few at a time, by a task
+        // of their own, so sending never waits for the database. The channel
+        // is as small as the concurrency: a crash then repeats at most the
+        // messages on the wire, those waiting in the channel and those being
+        // written, not the whole batch.
+        let (outcomes, mut incoming) = tokio::sync::mpsc::channel::<JobOutcome>(self.concurrency());
+        let recorder = {
+            let this = self.clone();
+            let most = self.concurrency();
+            tokio::spawn(async move {
+                let mut chunk = Vec::with_capacity(most);
+                while incoming.recv_many(&mut chunk, most).await > 0 {
+                    this.record(&chunk).await?;
+                    chunk.clear();
+                }
+                Ok::<(), StoreError>(())
+            })
+        };
+        // Each message is built and sent by a task of its own, so building
+        // (rendering, encoding) spreads over every core.
         let mut finished = futures::stream::iter(jobs)
-            .map(|job| self.deliver(job, cancel))
-            .buffer_unordered(self.settings.concurrency)
-            .ready_chunks(self.settings.concurrency);
-        while let Some(chunk) = finished.next().await {
-            let outcomes: Vec<JobOutcome> = chunk.into_iter().flatten().collect();
-            self.record(&outcomes).await?;
+            .map(|job| {
+                let this = self.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move { this.deliver(job, &cancel).await })
+            })
+            .buffer_unordered(self.concurrency());
+        let mut recorder_gone = false;
+        while let Some(done) = finished.next().await {
+            // A task that panicked leaves its lease to expire.
+            let Ok(Some(outcome)) = done else { continue };
+            if outcomes.send(outcome).await.is_err() {
+                recorder_gone = true;
+                break;
+            }
+        }
+        drop(finished);
+        drop(outcomes);
+        match recorder.await {
+            Ok(result) => result?,
+            Err(e) => return Err(StoreError::Batch(format!("the outcome writer failed: {e}"))),
+        }
+        if recorder_gone {
+            return Err(StoreError::Batch("the outcome writer stopped".into()));
         }
         if cancel.is_cancelled() {
             self.store.release_leases(&self.worker_id).await?;
         }
         Ok(count)
+    }
+
+    fn concurrency(&self) -> usize {
+        self.settings.concurrency.max(1)
     }
 
     /// Writes outcomes, retrying for a while: the messages are already

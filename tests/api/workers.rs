@@ -9,9 +9,10 @@ use rand::Rng;
 use crate::helpers::{postgres_available, spawn_app, Backend};
 
 /// Each delivery has at most this many messages on the wire or finished but
-/// not yet recorded: `concurrency` sending plus `concurrency` awaiting their
-/// outcome write (the workers here run with concurrency 4).
-const IN_FLIGHT_PER_WORKER: usize = 2 * 4;
+/// not yet recorded: `concurrency` sending, `concurrency` waiting for the
+/// outcome writer and `concurrency` being written (the workers here run
+/// with concurrency 4).
+const IN_FLIGHT_PER_WORKER: usize = 3 * 4;
 
 crate::on_both_backends!(
     killed_workers_lose_nothing_and_repeat_only_what_was_in_flight,

@@ -10,6 +10,7 @@ const TOP: f64 = 16.0;
 const BOTTOM: f64 = 44.0;
 const LEFT: f64 = 40.0;
 const RIGHT: f64 = 8.0;
+const MAX_BAR: f64 = 48.0;
 
 /// One kind of bar, with the CSS class that colours it.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -70,8 +71,9 @@ pub fn bar_chart(title: &str, series: &[Series], columns: &[Column], max: Option
     let plot_height = HEIGHT - TOP - BOTTOM;
     let axis_y = HEIGHT - BOTTOM;
     let slot = (WIDTH - LEFT - RIGHT) / columns.len().max(1) as f64;
-    let group = slot * 0.7;
-    let bar_width = group / series.len().max(1) as f64;
+    // A lone report should not fill the chart with one slab.
+    let bar_width = (slot * 0.7 / series.len().max(1) as f64).min(MAX_BAR);
+    let group = bar_width * series.len() as f64;
 
     let mut bars = Vec::new();
     let mut labels = Vec::new();
