@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use lettre::message::Mailbox;
+use lettre::message::{Body, Mailbox};
 
 use crate::config::Settings;
 use crate::delivery::assemble;
@@ -85,8 +85,8 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
         &rendered.subject,
         &message_id,
         &unsubscribe,
-        text.clone(),
-        html.clone(),
+        Body::new(text.clone()),
+        Body::new(html.clone()),
     )?;
     let archive = render_archive_page(&tera, &report, &settings.site_name, None)?.replace(
         r#"<link rel="stylesheet" href="/static/site.css">"#,

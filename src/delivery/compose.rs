@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use serde::Serialize;
 use tera::Tera;
@@ -153,7 +154,13 @@ impl Composer {
         let html = self.tera.render("email/confirmation.html", &context)?;
         let text = self.tera.render("email/confirmation.txt", &context)?;
         let subject = format!("Please confirm your subscription to {}", self.site_name);
-        self.build(job, &subject, &unsubscribe_url, text, html)
+        self.build(
+            job,
+            &subject,
+            &unsubscribe_url,
+            Body::new(text),
+            Body::new(html),
+        )
     }
 
     /// A reader's copy of a report (or an editor's test copy, whose links
@@ -192,8 +199,8 @@ impl Composer {
             feedback_yes_url: &yes,
             feedback_no_url: &no,
         };
-        let html = rendered.html.fill(&reader, true);
-        let text = rendered.text.fill(&reader, false);
+        let html = pre_encoded(rendered.html.fill_quoted_printable(&reader, true));
+        let text = pre_encoded(rendered.text.fill_quoted_printable(&reader, false));
         self.build(job, &subject, &unsubscribe_url, text, html)
     }
 
@@ -203,8 +210,8 @@ impl Composer {
         job: &ClaimedJob,
         subject: &str,
         unsubscribe_url: &str,
-        text: String,
-        html: String,
+        text: Body,
+        html: Body,
     ) -> Result<Composed, ComposeError> {
         let to = self.recipient(job)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
@@ -232,6 +239,12 @@ impl Composer {
     }
 }
 
+/// A part already in quoted-printable form, as a report's personalised
+/// copy comes (see `Personalisable::fill_quoted_printable`).
+fn pre_encoded(bytes: Vec<u8>) -> Body {
+    Body::dangerous_pre_encoded(bytes, ContentTransferEncoding::QuotedPrintable)
+}
+
 /// A complete message as every email of the service is shaped: From, To,
 /// Subject, Date, Message-ID, one-click unsubscribe headers, and the text
 /// and HTML parts as alternatives.
@@ -241,8 +254,8 @@ pub fn assemble(
     subject: &str,
     message_id: &str,
     unsubscribe_url: &str,
-    text: String,
-    html: String,
+    text: Body,
+    html: Body,
 ) -> Result<Message, lettre::error::Error> {
     Message::builder()
         .from(from)

@@ -249,6 +249,35 @@ fn personalisation_escapes_and_keeps_readers_apart() {
 }
 
 #[test]
+fn the_pre_encoded_copy_decodes_to_the_plain_copy() {
+    let report = Report::parse(EXAMPLE).unwrap();
+    let rendered = render_report(&tera(), &report, &context()).unwrap();
+    let reader = reader(
+        Some("Zoë = \"Ünïcode\" 読者"),
+        "https://news.example.com/unsubscribe?token=1.a",
+    );
+    for (part, html) in [(&rendered.html, true), (&rendered.text, false)] {
+        let encoded = part.fill_quoted_printable(&reader, html);
+        let encoded = String::from_utf8(encoded).expect("quoted-printable is ASCII");
+        for line in encoded.split("\r\n") {
+            assert!(
+                line.len() <= 76,
+                "a line of {} characters: {line}",
+                line.len()
+            );
+        }
+        assert!(
+            !encoded.replace("\r\n", "").contains('\n'),
+            "bare line feeds"
+        );
+        let decoded =
+            quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
+        let expected = part.fill(&reader, html).replace('\n', "\r\n");
+        assert_eq!(String::from_utf8(decoded).unwrap(), expected);
+    }
+}
+
+#[test]
 fn malformed_files_name_the_line_and_the_problem() {
     let cases: &[(&str, usize, &str)] = &[
         ("# No front matter\n", 1, "missing front matter"),
