@@ -78,24 +78,9 @@ impl Dispatcher {
             .collect();
         self.record(&unrenderable).await?;
 
-        // Outcomes are written as they come in, a few at a time, by a task
-        // of their own, so sending never waits for the database. The channel
-        // is as small as the concurrency: a crash then repeats at most the
-        // messages on the wire, those waiting in the channel and those being
-        // written, not the whole batch.
-        let (outcomes, mut incoming) = tokio::sync::mpsc::channel::<JobOutcome>(self.concurrency());
-        let recorder = {
-            let this = self.clone();
-            let most = self.concurrency();
-            tokio::spawn(async move {
-                let mut chunk = Vec::with_capacity(most);
-                while incoming.recv_many(&mut chunk, most).await > 0 {
-                    this.record(&chunk).await?;
-                    chunk.clear();
-                }
-                Ok::<(), StoreError>(())
-            })
-        };
+        // Outcomes are written as they come in by a task of their own, so
+        // sending never waits for the database.
+        let (outcomes, recorder) = self.start_recorder();
         // Each message is built and sent by a task of its own, so building
         // (rendering, encoding) spreads over every core.
         let mut finished = futures::stream::iter(jobs)
@@ -222,31 +207,19 @@ impl Dispatcher {
         tracing::info!(worker = %self.worker_id, "delivery worker started");
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
         let mut failures = 0u32;
-        let mut last_tended = Instant::now() - Duration::from_secs(60);
         while !cancel.is_cancelled() {
-            if last_tended.elapsed() >= Duration::from_secs(1) {
-                last_tended = Instant::now();
-                if let Err(e) = self.tend_sends().await {
-                    tracing::warn!(error = %e, "starting scheduled sends failed; will retry");
+            if let Err(e) = self.pump(&cancel).await {
+                // Most often the database is restarting: back off and come
+                // back; the pool reconnects by itself.
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, "delivery interrupted; will retry");
+                let pause = idle.max(Duration::from_millis(250 * u64::from(failures.min(40))));
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
                 }
-            }
-            let pause = match self.dispatch_batch(&cancel).await {
-                Ok(0) => idle,
-                Ok(_) => {
-                    failures = 0;
-                    continue;
-                }
-                Err(e) => {
-                    // Most often the database is restarting: back off and
-                    // come back; the pool reconnects by itself.
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(error = %e, "claiming from the outbox failed; will retry");
-                    idle.max(Duration::from_millis(250 * u64::from(failures.min(40))))
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
+            } else {
+                failures = 0;
             }
         }
         match self.store.release_leases(&self.worker_id).await {
@@ -257,6 +230,123 @@ impl Dispatcher {
             }
         }
         tracing::info!(worker = %self.worker_id, "delivery worker stopped");
+    }
+
+    /// The long-running sender: `concurrency` tasks each take the next
+    /// message from a short queue, build it and send it, as a bare SMTP loop
+    /// would; this task keeps the queue filled, claiming the next batch while
+    /// the last messages of the previous one are still on the wire, so the
+    /// connections never wait for a claim. Returns when `cancel` fires (Ok)
+    /// or when the database fails (Err).
+    async fn pump(&self, cancel: &CancellationToken) -> Result<(), StoreError> {
+        let (jobs, queue) = tokio::sync::mpsc::channel::<ClaimedJob>(self.concurrency());
+        let queue = Arc::new(Mutex::new(queue));
+        let (outcomes, recorder) = self.start_recorder();
+        let senders: Vec<_> = (0..self.concurrency())
+            .map(|_| {
+                let (this, queue, outcomes, cancel) = (
+                    self.clone(),
+                    queue.clone(),
+                    outcomes.clone(),
+                    cancel.clone(),
+                );
+                tokio::spawn(async move {
+                    loop {
+                        let job = queue.lock().await.recv().await;
+                        let Some(job) = job else { break };
+                        if let Some(outcome) = this.deliver(job, &cancel).await {
+                            if outcomes.send(outcome).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Only the senders hold the queue now: if they all stop, feeding it
+        // fails instead of waiting forever.
+        drop(queue);
+        let fed = self.feed(cancel, &jobs, &outcomes).await;
+        drop(jobs);
+        drop(outcomes);
+        for sender in senders {
+            let _ = sender.await;
+        }
+        let recorded = match recorder.await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Batch(format!("the outcome writer failed: {e}"))),
+        };
+        fed.and(recorded)
+    }
+
+    /// Claims batches and queues their messages until `cancel` fires.
+    async fn feed(
+        &self,
+        cancel: &CancellationToken,
+        jobs: &tokio::sync::mpsc::Sender<ClaimedJob>,
+        outcomes: &tokio::sync::mpsc::Sender<JobOutcome>,
+    ) -> Result<(), StoreError> {
+        let idle = Duration::from_millis(self.settings.poll_interval_ms);
+        let stopped = || StoreError::Batch("the senders stopped".into());
+        let mut last_tended = Instant::now() - Duration::from_secs(60);
+        while !cancel.is_cancelled() {
+            if last_tended.elapsed() >= Duration::from_secs(1) {
+                last_tended = Instant::now();
+                if let Err(e) = self.tend_sends().await {
+                    tracing::warn!(error = %e, "starting scheduled sends failed; will retry");
+                }
+            }
+            let now = now_ms();
+            let lease_until = now + (self.settings.lease_secs * 1000) as i64;
+            let batch = self
+                .store
+                .claim_due_jobs(&self.worker_id, now, lease_until, self.settings.batch_size)
+                .await?;
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(idle) => {}
+                }
+                continue;
+            }
+            let unusable = self.prepare_reports(&batch).await?;
+            for job in batch {
+                match job.report_id.and_then(|id| unusable.get(&id)) {
+                    Some(reason) => outcomes
+                        .send(JobOutcome::Failed {
+                            id: job.id,
+                            reason: reason.clone(),
+                        })
+                        .await
+                        .map_err(|_| stopped())?,
+                    None => jobs.send(job).await.map_err(|_| stopped())?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A task that writes outcomes as they come, a few at a time. The
+    /// channel is as small as the concurrency: a crash repeats at most the
+    /// messages on the wire, those waiting here and those being written.
+    fn start_recorder(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::Sender<JobOutcome>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (outcomes, mut incoming) = tokio::sync::mpsc::channel::<JobOutcome>(self.concurrency());
+        let this = self.clone();
+        let most = self.concurrency();
+        let recorder = tokio::spawn(async move {
+            let mut chunk = Vec::with_capacity(most);
+            while incoming.recv_many(&mut chunk, most).await > 0 {
+                this.record(&chunk).await?;
+                chunk.clear();
+            }
+            Ok(())
+        });
+        (outcomes, recorder)
     }
 
     /// Sends one message. `None` means "not attempted": the lease is handed
