@@ -272,6 +272,25 @@ async fn an_editor_sends_a_report_and_sees_the_feedback() {
     wait_for_text(&browser, "[data-matching]", |t| t == READERS.to_string()).await;
     screenshot(&browser, "10-readers").await;
 
+    // On a phone the pages reflow instead of scrolling sideways.
+    browser.set_window_size(390, 844).await.unwrap();
+    for (path, name) in [
+        ("/admin", "11-phone-dashboard"),
+        ("/admin/readers", "12-phone-readers"),
+    ] {
+        browser.goto(&app.url(path)).await.unwrap();
+        wait_for_text(&browser, "h1", |t| !t.is_empty()).await;
+        let fits = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        screenshot(&browser, name).await;
+        assert_eq!(fits, json!(true), "{path} is wider than a phone");
+    }
+
     browser.close().await.unwrap();
     worker.cancel();
 }
