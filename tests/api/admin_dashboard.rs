@@ -48,6 +48,16 @@ async fn answer(app: &TestApp, mails: &[crate::smtp_server::Received], answers: 
     }
 }
 
+async fn reader_id(app: &TestApp, email: &str) -> i64 {
+    let email = newsletter::domain::SubscriberEmail::parse(email).unwrap();
+    app.store()
+        .subscriber_by_email(&email)
+        .await
+        .unwrap()
+        .expect("the reader")
+        .id
+}
+
 async fn the_dashboard_charts_growth_and_helpfulness(backend: Backend) {
     let app = logged_in(backend).await;
     let before = page(&app, "/admin").await;
@@ -197,13 +207,7 @@ async fn readers_are_found_by_address_and_status(backend: Backend) {
 async fn an_editor_unsubscribes_a_reader(backend: Backend) {
     let app = logged_in(backend).await;
     app.confirmed_reader("a@example.com").await;
-    let id = app
-        .store()
-        .subscriber_by_email(&newsletter::domain::SubscriberEmail::parse("a@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = reader_id(&app, "a@example.com").await;
     let html = page(&app, "/admin/readers").await;
 
     let forged = post(
@@ -246,13 +250,7 @@ async fn a_deleted_reader_leaves_only_anonymous_counts(backend: Backend) {
     let app = logged_in(backend).await;
     let (id, mails) = sent_report(&app, &["a@example.com", "b@example.com"]).await;
     answer(&app, &mails, &["yes", "no"]).await;
-    let reader = app
-        .store()
-        .subscriber_by_email(&newsletter::domain::SubscriberEmail::parse("a@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let reader = reader_id(&app, "a@example.com").await;
     let html = page(&app, "/admin/readers").await;
     let done = post(
         &app,

@@ -131,18 +131,7 @@ async fn unsubscribe(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(e) = editor.check_csrf(&form.csrf) {
-        return error_page(&state, e);
-    }
-    let result = match state.store.unsubscribe(id).await {
-        Ok(true) => {
-            tracing::info!(reader = id, "reader unsubscribed by an editor");
-            Ok(Redirect::to("/admin/readers?done=unsubscribed").into_response())
-        }
-        Ok(false) => Err(AppError::NotFound("no such reader")),
-        Err(e) => Err(e.into()),
-    };
-    or_error_page(&state, result)
+    act(&state, &editor, &form, id, ReaderAction::Unsubscribe).await
 }
 
 async fn delete(
@@ -151,16 +140,37 @@ async fn delete(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
+    act(&state, &editor, &form, id, ReaderAction::Delete).await
+}
+
+/// What an editor can do to one reader.
+#[derive(Debug, Clone, Copy)]
+enum ReaderAction {
+    Unsubscribe,
+    Delete,
+}
+
+async fn act(
+    state: &AppState,
+    editor: &SessionEditor,
+    form: &CsrfForm,
+    id: i64,
+    action: ReaderAction,
+) -> Response {
     if let Err(e) = editor.check_csrf(&form.csrf) {
-        return error_page(&state, e);
+        return error_page(state, e);
     }
-    let result = match state.store.delete_reader(id).await {
+    let (done, word) = match action {
+        ReaderAction::Unsubscribe => (state.store.unsubscribe(id).await, "unsubscribed"),
+        ReaderAction::Delete => (state.store.delete_reader(id).await, "deleted"),
+    };
+    let result = match done {
         Ok(true) => {
-            tracing::info!(reader = id, "reader deleted by an editor");
-            Ok(Redirect::to("/admin/readers?done=deleted").into_response())
+            tracing::info!(reader = id, action = word, "reader changed by an editor");
+            Ok(Redirect::to(&format!("/admin/readers?done={word}")).into_response())
         }
         Ok(false) => Err(AppError::NotFound("no such reader")),
         Err(e) => Err(e.into()),
     };
-    or_error_page(&state, result)
+    or_error_page(state, result)
 }
