@@ -20,6 +20,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/reports/1/resume"),
     ("POST", "/api/reports/1/cancel"),
     ("GET", "/api/reports/1/stats"),
+    ("GET", "/api/reports/1/feedback"),
+    ("GET", "/api/reports/1/feedback.csv"),
 ];
 
 async fn every_api_route_refuses_missing_or_wrong_tokens(backend: Backend) {
@@ -65,6 +67,7 @@ async fn admin_pages_need_a_session(backend: Backend) {
         .create_report(&crate::sending::report_source("session-check"))
         .await;
     assert_eq!(report_id, 1);
+    app.confirmed_reader("reader@example.com").await;
     for path in [
         "/admin",
         "/admin/reports/new",
@@ -72,6 +75,8 @@ async fn admin_pages_need_a_session(backend: Backend) {
         "/admin/reports/1/preview",
         "/admin/reports/1/preview.txt",
         "/admin/reports/1/progress",
+        "/admin/reports/1/feedback.csv",
+        "/admin/readers",
     ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 303, "{path}");
@@ -86,6 +91,8 @@ async fn admin_pages_need_a_session(backend: Backend) {
         "/admin/reports/1/resume",
         "/admin/reports/1/cancel",
         "/admin/preview",
+        "/admin/readers/1/unsubscribe",
+        "/admin/readers/1/delete",
     ] {
         let response = app
             .post_form(
@@ -97,8 +104,16 @@ async fn admin_pages_need_a_session(backend: Backend) {
     }
     // Nothing changed.
     assert_eq!(app.count("select count(*) from reports").await, 1);
+    assert_eq!(
+        app.status_of("reader@example.com").await.as_deref(),
+        Some("confirmed")
+    );
     assert_eq!(app.count("select count(*) from sends").await, 0);
-    assert_eq!(app.count("select count(*) from outbox").await, 0);
+    assert_eq!(
+        app.count("select count(*) from outbox where kind <> 'confirmation'")
+            .await,
+        0
+    );
 }
 
 async fn login_is_rate_limited_and_rotates_the_session(backend: Backend) {
