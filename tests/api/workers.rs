@@ -160,7 +160,9 @@ async fn a_postgres_restart_in_the_middle_of_a_send_loses_nothing() {
         .create_report(&crate::sending::report_source("restart"))
         .await;
     app.trigger_send(report, "k").await;
-    app.smtp.set_data_delay(Duration::from_millis(3));
+    // Slow enough (four connections, 20 ms each) that the restart, which
+    // takes a second or two, lands in the middle of the send.
+    app.smtp.set_data_delay(Duration::from_millis(20));
     let _worker = app.spawn_worker_process(5);
     while app.smtp.count() < 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;
