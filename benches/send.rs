@@ -202,7 +202,7 @@ async fn run_one(backend: &str, readers: usize, args: &Args) -> Row {
     let service = measured(async {
         let cancel = CancellationToken::new();
         let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
-        while store.queued_jobs().await.unwrap() > 0 {
+        while store.has_queued_jobs().await.unwrap() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         cancel.cancel();

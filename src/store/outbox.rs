@@ -248,6 +248,16 @@ impl Store {
         )
     }
 
+    /// Whether any message waits to be sent: the first row of the index
+    /// answers, where counting them would read every one.
+    pub async fn has_queued_jobs(&self) -> Result<bool, StoreError> {
+        let first: Option<i64> =
+            sqlx::query_scalar("select id from outbox where status = 'queued' limit 1")
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(first.is_some())
+    }
+
     /// The earliest time a queued message becomes due.
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(
