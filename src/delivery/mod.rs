@@ -12,4 +12,4 @@ pub use compose::{assemble, ComposeError, Composer};
 pub use headers::{ListUnsubscribe, ListUnsubscribePost};
 pub use retry::retry_delay;
 pub use transport::{MailError, Mailer};
-pub use worker::Dispatcher;
+pub use worker::{DispatchError, Dispatcher};

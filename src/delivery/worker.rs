@@ -16,6 +16,32 @@ use crate::config::DeliverySettings;
 use crate::domain::SubscriberStatus;
 use crate::store::{now_ms, ClaimedJob, JobKind, JobOutcome, Store, StoreError};
 
+/// Why a delivery run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// One of the run's own tasks ended (a panic, or its partner gone).
+    #[error("{0} stopped unexpectedly")]
+    Stopped(&'static str),
+}
+
+/// A claimed batch: messages to send, and those that fail at once because
+/// their report cannot be rendered.
+#[derive(Default)]
+struct Claimed {
+    jobs: Vec<ClaimedJob>,
+    unusable: Vec<JobOutcome>,
+}
+
+/// The outcome writer's result, whether it returned or panicked.
+fn joined(
+    done: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Result<(), DispatchError> {
+    done.map_err(|_| DispatchError::Stopped("the outcome writer"))?
+        .map_err(DispatchError::from)
+}
+
 /// One process's sender. Several may run against one PostgreSQL database.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -54,64 +80,71 @@ impl Dispatcher {
     }
 
     /// Claims and sends one batch; returns how many messages it handled.
-    pub async fn dispatch_batch(&self, cancel: &CancellationToken) -> Result<usize, StoreError> {
-        let now = now_ms();
-        let lease_until = now + (self.settings.lease_secs * 1000) as i64;
-        let jobs = self
-            .store
-            .claim_due_jobs(&self.worker_id, now, lease_until, self.settings.batch_size)
-            .await?;
-        if jobs.is_empty() {
+    pub async fn dispatch_batch(&self, cancel: &CancellationToken) -> Result<usize, DispatchError> {
+        let Some(claimed) = self.claim().await? else {
             return Ok(0);
-        }
-        let count = jobs.len();
-        let unusable = self.prepare_reports(&jobs).await?;
-        let (jobs, mut failed): (Vec<ClaimedJob>, Vec<ClaimedJob>) = jobs
-            .into_iter()
-            .partition(|j| !j.report_id.is_some_and(|id| unusable.contains_key(&id)));
-        let unrenderable: Vec<JobOutcome> = failed
-            .drain(..)
-            .map(|j| JobOutcome::Failed {
-                reason: unusable[&j.report_id.unwrap_or_default()].clone(),
-                id: j.id,
-            })
-            .collect();
-        self.record(&unrenderable).await?;
-
+        };
+        let count = claimed.jobs.len() + claimed.unusable.len();
         // Outcomes are written as they come in by a task of their own, so
         // sending never waits for the database.
         let (outcomes, recorder) = self.start_recorder();
+        let mut recorder_gone = false;
+        for failed in claimed.unusable {
+            recorder_gone |= outcomes.send(failed).await.is_err();
+        }
         // Each message is built and sent by a task of its own, so building
         // (rendering, encoding) spreads over every core.
-        let mut finished = futures::stream::iter(jobs)
+        let mut finished = futures::stream::iter(claimed.jobs)
             .map(|job| {
                 let this = self.clone();
                 let cancel = cancel.clone();
                 tokio::spawn(async move { this.deliver(job, &cancel).await })
             })
             .buffer_unordered(self.concurrency());
-        let mut recorder_gone = false;
-        while let Some(done) = finished.next().await {
+        while !recorder_gone {
+            let Some(done) = finished.next().await else {
+                break;
+            };
             // A task that panicked leaves its lease to expire.
             let Ok(Some(outcome)) = done else { continue };
-            if outcomes.send(outcome).await.is_err() {
-                recorder_gone = true;
-                break;
-            }
+            recorder_gone = outcomes.send(outcome).await.is_err();
         }
         drop(finished);
         drop(outcomes);
-        match recorder.await {
-            Ok(result) => result?,
-            Err(e) => return Err(StoreError::Batch(format!("the outcome writer failed: {e}"))),
-        }
+        joined(recorder.await)?;
         if recorder_gone {
-            return Err(StoreError::Batch("the outcome writer stopped".into()));
+            return Err(DispatchError::Stopped("the outcome writer"));
         }
         if cancel.is_cancelled() {
             self.store.release_leases(&self.worker_id).await?;
         }
         Ok(count)
+    }
+
+    /// Leases the next batch and renders its reports; `None` when nothing
+    /// is due.
+    async fn claim(&self) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        let lease_until = now + (self.settings.lease_secs * 1000) as i64;
+        let batch = self
+            .store
+            .claim_due_jobs(&self.worker_id, now, lease_until, self.settings.batch_size)
+            .await?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let reasons = self.prepare_reports(&batch).await?;
+        let mut claimed = Claimed::default();
+        for job in batch {
+            match job.report_id.and_then(|id| reasons.get(&id)) {
+                Some(reason) => claimed.unusable.push(JobOutcome::Failed {
+                    id: job.id,
+                    reason: reason.clone(),
+                }),
+                None => claimed.jobs.push(job),
+            }
+        }
+        Ok(Some(claimed))
     }
 
     fn concurrency(&self) -> usize {
@@ -188,7 +221,7 @@ impl Dispatcher {
     }
 
     /// Sends everything that is due now; for tests and one-shot runs.
-    pub async fn dispatch_all_pending(&self) -> Result<usize, StoreError> {
+    pub async fn dispatch_all_pending(&self) -> Result<usize, DispatchError> {
         let never = CancellationToken::new();
         let mut total = 0;
         loop {
@@ -238,7 +271,7 @@ impl Dispatcher {
     /// the last messages of the previous one are still on the wire, so the
     /// connections never wait for a claim. Returns when `cancel` fires (Ok)
     /// or when the database fails (Err).
-    async fn pump(&self, cancel: &CancellationToken) -> Result<(), StoreError> {
+    async fn pump(&self, cancel: &CancellationToken) -> Result<(), DispatchError> {
         let (jobs, queue) = tokio::sync::mpsc::channel::<ClaimedJob>(self.concurrency());
         let queue = Arc::new(Mutex::new(queue));
         let (outcomes, recorder) = self.start_recorder();
@@ -272,10 +305,7 @@ impl Dispatcher {
         for sender in senders {
             let _ = sender.await;
         }
-        let recorded = match recorder.await {
-            Ok(result) => result,
-            Err(e) => Err(StoreError::Batch(format!("the outcome writer failed: {e}"))),
-        };
+        let recorded = joined(recorder.await);
         fed.and(recorded)
     }
 
@@ -285,9 +315,8 @@ impl Dispatcher {
         cancel: &CancellationToken,
         jobs: &tokio::sync::mpsc::Sender<ClaimedJob>,
         outcomes: &tokio::sync::mpsc::Sender<JobOutcome>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DispatchError> {
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
-        let stopped = || StoreError::Batch("the senders stopped".into());
         let mut last_tended = Instant::now() - Duration::from_secs(60);
         while !cancel.is_cancelled() {
             if last_tended.elapsed() >= Duration::from_secs(1) {
@@ -296,30 +325,21 @@ impl Dispatcher {
                     tracing::warn!(error = %e, "starting scheduled sends failed; will retry");
                 }
             }
-            let now = now_ms();
-            let lease_until = now + (self.settings.lease_secs * 1000) as i64;
-            let batch = self
-                .store
-                .claim_due_jobs(&self.worker_id, now, lease_until, self.settings.batch_size)
-                .await?;
-            if batch.is_empty() {
+            let Some(claimed) = self.claim().await? else {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(idle) => {}
                 }
                 continue;
+            };
+            for failed in claimed.unusable {
+                if outcomes.send(failed).await.is_err() {
+                    return Err(DispatchError::Stopped("the outcome writer"));
+                }
             }
-            let unusable = self.prepare_reports(&batch).await?;
-            for job in batch {
-                match job.report_id.and_then(|id| unusable.get(&id)) {
-                    Some(reason) => outcomes
-                        .send(JobOutcome::Failed {
-                            id: job.id,
-                            reason: reason.clone(),
-                        })
-                        .await
-                        .map_err(|_| stopped())?,
-                    None => jobs.send(job).await.map_err(|_| stopped())?,
+            for job in claimed.jobs {
+                if jobs.send(job).await.is_err() {
+                    return Err(DispatchError::Stopped("the senders"));
                 }
             }
         }

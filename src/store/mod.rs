@@ -174,3 +174,24 @@ fn placeholders(first: usize, n: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `($1, $2), ($3, $4), …`: `rows` tuples of `columns` placeholders each,
+/// numbered from `$1`, for a multi-row VALUES list.
+fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_rows_number_parameters_in_order() {
+        assert_eq!(value_rows(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(value_rows(1, 3), "($1, $2, $3)");
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+    }
+}

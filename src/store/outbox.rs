@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use super::{placeholders, Backend, Store, StoreError};
+use super::{placeholders, value_rows, Backend, Store, StoreError};
 use crate::domain::SubscriberStatus;
 
 /// What a queued message is.
@@ -19,6 +19,14 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Confirmation => "confirmation",
+            JobKind::Report => "report",
+            JobKind::Test => "test",
+        }
+    }
+
     fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "confirmation" => Ok(JobKind::Confirmation),
@@ -181,15 +189,12 @@ impl Store {
             })
             .collect();
         for chunk in sent.chunks(SENT_PER_STATEMENT) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect();
             // VALUES names its columns column1… on both backends.
             let sql = format!(
                 "update outbox set status = 'sent', message_id = v.column2, sent_at = v.column3, \
                  lease_until = null, leased_by = null, seed = null, last_error = null \
                  from (values {}) as v where outbox.id = v.column1",
-                rows.join(", ")
+                value_rows(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (id, message_id, at) in chunk {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{now_ms, StoreError};
+use super::{now_ms, placeholders, value_rows, JobKind, StoreError};
 use crate::domain::SubscriberStatus;
 
 /// Most sign-ups in one transaction (six parameters each).
@@ -92,18 +92,6 @@ async fn run(write: AnyPool, mut incoming: mpsc::Receiver<SignupJob>) {
     }
 }
 
-fn rows(count: usize, columns: usize, first: usize) -> String {
-    (0..count)
-        .map(|r| {
-            let params: Vec<String> = (0..columns)
-                .map(|c| format!("${}", first + r * columns + c))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 async fn write_batch(
     write: &AnyPool,
     batch: &[SignupJob],
@@ -115,17 +103,6 @@ async fn write_batch(
     // Insert or refresh every reader at once. A confirmed reader stays as
     // they are; one who left becomes pending again (they asked to return).
     // Assignments read the row as it was before the statement.
-    // Each row is (email, name, now) with the literal status 'pending'.
-    let values: Vec<String> = (0..batch.len())
-        .map(|r| {
-            format!(
-                "(${}, ${}, 'pending', ${})",
-                3 * r + 1,
-                3 * r + 2,
-                3 * r + 3
-            )
-        })
-        .collect();
     let sql = format!(
         "insert into subscribers (email, name, status, created_at) values {} \
          on conflict (email) do update set \
@@ -136,13 +113,14 @@ async fn write_batch(
          status = case when subscribers.status = 'unsubscribed' then 'pending' \
                 else subscribers.status end \
          returning id, email, status, created_at",
-        values.join(", ")
+        value_rows(batch.len(), 4)
     );
     let mut query = sqlx::query(&sql);
     for job in batch {
         query = query
             .bind(job.email.as_str())
             .bind(job.name.as_deref())
+            .bind(SubscriberStatus::Pending.as_str())
             .bind(now);
     }
     let mut readers: HashMap<String, (i64, String, bool)> = HashMap::with_capacity(batch.len());
@@ -169,10 +147,7 @@ async fn write_batch(
         let sql = format!(
             "select subscriber_id, count(*) as n from outbox where kind = 'confirmation' \
              and created_at > $1 and subscriber_id in ({}) group by subscriber_id",
-            (0..returning.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ")
+            placeholders(2, returning.len())
         );
         let mut query = sqlx::query(&sql).bind(now - 24 * 3600 * 1000);
         for id in &returning {
@@ -187,7 +162,7 @@ async fn write_batch(
     let mut confirm = Vec::new();
     for job in batch {
         let (id, status, _) = readers.get(&job.email).ok_or_else(|| {
-            StoreError::Corrupt(format!("sign-up of {} returned no row", job.email))
+            StoreError::Corrupt("a sign-up's upsert returned no row for its address".into())
         })?;
         let outcome = match SubscriberStatus::parse(status) {
             Some(SubscriberStatus::Confirmed) => AlreadyConfirmed,
@@ -208,7 +183,7 @@ async fn write_batch(
         let sql = format!(
             "insert into confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
              values {}",
-            rows(confirm.len(), 4, 1)
+            value_rows(confirm.len(), 4)
         );
         let mut query = sqlx::query(&sql);
         for (id, job) in &confirm {
@@ -220,26 +195,15 @@ async fn write_batch(
         }
         query.execute(&mut *tx).await?;
 
-        let values: Vec<String> = (0..confirm.len())
-            .map(|r| {
-                format!(
-                    "('confirmation', ${}, ${}, ${}, ${}, ${})",
-                    5 * r + 1,
-                    5 * r + 2,
-                    5 * r + 3,
-                    5 * r + 4,
-                    5 * r + 5
-                )
-            })
-            .collect();
         let sql = format!(
             "insert into outbox (kind, subscriber_id, recipient, seed, next_attempt_at, created_at) \
              values {}",
-            values.join(", ")
+            value_rows(confirm.len(), 6)
         );
         let mut query = sqlx::query(&sql);
         for (id, job) in &confirm {
             query = query
+                .bind(JobKind::Confirmation.as_str())
                 .bind(*id)
                 .bind(job.email.as_str())
                 .bind(job.seed.as_str())
@@ -250,15 +214,4 @@ async fn write_batch(
     }
     tx.commit().await?;
     Ok(outcomes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_number_parameters_in_order() {
-        assert_eq!(rows(2, 2, 1), "($1, $2), ($3, $4)");
-        assert_eq!(rows(1, 3, 2), "($2, $3, $4)");
-    }
 }

@@ -48,6 +48,15 @@ async fn answer(app: &TestApp, mails: &[crate::smtp_server::Received], answers: 
     }
 }
 
+/// The report's votes as the editor downloads them.
+async fn feedback_csv(app: &TestApp, report: i64) -> String {
+    app.get(&format!("/admin/reports/{report}/feedback.csv"))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn reader_id(app: &TestApp, email: &str) -> i64 {
     let email = newsletter::domain::SubscriberEmail::parse(email).unwrap();
     app.store()
@@ -278,22 +287,12 @@ async fn a_deleted_reader_leaves_only_anonymous_counts(backend: Backend) {
         archive.contains("1 out of 2 found this helpful"),
         "the vote still counts"
     );
-    let csv = app
-        .get(&format!("/admin/reports/{id}/feedback.csv"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let csv = feedback_csv(&app, id).await;
     assert!(!csv.contains("a@example.com"));
     assert!(csv.contains("b@example.com"));
 
     // Signing up again is a new reader, with no link to the old votes.
     app.confirmed_reader("a@example.com").await;
-    let csv = app
-        .get(&format!("/admin/reports/{id}/feedback.csv"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let csv = feedback_csv(&app, id).await;
     assert!(!csv.contains("a@example.com"));
 }

@@ -44,6 +44,9 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
     });
     let growth = store.reader_growth(GROWTH_WEEKS, now).await?;
     let recent_growth = growth.last().copied().unwrap_or_default();
+    // The chart's counts serve the table too; only a report outside the
+    // chart needs its own.
+    let helpfulness = store.helpfulness_of_recent_reports(CHART_REPORTS).await?;
     let mut reports = Vec::new();
     for (i, r) in store.list_reports().await?.into_iter().enumerate() {
         // The most telling time: when it went out, else when it will,
@@ -64,14 +67,19 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
         });
         if r.started_at.is_some() && i < REPORTS_WITH_COUNTS {
             let stats = store.send_stats(r.id, now).await?;
-            let votes = store.helpfulness(r.id).await?;
+            let (yes, no) = match helpfulness.iter().find(|h| h.report_id == r.id) {
+                Some(h) => (h.yes, h.no),
+                None => {
+                    let votes = store.helpfulness(r.id).await?;
+                    (votes.yes, votes.no)
+                }
+            };
             row["sent"] = json!(stats.sent);
             row["failed"] = json!(stats.failed);
-            row["helpful"] = json!(helpful_sentence(votes.yes, votes.voters()));
+            row["helpful"] = json!(helpful_sentence(yes, yes + no));
         }
         reports.push(row);
     }
-    let helpfulness = store.helpfulness_of_recent_reports(CHART_REPORTS).await?;
     Ok(render(
         state,
         StatusCode::OK,
