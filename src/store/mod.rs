@@ -25,7 +25,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use admins::{Editor, EditorSession};
 pub use error::StoreError;
-pub use outbox::{ClaimedJob, JobKind, JobOutcome};
+pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
 pub use reports::{ReportListing, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};

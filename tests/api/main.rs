@@ -5,6 +5,7 @@
 
 mod helpers;
 mod smtp_server;
+mod tcp_proxy;
 
 mod admin_auth;
 mod admin_dashboard;
@@ -16,6 +17,7 @@ mod contention;
 mod delivery;
 mod feedback;
 mod operations;
+mod reliability;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
