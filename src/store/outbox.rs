@@ -256,6 +256,7 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        super::error::writes_work();
         Ok(())
     }
 

@@ -446,3 +446,218 @@ async fn a_postgres_outage_longer_than_the_lease_repeats_at_most_the_messages_on
     eprintln!("{duplicates} duplicates after a database outage");
     assert!(duplicates <= ON_THE_WIRE, "{duplicates} duplicates");
 }
+
+/// A small tmpfs mounted for one test, so that its disk can fill up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (and a loud message) where mounting is not allowed; in CI
+    /// that fails the test instead.
+    fn mount(megabytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(SmallDisk { dir }),
+            other => {
+                let why = format!("cannot mount a tmpfs (needs root): {other:?}");
+                if std::env::var("CI").is_ok() {
+                    panic!("{why}");
+                }
+                eprintln!("SKIPPED: the full-disk test did not run: {why}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills every byte left.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.path().join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while filler.write_all(&block).is_ok() {}
+        // The last partial block, byte by byte in larger steps.
+        for size in [4096, 512, 1] {
+            while filler.write_all(&block[..size]).is_ok() {}
+        }
+    }
+
+    fn make_room(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+
+    /// Remounts read-only (or read-write again).
+    fn set_read_only(&self, read_only: bool) {
+        let option = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
+        let done = std::process::Command::new("mount")
+            .args(["-o", option])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(done.success(), "mount -o {option}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A sign-up through the form; its status and body.
+async fn sign_up_status(app: &TestApp, email: &str) -> (u16, String) {
+    let body = serde_urlencoded::to_string([("email", email)]).unwrap();
+    let response = app.post_form("/subscriptions", &body).await;
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Whether a fresh connection of its own sees `email` stored.
+async fn stored_elsewhere(database_url: &str, email: &str) -> bool {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+    let found: Option<i64> = sqlx::query_scalar("select id from subscribers where email = $1")
+        .bind(email)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+    found.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_in_the_middle_of_a_send_loses_and_repeats_nothing() {
+    let Some(disk) = SmallDisk::mount(48) else {
+        return;
+    };
+    let database_url = format!("sqlite://{}/newsletter.db", disk.path().display());
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |s| {
+        s.database_url = database_url.clone();
+        // Only the worker process sends.
+        s.delivery.concurrency = 1;
+    })
+    .await;
+    let readers = 800;
+    let report = started_send(&app, readers, "disk-full").await;
+    app.smtp.set_data_delay(Duration::from_millis(5));
+    let mut worker = app
+        .worker_command(30)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_deliveries(&app, 100).await;
+
+    disk.fill();
+    let (status, body) = sign_up_status(&app, "while-full@example.com").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("disk"), "the answer says why: {body}");
+    // Three seconds of a full disk while the worker goes on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    disk.make_room();
+
+    // A write acknowledged now is there for everyone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = sign_up_status(&app, "after@example.com").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored_elsewhere(&database_url, "after@example.com").await);
+    // Another writer is not locked out.
+    newsletter::commands::admin::add_editor(
+        app.store(),
+        "ed@example.com",
+        "long enough password".into(),
+    )
+    .await
+    .expect("another write after the disk has room");
+
+    app.wait_until_sent(report, Duration::from_secs(120)).await;
+    let per_reader = deliveries_of(&app, "disk-full");
+    assert_each_once(&per_reader, readers);
+    // A restart repeats nothing either.
+    worker.start_kill().unwrap();
+    let output = worker.wait_with_output().await.unwrap();
+    let _again = app.spawn_worker_process(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app.stats(report).await["state"] != "done" {
+        assert!(tokio::time::Instant::now() < deadline, "the send is stuck");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_each_once(&deliveries_of(&app, "disk-full"), readers);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        log.matches("the disk holding the database is full").count(),
+        1,
+        "the worker's log says why, once: {log}"
+    );
+}
+
+/// `newsletter migrate` against `database_url`: exit status and stderr.
+fn migrate(database_url: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .arg("migrate")
+        .env("NEWSLETTER_DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_clear_message(stderr: &str, says: &str) {
+    assert!(stderr.contains(says), "{stderr}");
+    assert_eq!(
+        stderr.matches("database_url").count(),
+        1,
+        "one message, with what to do: {stderr}"
+    );
+    assert!(
+        !stderr.contains("code: 14"),
+        "no raw SQLite error: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_or_missing_data_directory_is_named_with_what_to_do() {
+    let Some(disk) = SmallDisk::mount(4) else {
+        return;
+    };
+    let existing = format!("sqlite://{}/newsletter.db", disk.path().display());
+    assert!(migrate(&existing).0, "a writable directory works");
+    disk.set_read_only(true);
+
+    let (ok, stderr) = migrate(&existing);
+    assert!(!ok);
+    assert_one_clear_message(&stderr, "cannot be written");
+    let fresh = format!("sqlite://{}/other.db", disk.path().display());
+    let (ok, stderr) = migrate(&fresh);
+    assert!(!ok);
+    assert_one_clear_message(&stderr, "cannot be written");
+    let missing = format!("sqlite://{}/data/newsletter.db", disk.path().display());
+    let (ok, stderr) = migrate(&missing);
+    assert!(!ok);
+    assert_one_clear_message(&stderr, "does not exist and cannot be created");
+
+    disk.set_read_only(false);
+    assert!(migrate(&missing).0, "works once the directory is writable");
+}
