@@ -12,7 +12,10 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // stdout belongs to the commands' output (a token, a CSV, a
+        // bounce's verdict).
+        .with_writer(std::io::stderr);
     let result = if settings.json {
         builder.json().flatten_event(true).try_init()
     } else {

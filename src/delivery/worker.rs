@@ -271,7 +271,7 @@ impl Dispatcher {
             let label = match outcome {
                 JobOutcome::Sent { .. } => "sent",
                 JobOutcome::Retry { .. } => "retry",
-                JobOutcome::Failed { .. } => "failed",
+                JobOutcome::Failed { .. } | JobOutcome::Refused { .. } => "failed",
                 JobOutcome::Skipped { .. } => "skipped",
                 JobOutcome::Deferred { .. } => "deferred",
             };
@@ -570,6 +570,12 @@ impl Dispatcher {
                 reason: "reader unsubscribed before delivery".into(),
             }));
         }
+        if let (Some(reason), false) = (job.suppressed, job.kind == JobKind::Test) {
+            return Ok(Handled::Outcome(JobOutcome::Skipped {
+                id: job.id,
+                reason: format!("the address is suppressed ({})", reason.as_str()),
+            }));
+        }
         if let Some(not_now) = self.may_send(job.id).await? {
             return Ok(not_now);
         }
@@ -610,6 +616,10 @@ impl Dispatcher {
                 at: now_ms(),
             },
             Err(MailError::Relay(reason)) => self.relay_failed(&job, reason).await,
+            Err(MailError::Permanent(reason)) if crate::bounces::is_recipient_refusal(&reason) => {
+                tracing::warn!(job = job.id, %reason, "the relay refused the recipient");
+                JobOutcome::Refused { id: job.id, reason }
+            }
             Err(MailError::Permanent(reason)) => {
                 tracing::warn!(job = job.id, %reason, "delivery failed permanently");
                 JobOutcome::Failed { id: job.id, reason }
