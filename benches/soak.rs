@@ -227,8 +227,11 @@ async fn queued(store: &Store) -> i64 {
 async fn wait_unleased(store: &Store, report: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
+        // A killed worker's rows keep its name after their lease ran out.
         let leased: i64 = sqlx::query_scalar(&format!(
-            "select count(*) from outbox where report_id = {report} and leased_by is not null"
+            "select count(*) from outbox where report_id = {report} and leased_by is not null \
+             and lease_until > {}",
+            now_ms()
         ))
         .fetch_one(store.pool())
         .await
