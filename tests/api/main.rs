@@ -19,4 +19,5 @@ mod operations;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
+mod versions;
 mod workers;
