@@ -32,7 +32,7 @@ pub use bounces::{
 pub use error::StoreError;
 pub use outbox::{ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
-pub use reports::{ReportListing, SaveOutcome, StoredReport};
+pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};
 pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};

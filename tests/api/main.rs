@@ -20,4 +20,5 @@ mod operations;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
+mod versions;
 mod workers;
