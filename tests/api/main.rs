@@ -5,6 +5,7 @@
 
 mod helpers;
 mod smtp_server;
+mod tcp_proxy;
 
 mod admin_auth;
 mod admin_dashboard;
@@ -17,6 +18,7 @@ mod contention;
 mod delivery;
 mod feedback;
 mod operations;
+mod reliability;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
