@@ -12,6 +12,8 @@ mod health;
 pub mod limiter;
 mod metrics;
 mod pages;
+pub mod password_checks;
+pub mod server;
 mod subscribe;
 mod unsubscribe;
 
@@ -45,6 +47,8 @@ pub struct AppState {
     pub login_limiter: Arc<limiter::AttemptLimiter>,
     /// Sign-ups per client address.
     pub signup_limiter: Arc<limiter::AttemptLimiter>,
+    /// Password checks of logins, bounded.
+    pub password_checks: Arc<password_checks::PasswordChecks>,
 }
 
 impl AppState {
@@ -64,6 +68,26 @@ impl AppState {
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(peer.ip())
+    }
+
+    /// Whether a form was posted from our own pages. Browsers name the
+    /// posting page's origin in `Origin` (and say `Sec-Fetch-Site:
+    /// cross-site`) on a cross-site POST; a client sending neither is not a
+    /// browser being used by another site, and passes.
+    pub fn same_origin(&self, headers: &axum::http::HeaderMap) -> bool {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            return origin.to_str().ok()
+                == Some(
+                    self.settings
+                        .base_url
+                        .origin()
+                        .ascii_serialization()
+                        .as_str(),
+                );
+        }
+        headers
+            .get("sec-fetch-site")
+            .is_none_or(|site| site.as_bytes() != b"cross-site")
     }
 }
 
