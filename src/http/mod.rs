@@ -70,24 +70,28 @@ impl AppState {
             .unwrap_or(peer.ip())
     }
 
-    /// Whether a form was posted from our own pages. Browsers name the
-    /// posting page's origin in `Origin` (and say `Sec-Fetch-Site:
-    /// cross-site`) on a cross-site POST; a client sending neither is not a
-    /// browser being used by another site, and passes.
+    /// Whether a form was posted from our own pages. Browsers say where a
+    /// POST comes from in `Sec-Fetch-Site`, or, older ones, in `Origin`;
+    /// a client sending neither is not a browser used by another site, and
+    /// passes. Pages that post such forms set a referrer policy under which
+    /// browsers name our origin rather than "null".
     pub fn same_origin(&self, headers: &axum::http::HeaderMap) -> bool {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            return origin.to_str().ok()
-                == Some(
-                    self.settings
-                        .base_url
-                        .origin()
-                        .ascii_serialization()
-                        .as_str(),
-                );
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return matches!(site.as_bytes(), b"same-origin" | b"none");
         }
-        headers
-            .get("sec-fetch-site")
-            .is_none_or(|site| site.as_bytes() != b"cross-site")
+        match headers.get(header::ORIGIN) {
+            Some(origin) => {
+                origin.to_str().ok()
+                    == Some(
+                        self.settings
+                            .base_url
+                            .origin()
+                            .ascii_serialization()
+                            .as_str(),
+                    )
+            }
+            None => true,
+        }
     }
 }
 

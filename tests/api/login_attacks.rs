@@ -136,6 +136,7 @@ async fn a_login_posted_from_another_site_is_refused(backend: Backend) {
         ("origin", "https://evil.example"),
         ("origin", "null"),
         ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
     ] {
         let response = app
             .client
@@ -152,6 +153,9 @@ async fn a_login_posted_from_another_site_is_refused(backend: Backend) {
         assert!(body.contains("another site"), "{body}");
     }
     assert_eq!(app.count("select count(*) from admin_sessions").await, 0);
+    // The login page asks browsers to name our origin when it posts.
+    let page = app.get("/admin/login").await;
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     // Our own login page posts with our origin, and that works.
     let origin = app.address.clone();
     let response = app

@@ -15,6 +15,7 @@ mod cli;
 mod contention;
 mod delivery;
 mod feedback;
+mod hostile_text;
 mod login_attacks;
 mod operations;
 mod sending;

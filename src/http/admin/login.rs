@@ -27,7 +27,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn form(State(state): State<AppState>) -> Result<Response, AppError> {
-    Ok(state.page("admin/login.html", json!({}))?.into_response())
+    let page = state.page("admin/login.html", json!({}))?;
+    Ok(([own_origin_policy()], page).into_response())
+}
+
+/// Under the site-wide `no-referrer`, browsers send `Origin: null` with
+/// the login form, which could not be told from another site's post.
+fn own_origin_policy() -> (axum::http::HeaderName, &'static str) {
+    (axum::http::header::REFERRER_POLICY, "same-origin")
 }
 
 #[derive(Deserialize)]
@@ -148,7 +155,7 @@ async fn login(
 
 fn failed(state: &AppState, status: StatusCode, message: &str) -> Response {
     match state.page("admin/login.html", json!({ "error": message })) {
-        Ok(html) => (status, html).into_response(),
+        Ok(html) => (status, [own_origin_policy()], html).into_response(),
         Err(e) => e.into_response(),
     }
 }
