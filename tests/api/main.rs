@@ -15,6 +15,7 @@ mod browser;
 mod cli;
 mod contention;
 mod delivery;
+mod editor_credentials;
 mod feedback;
 mod hostile_text;
 mod login_attacks;
