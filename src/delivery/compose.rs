@@ -87,7 +87,6 @@ pub struct Composed {
 #[derive(Serialize)]
 struct ConfirmationContext<'a> {
     site_name: &'a str,
-    name: Option<&'a str>,
     confirm_url: &'a str,
     unsubscribe_url: &'a str,
     home_url: &'a str,
@@ -197,9 +196,10 @@ impl Composer {
             token.as_str()
         );
         let unsubscribe_url = self.unsubscribe_url(subscriber_id);
+        // No name: until the address confirms, it is whatever the person
+        // who typed the address chose, and our mail must not carry it.
         let context = ConfirmationContext {
             site_name: &self.site_name,
-            name: job.subscriber_name.as_deref(),
             confirm_url: &confirm_url,
             unsubscribe_url: &unsubscribe_url,
             home_url: &self.base,
@@ -291,7 +291,13 @@ impl Composer {
             .recipient
             .parse()
             .map_err(|_| ComposeError::Recipient(job.recipient.clone()))?;
-        Ok(Mailbox::new(job.subscriber_name.clone(), address))
+        // A confirmation goes to an address that has not agreed to anything
+        // yet: no display name chosen by whoever signed it up.
+        let name = match job.kind {
+            JobKind::Confirmation => None,
+            JobKind::Report | JobKind::Test => job.subscriber_name.clone(),
+        };
+        Ok(Mailbox::new(name, address))
     }
 }
 

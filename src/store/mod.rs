@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use admins::{Editor, EditorSession};
+pub use admins::{ApiTokenInfo, Editor, EditorSession};
 pub use bounces::{
     BounceEffect, BounceMessage, BounceStats, BouncedDelivery, NewBounce, SoftBouncePolicy,
     Suppression,
