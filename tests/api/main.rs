@@ -17,6 +17,7 @@ mod contention;
 mod delivery;
 mod feedback;
 mod operations;
+mod postfix;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
