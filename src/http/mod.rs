@@ -14,6 +14,7 @@ mod metrics;
 mod pages;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())
+        .merge(webhooks::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
         .layer(middleware)
         .with_state(state)

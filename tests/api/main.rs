@@ -21,4 +21,5 @@ mod postfix;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
+mod webhooks;
 mod workers;
