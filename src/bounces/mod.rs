@@ -7,6 +7,7 @@ mod classify;
 mod intake;
 mod parse;
 mod verp;
+pub mod webhooks;
 
 pub use classify::{classify, is_recipient_refusal};
 pub use intake::{Intake, IntakeError, IntakeResult, ProviderEvent, Recorded};

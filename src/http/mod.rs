@@ -16,6 +16,7 @@ pub mod password_checks;
 pub mod server;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())
+        .merge(webhooks::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
         .layer(middleware)
         .with_state(state)
