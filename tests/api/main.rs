@@ -14,6 +14,7 @@ mod browser;
 mod cli;
 mod contention;
 mod delivery;
+mod dkim;
 mod feedback;
 mod operations;
 mod sending;
