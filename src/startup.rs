@@ -12,9 +12,14 @@ use crate::config::Settings;
 use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
 use crate::http::limiter::AttemptLimiter;
+use crate::http::password_checks::PasswordChecks;
+use crate::http::server::ConnectionLimits;
 use crate::http::{router, AppState};
 use crate::render;
 use crate::store::Store;
+
+/// Login throttling keys kept at once (a few hundred bytes each).
+const LOGIN_KEYS: usize = 20_000;
 
 /// The assembled service.
 pub struct Application {
@@ -46,23 +51,30 @@ impl Application {
             settings.sender()?,
             settings.base(),
             settings.site_name.clone(),
-        );
+        )
+        .with_bounce_address(settings.bounce_address()?);
         let dispatcher =
             Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
         let signup_limiter = Arc::new(AttemptLimiter::new(
             settings.subscription.signups_per_ip_per_hour,
             std::time::Duration::from_secs(3600),
         ));
+        let password_checks = Arc::new(
+            PasswordChecks::new(settings.http.login_concurrency)
+                .context("preparing password checks")?,
+        );
         let state = AppState {
             store,
             settings: Arc::new(settings),
             signer,
             tera,
-            login_limiter: Arc::new(AttemptLimiter::new(
-                5,
+            login_limiter: Arc::new(AttemptLimiter::with_capacity(
+                usize::MAX,
                 std::time::Duration::from_secs(15 * 60),
+                LOGIN_KEYS,
             )),
             signup_limiter,
+            password_checks,
         };
         Ok(Application { state, dispatcher })
     }
@@ -74,12 +86,9 @@ impl Application {
         listener: TcpListener,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
-        let app = router(self.state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await
-            .context("HTTP server")
+        let limits = ConnectionLimits::from(&self.state.settings.http);
+        crate::http::server::serve(listener, router(self.state.clone()), limits, cancel).await;
+        Ok(())
     }
 
     /// Runs the delivery worker until `cancel` fires.
@@ -109,7 +118,7 @@ impl Application {
 
 /// The configured key, or the one stored in the database (created on first
 /// run). Processes sharing a database thereby share the key.
-async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
+pub async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
     if let Some(key) = &settings.secret_key {
         return Ok(Signer::new(key.expose_secret().as_bytes()));
     }

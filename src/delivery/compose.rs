@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use tera::Tera;
 
 use super::headers::{ListUnsubscribe, ListUnsubscribePost};
+use crate::bounces::BounceAddress;
 use crate::domain::Signer;
 use crate::report::{Reader, RenderedReport, SendContext};
 use crate::store::{ClaimedJob, JobKind, ReportVersion};
@@ -39,6 +41,9 @@ pub struct Composer {
     base: String,
     site_name: String,
     message_id_domain: String,
+    /// The VERP base address; every delivery's envelope sender is made
+    /// from it when set.
+    bounce_address: Option<BounceAddress>,
     /// Report revisions rendered once per process, then personalised per
     /// reader.
     reports: Arc<Mutex<RenderCache>>,
@@ -82,7 +87,6 @@ pub struct Composed {
 #[derive(Serialize)]
 struct ConfirmationContext<'a> {
     site_name: &'a str,
-    name: Option<&'a str>,
     confirm_url: &'a str,
     unsubscribe_url: &'a str,
     home_url: &'a str,
@@ -104,8 +108,25 @@ impl Composer {
             base,
             site_name,
             message_id_domain,
+            bounce_address: None,
             reports: Arc::default(),
         }
+    }
+
+    /// Gives every delivery an envelope sender of its own (VERP).
+    pub fn with_bounce_address(mut self, bounce_address: Option<BounceAddress>) -> Self {
+        self.bounce_address = bounce_address;
+        self
+    }
+
+    /// The envelope of `job`: its own signed bounce address as the sender
+    /// when VERP is on, else lettre's default (the From address).
+    fn envelope(&self, job: &ClaimedJob, to: &Mailbox) -> Result<Option<Envelope>, ComposeError> {
+        let Some(bounce) = &self.bounce_address else {
+            return Ok(None);
+        };
+        let sender = bounce.envelope_sender(&self.signer, job.id);
+        Ok(Some(Envelope::new(Some(sender), vec![to.email.clone()])?))
     }
 
     /// Whether this revision of a report is rendered and ready to personalise.
@@ -175,9 +196,10 @@ impl Composer {
             token.as_str()
         );
         let unsubscribe_url = self.unsubscribe_url(subscriber_id);
+        // No name: until the address confirms, it is whatever the person
+        // who typed the address chose, and our mail must not carry it.
         let context = ConfirmationContext {
             site_name: &self.site_name,
-            name: job.subscriber_name.as_deref(),
             confirm_url: &confirm_url,
             unsubscribe_url: &unsubscribe_url,
             home_url: &self.base,
@@ -246,6 +268,7 @@ impl Composer {
         html: Body,
     ) -> Result<Composed, ComposeError> {
         let to = self.recipient(job)?;
+        let envelope = self.envelope(job, &to)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
         let message = assemble(
             self.from.clone(),
@@ -255,6 +278,7 @@ impl Composer {
             unsubscribe_url,
             text,
             html,
+            envelope,
         )?;
         Ok(Composed {
             message,
@@ -267,7 +291,13 @@ impl Composer {
             .recipient
             .parse()
             .map_err(|_| ComposeError::Recipient(job.recipient.clone()))?;
-        Ok(Mailbox::new(job.subscriber_name.clone(), address))
+        // A confirmation goes to an address that has not agreed to anything
+        // yet: no display name chosen by whoever signed it up.
+        let name = match job.kind {
+            JobKind::Confirmation => None,
+            JobKind::Report | JobKind::Test => job.subscriber_name.clone(),
+        };
+        Ok(Mailbox::new(name, address))
     }
 }
 
@@ -290,7 +320,9 @@ fn pre_encoded(bytes: Vec<u8>) -> Body {
 
 /// A complete message as every email of the service is shaped: From, To,
 /// Subject, Date, Message-ID, one-click unsubscribe headers, and the text
-/// and HTML parts as alternatives.
+/// and HTML parts as alternatives. `envelope` replaces the one lettre
+/// derives from From and To.
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     from: Mailbox,
     to: Mailbox,
@@ -299,8 +331,13 @@ pub fn assemble(
     unsubscribe_url: &str,
     text: Body,
     html: Body,
+    envelope: Option<Envelope>,
 ) -> Result<Message, lettre::error::Error> {
-    Message::builder()
+    let builder = match envelope {
+        Some(envelope) => Message::builder().envelope(envelope),
+        None => Message::builder(),
+    };
+    builder
         .from(from)
         .to(to)
         .subject(subject)

@@ -8,6 +8,7 @@
 use sqlx::Row;
 
 use super::{placeholders, value_rows, Backend, Store, StoreError};
+use crate::bounces::SuppressionReason;
 use crate::domain::SubscriberStatus;
 
 /// What a queued message is.
@@ -52,6 +53,8 @@ pub struct ClaimedJob {
     pub attempts: i64,
     pub subscriber_name: Option<String>,
     pub subscriber_status: Option<SubscriberStatus>,
+    /// The address bounced or complained: it is not mailed.
+    pub suppressed: Option<SuppressionReason>,
 }
 
 /// What became of one claimed message.
@@ -71,11 +74,38 @@ pub enum JobOutcome {
         id: i64,
         reason: String,
     },
+    /// The relay refused the recipient outright (5xx): failed, and counted
+    /// as a hard bounce of the address.
+    Refused {
+        id: i64,
+        reason: String,
+    },
     /// Not sent on purpose (the reader unsubscribed meanwhile).
     Skipped {
         id: i64,
         reason: String,
     },
+    /// Not attempted because the relay itself is unusable (refused
+    /// connection, failed TLS, refused credentials): tried again at `at`
+    /// without using up an attempt.
+    Deferred {
+        id: i64,
+        at: i64,
+        reason: String,
+    },
+}
+
+/// Where a claimed message stands just before it is handed to SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimCheck {
+    /// Still queued, still ours, with time left on the lease: send it.
+    Held,
+    /// Its send was paused or cancelled meanwhile: hand it back unsent.
+    Withdrawn,
+    /// Another worker holds it now, or it is already done: forget it.
+    Lost,
+    /// Still ours, but the lease is about to run out (renewals are failing).
+    Expiring,
 }
 
 const CLAIM_SQLITE: &str =
@@ -135,6 +165,7 @@ impl Store {
                     attempts: row.try_get("attempts")?,
                     subscriber_name: None,
                     subscriber_status: None,
+                    suppressed: None,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -144,8 +175,14 @@ impl Store {
     }
 
     /// Reads the current name and status of each job's reader, so a reader
-    /// who unsubscribed after the send began is skipped.
+    /// who unsubscribed after the send began is skipped, and whether the
+    /// address is suppressed.
     async fn attach_subscribers(&self, jobs: &mut [ClaimedJob]) -> Result<(), StoreError> {
+        let recipients: Vec<&str> = jobs.iter().map(|j| j.recipient.as_str()).collect();
+        let suppressed = self.suppressed_among(&recipients).await?;
+        for job in jobs.iter_mut() {
+            job.suppressed = suppressed.get(&job.recipient.to_lowercase()).copied();
+        }
         let ids: Vec<i64> = jobs.iter().filter_map(|j| j.subscriber_id).collect();
         if ids.is_empty() {
             return Ok(());
@@ -215,6 +252,10 @@ impl Store {
                 .bind(*id)
                 .bind(*at)
                 .bind(reason.as_str()),
+                JobOutcome::Refused { id, reason } => {
+                    record_refusal(&mut tx, *id, reason).await?;
+                    continue;
+                }
                 JobOutcome::Failed { id, reason } => sqlx::query(
                     "update outbox set status = 'failed', last_error = $2, \
                      lease_until = null, leased_by = null, seed = null where id = $1",
@@ -227,10 +268,70 @@ impl Store {
                 )
                 .bind(*id)
                 .bind(reason.as_str()),
+                JobOutcome::Deferred { id, at, reason } => sqlx::query(
+                    "update outbox set next_attempt_at = $2, last_error = $3, \
+                     attempts = attempts - 1, lease_until = null, leased_by = null where id = $1",
+                )
+                .bind(*id)
+                .bind(*at)
+                .bind(reason.as_str()),
             };
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        super::error::writes_work();
+        Ok(())
+    }
+
+    /// Where a claimed message stands: read just before it goes on the wire,
+    /// so that a pause, a cancel or a lost lease stops it there.
+    pub async fn check_claim(
+        &self,
+        id: i64,
+        worker: &str,
+        valid_until: i64,
+    ) -> Result<ClaimCheck, StoreError> {
+        let row: Option<(String, Option<String>, Option<i64>)> =
+            sqlx::query_as("select status, leased_by, lease_until from outbox where id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some((status, leased_by, lease_until)) = row else {
+            return Ok(ClaimCheck::Lost);
+        };
+        if leased_by.as_deref() != Some(worker) {
+            return Ok(ClaimCheck::Lost);
+        }
+        Ok(match status.as_str() {
+            "queued" if lease_until.is_some_and(|t| t > valid_until) => ClaimCheck::Held,
+            "queued" => ClaimCheck::Expiring,
+            "paused" | "cancelled" => ClaimCheck::Withdrawn,
+            _ => ClaimCheck::Lost,
+        })
+    }
+
+    /// Extends every lease `worker` holds, so rows waiting in its memory or
+    /// on the wire stay its own however slow the relay is.
+    pub async fn renew_leases(&self, worker: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("update outbox set lease_until = $2 where leased_by = $1")
+            .bind(worker)
+            .bind(lease_until)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Hands back one claimed row unsent (its send was paused or
+    /// cancelled); the attempt is not counted.
+    pub async fn release_job(&self, id: i64, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
+             where id = $1 and leased_by = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
@@ -274,4 +375,54 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// A recipient the relay refused: the delivery fails, and a reader's
+/// address counts a hard bounce and is suppressed, as if the bounce had come
+/// back by mail.
+async fn record_refusal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update outbox set status = 'failed', last_error = $2, \
+         lease_until = null, leased_by = null, seed = null where id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    let now = super::now_ms();
+    let bounce: Option<i64> = sqlx::query_scalar(
+        "insert into bounces (kind, source, recipient, subscriber_id, report_id, outbox_id, \
+         status_code, diagnostic, created_at) \
+         select 'hard', 'smtp', lower(recipient), subscriber_id, report_id, id, null, $2, $3 \
+         from outbox where id = $1 and subscriber_id is not null \
+         on conflict do nothing returning id",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(bounce) = bounce {
+        sqlx::query(
+            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
+             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
+             on conflict do nothing",
+        )
+        .bind(id)
+        .bind(format!(
+            "refused by the relay: {}",
+            reason.chars().take(300).collect::<String>()
+        ))
+        .bind(bounce)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        metrics::counter!(crate::metrics::BOUNCES, "kind" => "hard", "source" => "smtp")
+            .increment(1);
+    }
+    Ok(())
 }

@@ -357,8 +357,17 @@ impl TestApp {
     /// A `newsletter worker` process against this app's database and SMTP
     /// server. It is killed when dropped.
     pub fn spawn_worker_process(&self, lease_secs: u64) -> tokio::process::Child {
+        self.worker_command(lease_secs)
+            .spawn()
+            .expect("start a worker process")
+    }
+
+    /// The command `spawn_worker_process` runs, for a test to add settings
+    /// (environment variables override those set here).
+    pub fn worker_command(&self, lease_secs: u64) -> tokio::process::Command {
         let settings = &self.app.state.settings;
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"));
+        command
             .arg("worker")
             .env("NEWSLETTER_DATABASE_URL", &settings.database_url)
             .env("NEWSLETTER_BASE_URL", settings.base_url.as_str())
@@ -373,9 +382,8 @@ impl TestApp {
             .env("NEWSLETTER_DELIVERY__BATCH_SIZE", "50")
             .env("NEWSLETTER_LOG__FILTER", "warn")
             .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start a worker process")
+            .kill_on_drop(true);
+        command
     }
 
     /// Waits until no delivery of `report_id` is left queued.

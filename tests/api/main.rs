@@ -5,19 +5,26 @@
 
 mod helpers;
 mod smtp_server;
+mod tcp_proxy;
 
 mod admin_auth;
 mod admin_dashboard;
 mod admin_pages;
 mod archive;
+mod bounces;
 mod browser;
 mod cli;
 mod contention;
 mod delivery;
 mod dkim;
+mod editor_credentials;
 mod feedback;
+mod hostile_text;
+mod login_attacks;
 mod operations;
+mod reliability;
 mod sending;
+mod slow_clients;
 mod subscriptions;
 mod unsubscribe;
 mod versions;

@@ -253,7 +253,8 @@ async fn a_scheduled_send_waits_for_its_time(backend: Backend) {
     assert!(report_mails(&app).await.is_empty());
     assert_eq!(app.stats(id).await["state"], "scheduled");
     // Its time comes.
-    sqlx::query("update sends set scheduled_at = 0")
+    sqlx::query("update sends set scheduled_at = $1")
+        .bind(newsletter::store::now_ms() - 1000)
         .execute(app.store().pool())
         .await
         .unwrap();
