@@ -73,12 +73,18 @@ pub struct MailSettings {
     pub bounce_address: Option<String>,
 }
 
-/// DKIM signing key and selector.
+/// DKIM signing key and selector. The key's type decides the algorithm:
+/// RSA (2048 bits or more) signs `rsa-sha256`, Ed25519 signs
+/// `ed25519-sha256` (RFC 8463). `newsletter config check` prints the DNS
+/// record to publish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DkimSettings {
     pub selector: String,
+    /// The signing domain (`d=`); the From domain or a parent of it, so
+    /// that DMARC finds the signature aligned.
     pub domain: String,
-    /// Path to an RSA private key in PEM (PKCS#1) form.
+    /// Path to the private key in PEM: PKCS#8 (`BEGIN PRIVATE KEY`, RSA or
+    /// Ed25519) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
     pub private_key_file: PathBuf,
 }
 

@@ -16,6 +16,7 @@ mod browser;
 mod cli;
 mod contention;
 mod delivery;
+mod dkim;
 mod editor_credentials;
 mod feedback;
 mod hostile_text;
