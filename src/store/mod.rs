@@ -156,13 +156,7 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
             "an SQLite database needs a file path, e.g. sqlite://data/newsletter.db".into(),
         ));
     }
-    if let Some(dir) = Path::new(path).parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Config(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-    }
+    create_private_file(Path::new(path))?;
     Ok(if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
@@ -170,6 +164,34 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// Creates the database file, and any missing directory above it, readable
+/// by this user only: the file holds the signing key and password hashes.
+/// SQLite gives its journal files the database file's permissions. An
+/// existing file or directory is left as the operator made it.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let config = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::Config(format!("cannot create {what} {}: {e}", p.display()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| config("directory", dir, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(config("database file", path, e)),
+    }
 }
 
 /// `$1, $2, …` for a list of `n` values starting at placeholder `first`.

@@ -17,6 +17,7 @@ mod contention;
 mod delivery;
 mod editor_credentials;
 mod feedback;
+mod hardening;
 mod hostile_text;
 mod login_attacks;
 mod operations;
