@@ -154,13 +154,55 @@ pub fn cancel_on_signal(cancel: CancellationToken) {
     });
 }
 
-/// A database URL with any password replaced, for messages and logs.
+/// A database URL with any password replaced (in the user part or as a
+/// `password` parameter), for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        changed = true;
+    }
+    let secret = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        key.contains("password") || key.contains("passwd") || key == "pass"
+    };
+    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_wherever_they_are_given() {
+        let url = redact_url("postgres://app:s3cret@db/news?sslmode=require&password=s3cret");
+        assert!(!url.contains("s3cret"), "{url}");
+        assert!(url.contains("sslmode=require"), "{url}");
+        assert_eq!(
+            redact_url("sqlite://data/newsletter.db"),
+            "sqlite://data/newsletter.db"
+        );
     }
 }

@@ -19,6 +19,7 @@ mod delivery;
 mod dkim;
 mod editor_credentials;
 mod feedback;
+mod hardening;
 mod hostile_text;
 mod login_attacks;
 mod operations;
