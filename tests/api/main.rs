@@ -16,6 +16,7 @@ mod cli;
 mod contention;
 mod delivery;
 mod feedback;
+mod imap;
 mod operations;
 mod postfix;
 mod sending;
