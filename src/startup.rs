@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::bounces::{BounceMailbox, Intake};
 use crate::config::Settings;
 use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
@@ -96,6 +97,25 @@ impl Application {
         self.dispatcher.clone().run(cancel).await;
     }
 
+    /// The bounce intake, as every way in uses it.
+    pub fn intake(&self) -> anyhow::Result<Intake> {
+        let settings = &self.state.settings;
+        Ok(Intake::new(
+            self.state.store.clone(),
+            self.state.signer.clone(),
+            settings.bounce_address()?,
+            settings.bounces.clone(),
+        ))
+    }
+
+    /// The bounce mailbox poller, when one is configured.
+    pub fn bounce_mailbox(&self) -> anyhow::Result<Option<BounceMailbox>> {
+        let Some(imap) = self.state.settings.bounces.imap.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(BounceMailbox::new(imap, self.intake()?)?))
+    }
+
     /// `serve`: HTTP and the worker in one process.
     pub async fn run_all(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let listen = self.state.settings.listen;
@@ -108,6 +128,10 @@ impl Application {
             let cancel = cancel.clone();
             tokio::spawn(async move { dispatcher.run(cancel).await })
         };
+        if let Some(mailbox) = self.bounce_mailbox()? {
+            tracing::info!("polling the bounce mailbox");
+            tokio::spawn(mailbox.run(cancel.clone()));
+        }
         let served = self.serve_http(listener, cancel.clone()).await;
         cancel.cancel();
         worker.await.context("worker task")?;

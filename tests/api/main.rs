@@ -22,6 +22,7 @@ mod feedback;
 mod hardening;
 mod hostile_text;
 mod login_attacks;
+mod imap;
 mod operations;
 mod reliability;
 mod postfix;
