@@ -42,6 +42,7 @@ pub struct Settings {
     pub subscription: SubscriptionSettings,
     pub bounces: BounceSettings,
     pub log: LogSettings,
+    pub http: HttpSettings,
 }
 
 /// How mail leaves the service.
@@ -72,12 +73,18 @@ pub struct MailSettings {
     pub bounce_address: Option<String>,
 }
 
-/// DKIM signing key and selector.
+/// DKIM signing key and selector. The key's type decides the algorithm:
+/// RSA (2048 bits or more) signs `rsa-sha256`, Ed25519 signs
+/// `ed25519-sha256` (RFC 8463). `newsletter config check` prints the DNS
+/// record to publish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DkimSettings {
     pub selector: String,
+    /// The signing domain (`d=`); the From domain or a parent of it, so
+    /// that DMARC finds the signature aligned.
     pub domain: String,
-    /// Path to an RSA private key in PEM (PKCS#1) form.
+    /// Path to the private key in PEM: PKCS#8 (`BEGIN PRIVATE KEY`, RSA or
+    /// Ed25519) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
     pub private_key_file: PathBuf,
 }
 
@@ -118,6 +125,25 @@ pub struct SubscriptionSettings {
     pub confirmations_per_day: i64,
     /// Sign-up requests one client address may make per hour (0 = no limit).
     pub signups_per_ip_per_hour: usize,
+}
+
+/// The HTTP server's own limits, so that slow, idle or numerous clients
+/// cannot take the service from everybody else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSettings {
+    /// Connections served at once; more are closed as they arrive. Keep it
+    /// under the process's open-file limit (`LimitNOFILE`).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's start or the previous response: idle and trickling
+    /// connections are closed after this.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may go with no byte moving either way while a
+    /// request is read or answered.
+    pub idle_timeout_secs: u64,
+    /// Password checks run at once (Argon2id, about 19 MiB each); a login
+    /// beyond these is answered 503 at once.
+    pub login_concurrency: usize,
 }
 
 /// What bounces and complaints do, and where they come from besides the
@@ -245,6 +271,12 @@ impl Default for Settings {
                 filter: "info".into(),
                 json: false,
             },
+            http: HttpSettings {
+                max_connections: 1024,
+                header_timeout_secs: 10,
+                idle_timeout_secs: 60,
+                login_concurrency: 2,
+            },
         }
     }
 }
@@ -336,6 +368,17 @@ impl Settings {
         if self.delivery.lease_secs == 0 {
             return Err(invalid("delivery.lease_secs", "must be at least 1"));
         }
+        let http = &self.http;
+        if http.max_connections == 0
+            || http.header_timeout_secs == 0
+            || http.idle_timeout_secs == 0
+            || http.login_concurrency == 0
+        {
+            return Err(invalid(
+                "http",
+                "max_connections, header_timeout_secs, idle_timeout_secs and login_concurrency must be at least 1",
+            ));
+        }
         if let Some(address) = &self.mail.bounce_address {
             crate::bounces::BounceAddress::parse(address)
                 .map_err(|e| invalid("mail.bounce_address", e.to_string()))?;
@@ -345,6 +388,10 @@ impl Settings {
                 "bounces",
                 "soft_bounce_limit and soft_bounce_days must be at least 1",
             ));
+        }
+        if let Some(key) = &self.bounces.webhooks.sendgrid_public_key {
+            crate::bounces::webhooks::SendgridKey::parse(key)
+                .map_err(|e| invalid("bounces.webhooks.sendgrid_public_key", e.to_string()))?;
         }
         if self.delivery.max_attempts <= 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));

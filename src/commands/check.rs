@@ -6,6 +6,7 @@ use std::fmt::Write;
 use secrecy::ExposeSecret;
 
 use crate::config::{smtp_security, Settings, SmtpSecurity};
+use crate::delivery::dkim::Signer;
 use crate::delivery::Mailer;
 use crate::startup::redact_url;
 use crate::store::Store;
@@ -72,6 +73,21 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
         }
     }
 
+    if let Some(dkim) = &settings.mail.dkim {
+        match Signer::load(dkim) {
+            Ok(signer) => describe_dkim(&mut out, settings, &signer),
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(out, "dkim: NOT usable: {e}");
+            }
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "dkim: off (mail is not signed; set [mail.dkim] to sign it)"
+        );
+    }
+
     match Mailer::from_settings(&settings.mail) {
         Ok(mailer) => match mailer.test_connection().await {
             Ok(()) => {
@@ -91,5 +107,43 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
         Ok(out)
     } else {
         Err(out)
+    }
+}
+
+/// The algorithm, the record to publish (in zone-file form, split into
+/// strings of at most 255 characters as DNS requires) and whether DMARC will
+/// find the signature aligned with the From address.
+fn describe_dkim(out: &mut String, settings: &Settings, signer: &Signer) {
+    let record = signer.dns_record();
+    let _ = writeln!(
+        out,
+        "dkim: {} key, signing d={}; publish this TXT record:",
+        signer.algorithm().name(),
+        settings
+            .mail
+            .dkim
+            .as_ref()
+            .map_or("", |d| d.domain.as_str()),
+    );
+    let chunks: Vec<String> = record
+        .value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    let _ = writeln!(out, "  {}. IN TXT {}", record.name, chunks.join(" "));
+    let Some(dkim) = &settings.mail.dkim else {
+        return;
+    };
+    let from_domain = settings
+        .sender()
+        .map(|m| m.email.domain().to_ascii_lowercase())
+        .unwrap_or_default();
+    let d = dkim.domain.to_ascii_lowercase();
+    if from_domain != d && !from_domain.ends_with(&format!(".{d}")) {
+        let _ = writeln!(
+            out,
+            "  WARNING: the From domain {from_domain} is not {d} or under it: DMARC will not count this signature"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The worker loop: claim a batch, send it with bounded concurrency, record
 //! the outcomes, repeat until cancelled.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::sync::Mutex;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::compose::Composer;
+use super::compose::{report_key, Composer, ReportKey};
 use super::retry::retry_delay;
 use super::transport::{MailError, Mailer};
 use crate::config::DeliverySettings;
@@ -243,11 +244,17 @@ impl Dispatcher {
         let reasons = self.prepare_reports(&batch).await?;
         let mut claimed = Claimed::default();
         for job in batch {
-            match job.report_id.and_then(|id| reasons.get(&id)) {
-                Some(reason) => claimed.unusable.push(JobOutcome::Failed {
-                    id: job.id,
-                    reason: reason.clone(),
-                }),
+            let reason = match job.kind {
+                JobKind::Confirmation => None,
+                JobKind::Report | JobKind::Test => match report_key(&job) {
+                    Ok(key) => reasons.get(&key).cloned(),
+                    Err(e) => Some(e.to_string()),
+                },
+            };
+            match reason {
+                Some(reason) => claimed
+                    .unusable
+                    .push(JobOutcome::Failed { id: job.id, reason }),
                 None => claimed.jobs.push(job),
             }
         }
@@ -312,30 +319,30 @@ impl Dispatcher {
         }
     }
 
-    /// Renders each report of the batch not rendered yet. Returns the
-    /// reports that cannot be rendered, with the reason, so that their
+    /// Renders each report revision of the batch not rendered yet. Returns
+    /// the revisions that cannot be rendered, with the reason, so that their
     /// deliveries fail with it instead of retrying forever.
     async fn prepare_reports(
         &self,
         jobs: &[ClaimedJob],
-    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
-        let mut unusable = std::collections::HashMap::new();
-        let mut ids: Vec<i64> = jobs.iter().filter_map(|j| j.report_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            if self.composer.has_report(id) {
+    ) -> Result<HashMap<ReportKey, String>, StoreError> {
+        let mut unusable = HashMap::new();
+        let mut keys: Vec<ReportKey> = jobs.iter().filter_map(|j| report_key(j).ok()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            if self.composer.has_report(key) {
                 continue;
             }
-            match self.store.report(id).await? {
-                Some(stored) => {
-                    if let Err(e) = self.composer.prepare_report(&stored) {
-                        tracing::error!(report = id, error = %e, "cannot render report");
-                        unusable.insert(id, e.to_string());
+            match self.store.report_version(key.0, key.1).await? {
+                Some(version) => {
+                    if let Err(e) = self.composer.prepare_report(&version) {
+                        tracing::error!(report = key.0, revision = key.1, error = %e, "cannot render report");
+                        unusable.insert(key, e.to_string());
                     }
                 }
                 None => {
-                    unusable.insert(id, "the report no longer exists".to_string());
+                    unusable.insert(key, "the report no longer exists".to_string());
                 }
             }
         }
@@ -562,7 +569,9 @@ impl Dispatcher {
         if cancel.is_cancelled() {
             return Ok(Handled::Untouched);
         }
-        if job.kind != JobKind::Test
+        // A confirmation still queued is one asked for after the reader
+        // left (leaving withdraws the older ones): it is their way back.
+        if job.kind == JobKind::Report
             && job.subscriber_status == Some(SubscriberStatus::Unsubscribed)
         {
             return Ok(Handled::Outcome(JobOutcome::Skipped {

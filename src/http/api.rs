@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::auth::ApiEditor;
 use super::{AppError, AppState};
-use crate::domain::SubscriberEmail;
+use crate::domain::{spreadsheet_text, SubscriberEmail};
 use crate::store::{now_ms, SaveOutcome, Send, TriggerOutcome};
 
 /// Reports are larger than sign-ups; this is plenty for a weekly issue.
@@ -425,10 +425,10 @@ impl AppState {
             write(
                 &mut csv,
                 &[
-                    report.slug.clone(),
-                    v.reader_email.unwrap_or_default(),
+                    spreadsheet_text(&report.slug).into_owned(),
+                    spreadsheet_text(&v.reader_email.unwrap_or_default()).into_owned(),
                     if v.helpful { "yes" } else { "no" }.into(),
-                    v.comment.unwrap_or_default(),
+                    spreadsheet_text(&v.comment.unwrap_or_default()).into_owned(),
                     rfc3339(v.created_at),
                     rfc3339(v.updated_at),
                 ],

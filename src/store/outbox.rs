@@ -45,6 +45,8 @@ pub struct ClaimedJob {
     pub kind: JobKind,
     pub subscriber_id: Option<i64>,
     pub report_id: Option<i64>,
+    /// The revision of the report's text this delivery carries.
+    pub report_revision: Option<i64>,
     pub recipient: String,
     pub seed: Option<String>,
     /// Attempts including this one.
@@ -110,7 +112,7 @@ const CLAIM_SQLITE: &str =
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
      where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
-     returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
+     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
 
 // SKIP LOCKED lets many workers claim side by side without waiting on each
 // other's rows; the lease then keeps the rows theirs after the commit.
@@ -119,7 +121,7 @@ const CLAIM_POSTGRES: &str =
      where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
        for update skip locked) \
-     returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
+     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
 
 /// Successful deliveries recorded per statement (three parameters each,
 /// well under either backend's limit).
@@ -157,6 +159,7 @@ impl Store {
                     kind: JobKind::parse(&kind)?,
                     subscriber_id: row.try_get("subscriber_id")?,
                     report_id: row.try_get("report_id")?,
+                    report_revision: row.try_get("report_revision")?,
                     recipient: row.try_get("recipient")?,
                     seed: row.try_get("seed")?,
                     attempts: row.try_get("attempts")?,

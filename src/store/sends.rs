@@ -146,20 +146,23 @@ impl Store {
             .bind(send_id)
             .fetch_one(&mut *tx)
             .await?;
+        let revision = super::reports::snapshot_revision(&mut tx, report_id, now).await?;
         let enqueued = sqlx::query(
-            "insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, created_at) \
-             select 'report', id, $1, email, $2, $2 from subscribers where status = 'confirmed' \
+            "insert into outbox (kind, subscriber_id, report_id, report_revision, recipient, next_attempt_at, created_at) \
+             select 'report', id, $1, $3, email, $2, $2 from subscribers where status = 'confirmed' \
              and not exists (select 1 from suppressions x where x.email = subscribers.email) \
              on conflict do nothing",
         )
         .bind(report_id)
         .bind(now)
+        .bind(revision)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("update sends set total = $2 where id = $1")
+        sqlx::query("update sends set total = $2, report_revision = $3 where id = $1")
             .bind(send_id)
             .bind(enqueued as i64)
+            .bind(revision)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -485,7 +488,8 @@ impl Store {
             .collect()
     }
 
-    /// Queues a test copy of a report for each address (no reader behind it).
+    /// Queues a test copy of the report as it stands now for each address
+    /// (no reader behind it).
     pub async fn queue_test_sends(
         &self,
         report_id: i64,
@@ -493,14 +497,16 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
+        let revision = super::reports::snapshot_revision(&mut tx, report_id, now).await?;
         for address in addresses {
             sqlx::query(
-                "insert into outbox (kind, report_id, recipient, next_attempt_at, created_at) \
-                 values ('test', $1, $2, $3, $3)",
+                "insert into outbox (kind, report_id, report_revision, recipient, next_attempt_at, created_at) \
+                 values ('test', $1, $4, $2, $3, $3)",
             )
             .bind(report_id)
             .bind(address.as_str())
             .bind(now)
+            .bind(revision)
             .execute(&mut *tx)
             .await?;
         }

@@ -295,6 +295,21 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Asks for test copies of a report through the API.
+    pub async fn send_test_copy(&self, report_id: i64, addresses: &[&str]) {
+        let response = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/reports/{report_id}/test"),
+            )
+            .await
+            .json(&serde_json::json!({ "addresses": addresses }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "queueing a test copy");
+    }
+
     pub async fn stats(&self, report_id: i64) -> serde_json::Value {
         self.api(
             reqwest::Method::GET,
