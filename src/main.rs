@@ -89,6 +89,10 @@ enum ReportCommand {
     },
     /// List the stored reports and where their sends stand.
     List,
+    /// Give every failed delivery of a report's send one more attempt (a
+    /// reader who got the report never gets it twice). REPORT is a slug or
+    /// an id.
+    RetryFailed { report: String },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +223,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(ReportCommand::List) => {
             let store = open_store(&settings).await?;
             print!("{}", report::list(&store).await?);
+            Ok(())
+        }
+        Command::Report(ReportCommand::RetryFailed { report }) => {
+            let store = open_store(&settings).await?;
+            let max_attempts = settings.delivery.max_attempts;
+            println!(
+                "{}",
+                report::retry_failed(&store, &report, max_attempts).await?
+            );
             Ok(())
         }
         Command::Subscribers(SubscribersCommand::Export { format, out }) => {

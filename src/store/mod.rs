@@ -29,10 +29,10 @@ pub use bounces::{
     BounceEffect, BounceMessage, BounceStats, BouncedDelivery, NewBounce, SoftBouncePolicy,
     Suppression,
 };
-pub use error::StoreError;
-pub use outbox::{ClaimedJob, JobKind, JobOutcome};
+pub use error::{StorageProblem, StoreError};
+pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
-pub use reports::{ReportListing, SaveOutcome, StoredReport};
+pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};
 pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};
@@ -75,7 +75,15 @@ impl Store {
             let read = sqlite_pool(max_connections.max(2))
                 .connect_with(options.clone())
                 .await?;
-            let write = sqlite_pool(1).connect_with(options).await?;
+            // A write that failed on a full or broken disk may leave its
+            // transaction open on the connection (SQLite keeps it after a
+            // failed COMMIT): such a connection is closed, not reused.
+            let write = sqlite_pool(1)
+                .after_release(|_conn, _meta| {
+                    Box::pin(async move { Ok(!error::take_replace_writer()) })
+                })
+                .connect_with(options)
+                .await?;
             Ok(Store {
                 read,
                 signups: signups::start(write.clone()),
@@ -156,6 +164,11 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
             "an SQLite database needs a file path, e.g. sqlite://data/newsletter.db".into(),
         ));
     }
+    let dir = match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    check_data_directory(dir, Path::new(path))?;
     create_private_file(Path::new(path))?;
     Ok(if url.contains("mode=") {
         url.to_string()
@@ -166,23 +179,52 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     })
 }
 
-/// Creates the database file, and any missing directory above it, readable
-/// by this user only: the file holds the signing key and password hashes.
-/// SQLite gives its journal files the database file's permissions. An
-/// existing file or directory is left as the operator made it.
-fn create_private_file(path: &Path) -> Result<(), StoreError> {
-    let config = |what: &str, p: &Path, e: std::io::Error| {
-        StoreError::Config(format!("cannot create {what} {}: {e}", p.display()))
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(dir)
-            .map_err(|e| config("directory", dir, e))?;
+/// Makes sure the database's directory exists and that the service can
+/// write there, with one message that says what to do: SQLite itself only
+/// says "unable to open database file", or fails later, on the first write.
+fn check_data_directory(dir: &Path, file: &Path) -> Result<(), StoreError> {
+    let advice = "make it writable for the user running newsletter, or set database_url to a \
+                  file in a writable directory";
+    // A directory made here is for this user only (the database holds the
+    // signing key and password hashes); an existing one is left as it is.
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    if let Err(e) = builder.create(dir) {
+        return Err(StoreError::Config(format!(
+            "the data directory {} does not exist and cannot be created ({e}): create it and {advice}",
+            dir.display()
+        )));
     }
+    // SQLite needs to create its journal files beside the database.
+    let probe = dir.join(format!(".newsletter-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(StoreError::Config(format!(
+                "the data directory {} cannot be written ({e}): {advice}",
+                dir.display()
+            )))
+        }
+    }
+    if file.exists() {
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(file) {
+            return Err(StoreError::Config(format!(
+                "the database file {} cannot be written ({e}): {advice}",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the database file readable by this user only: it holds the
+/// signing key and password hashes. SQLite gives its journal files the
+/// database file's permissions. An existing file is left as it is.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -190,7 +232,10 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(config("database file", path, e)),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))),
     }
 }
 

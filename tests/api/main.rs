@@ -5,6 +5,7 @@
 
 mod helpers;
 mod smtp_server;
+mod tcp_proxy;
 
 mod admin_auth;
 mod admin_dashboard;
@@ -21,8 +22,10 @@ mod hardening;
 mod hostile_text;
 mod login_attacks;
 mod operations;
+mod reliability;
 mod sending;
 mod slow_clients;
 mod subscriptions;
 mod unsubscribe;
+mod versions;
 mod workers;
