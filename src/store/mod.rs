@@ -185,9 +185,10 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
 fn check_data_directory(dir: &Path, file: &Path) -> Result<(), StoreError> {
     let advice = "make it writable for the user running newsletter, or set database_url to a \
                   file in a writable directory";
+    // A directory made here is for this user only (the database holds the
+    // signing key and password hashes); an existing one is left as it is.
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
-    // The directory holds the signing key and password hashes.
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     if let Err(e) = builder.create(dir) {
@@ -222,8 +223,7 @@ fn check_data_directory(dir: &Path, file: &Path) -> Result<(), StoreError> {
 
 /// Creates the database file readable by this user only: it holds the
 /// signing key and password hashes. SQLite gives its journal files the
-/// database file's permissions. An existing file is left as the operator
-/// made it.
+/// database file's permissions. An existing file is left as it is.
 fn create_private_file(path: &Path) -> Result<(), StoreError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
