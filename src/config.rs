@@ -62,6 +62,12 @@ pub struct MailSettings {
     pub timeout_secs: u64,
     /// Optional DKIM signing.
     pub dkim: Option<DkimSettings>,
+    /// The name this service gives itself in EHLO, a fully qualified
+    /// domain. Unset: the From domain (relays refuse a bare host name).
+    pub helo_name: Option<String>,
+    /// Sender of confirmation mail, e.g. `Sign-ups <join@example.com>`.
+    /// Unset: `from`.
+    pub confirmation_from: Option<String>,
     /// Let a relay's user name and password travel unencrypted
     /// (`smtp://user:pass@host` without `?tls=required`). Off: such a URL is
     /// refused, because anyone on the path could read the password.
@@ -71,6 +77,32 @@ pub struct MailSettings {
     /// `bounces+<signed token>@bounce.example.com`, so a bounce names the
     /// delivery it is about; the visible From stays `from`.
     pub bounce_address: Option<String>,
+}
+
+impl MailSettings {
+    /// The EHLO name: `helo_name`, or else the From domain.
+    pub fn hello_name(&self) -> String {
+        self.helo_name.clone().unwrap_or_else(|| {
+            self.from
+                .parse::<Mailbox>()
+                .map(|m| m.email.domain().to_string())
+                .unwrap_or_else(|_| "localhost.localdomain".into())
+        })
+    }
+}
+
+/// Whether `name` is a domain of at least two labels of letters, digits and
+/// hyphens, as `reject_non_fqdn_helo_hostname` and RFC 5321 want it.
+fn is_fqdn(name: &str) -> bool {
+    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// DKIM signing key and selector. The key's type decides the algorithm:
@@ -233,6 +265,8 @@ impl Default for Settings {
                 dkim: None,
                 allow_plaintext_auth: false,
                 bounce_address: None,
+                helo_name: None,
+                confirmation_from: None,
             },
             delivery: DeliverySettings {
                 concurrency: 8,
@@ -379,6 +413,17 @@ impl Settings {
                 "max_connections, header_timeout_secs, idle_timeout_secs and login_concurrency must be at least 1",
             ));
         }
+        self.confirmation_sender()?;
+        if let Some(name) = &self.mail.helo_name {
+            if !is_fqdn(name) {
+                return Err(invalid(
+                    "mail.helo_name",
+                    format!(
+                        "{name:?} is not a fully qualified domain name such as mail.example.com"
+                    ),
+                ));
+            }
+        }
         if let Some(address) = &self.mail.bounce_address {
             crate::bounces::BounceAddress::parse(address)
                 .map_err(|e| invalid("mail.bounce_address", e.to_string()))?;
@@ -419,6 +464,18 @@ impl Settings {
 
     pub fn confirmation_ttl(&self) -> Duration {
         Duration::from_secs(self.subscription.confirmation_ttl_hours * 3600)
+    }
+
+    /// The sender of confirmation mail, when it is not `from`.
+    pub fn confirmation_sender(&self) -> Result<Option<Mailbox>, ConfigError> {
+        self.mail
+            .confirmation_from
+            .as_deref()
+            .map(|from| {
+                from.parse()
+                    .map_err(|e| invalid("mail.confirmation_from", format!("{e}: {from}")))
+            })
+            .transpose()
     }
 
     /// Base URL without a trailing slash, for joining paths.
@@ -537,6 +594,19 @@ mod tests {
             s.mail.smtp_url = Some(url.to_string().into());
             s.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn helo_name_defaults_to_the_from_domain_and_must_be_qualified() {
+        let mut s = Settings::default();
+        s.mail.from = "News <news@mail.example.org>".into();
+        assert_eq!(s.mail.hello_name(), "mail.example.org");
+        s.mail.helo_name = Some("vm".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("mail.helo_name"), "{err}");
+        s.mail.helo_name = Some("out.example.org".into());
+        s.validate().unwrap();
+        assert_eq!(s.mail.hello_name(), "out.example.org");
     }
 
     #[test]

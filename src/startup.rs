@@ -53,7 +53,8 @@ impl Application {
             settings.base(),
             settings.site_name.clone(),
         )
-        .with_bounce_address(settings.bounce_address()?);
+        .with_bounce_address(settings.bounce_address()?)
+        .with_confirmation_from(settings.confirmation_sender()?);
         let dispatcher =
             Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
         let signup_limiter = Arc::new(AttemptLimiter::new(

@@ -31,9 +31,7 @@ pub fn init(settings: &LogSettings) {
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| settings.filter.clone());
     let filter = quiet_libraries(&directives);
-    // stdout is for command output (a token, a CSV); the log goes to stderr.
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
         // stdout belongs to the commands' output (a token, a CSV, a

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use lettre::message::{Body, Mailbox};
 
 use crate::config::Settings;
-use crate::delivery::assemble;
+use crate::delivery::{assemble, list_id, Shape};
 use crate::render::SITE_CSS;
 use crate::report::{render_archive_page, render_report, Reader, Report, SendContext};
 use crate::store::{SaveOutcome, Store};
@@ -84,7 +84,10 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
         to,
         &rendered.subject,
         &message_id,
-        &unsubscribe,
+        Shape::Report {
+            list_id: &list_id(&settings.site_name, settings.sender()?.email.domain()),
+            unsubscribe_url: &unsubscribe,
+        },
         Body::new(text.clone()),
         Body::new(html.clone()),
         None,

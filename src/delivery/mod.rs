@@ -9,8 +9,8 @@ mod smtp_pool;
 mod transport;
 mod worker;
 
-pub use compose::{assemble, ComposeError, Composer};
-pub use headers::{ListUnsubscribe, ListUnsubscribePost};
+pub use compose::{assemble, ComposeError, Composer, Shape};
+pub use headers::{list_id, ListUnsubscribe, ListUnsubscribePost};
 pub use retry::retry_delay;
 pub use transport::{MailError, Mailer};
 pub use worker::{DispatchError, Dispatcher};

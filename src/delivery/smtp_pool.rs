@@ -53,7 +53,13 @@ pub struct SmtpPool {
 impl SmtpPool {
     /// Accepts `smtp://[user:pass@]host[:port][?tls=required|opportunistic]`
     /// and `smtps://…`, as lettre documents them.
-    pub fn from_url(url: &str, max_idle: usize, timeout: Duration) -> Result<SmtpPool, String> {
+    /// `hello` is the EHLO name unless the URL's path gives one.
+    pub fn from_url(
+        url: &str,
+        max_idle: usize,
+        timeout: Duration,
+        hello: &str,
+    ) -> Result<SmtpPool, String> {
         let url = Url::parse(url).map_err(|e| format!("invalid smtp url: {e}"))?;
         let host = url
             .host_str()
@@ -84,7 +90,7 @@ impl SmtpPool {
         };
         let path = url.path().trim_matches('/');
         let hello = if path.is_empty() {
-            ClientId::default()
+            ClientId::Domain(hello.to_string())
         } else {
             ClientId::Domain(path.to_string())
         };

@@ -70,6 +70,7 @@ impl Mailer {
                     url.expose_secret(),
                     mail.pool_size as usize,
                     Duration::from_secs(mail.timeout_secs),
+                    &mail.hello_name(),
                 )
                 .map_err(TransportSetupError)?;
                 (

@@ -15,6 +15,7 @@ mod bounces;
 mod browser;
 mod cli;
 mod contention;
+mod deliverability;
 mod delivery;
 mod dkim;
 mod editor_credentials;

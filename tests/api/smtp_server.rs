@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 /// One message as received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The name the client gave in EHLO or HELO.
+    pub hello: String,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
@@ -240,6 +242,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 test.invalid ESMTP ready\r\n").await?;
+    let mut hello = String::new();
     let mut mail_from = String::new();
     let mut rcpt_to = Vec::new();
     let mut fault: Option<Fault> = None;
@@ -255,6 +258,9 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             .next()
             .unwrap_or("")
             .to_ascii_uppercase();
+        if verb == "EHLO" || verb == "HELO" {
+            hello = command[4..].trim().to_string();
+        }
         match verb.as_str() {
             "EHLO" => write
                 .write_all(
@@ -309,6 +315,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                             tokio::time::sleep(delay).await;
                         }
                         shared.received.lock().unwrap().push(Received {
+                            hello: hello.clone(),
                             mail_from: mail_from.clone(),
                             rcpt_to: rcpt_to.clone(),
                             data,
