@@ -5,6 +5,7 @@ mod compose;
 mod headers;
 mod retry;
 mod smtp_pool;
+mod smtp_transaction;
 mod transport;
 mod worker;
 

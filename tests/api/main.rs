@@ -16,6 +16,7 @@ mod contention;
 mod delivery;
 mod feedback;
 mod operations;
+mod relay_round_trips;
 mod sending;
 mod subscriptions;
 mod unsubscribe;
