@@ -63,6 +63,7 @@ impl Application {
                 std::time::Duration::from_secs(15 * 60),
             )),
             signup_limiter,
+            archive_entries: Arc::default(),
         };
         Ok(Application { state, dispatcher })
     }

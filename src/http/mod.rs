@@ -2,7 +2,7 @@
 
 mod admin;
 pub mod api;
-mod archive;
+pub mod archive;
 mod assets;
 pub mod auth;
 mod confirm;
@@ -45,6 +45,8 @@ pub struct AppState {
     pub login_limiter: Arc<limiter::AttemptLimiter>,
     /// Sign-ups per client address.
     pub signup_limiter: Arc<limiter::AttemptLimiter>,
+    /// The archive index's lines, parsed once per report version.
+    pub archive_entries: Arc<archive::ArchiveEntries>,
 }
 
 impl AppState {

@@ -29,7 +29,9 @@ pub use outbox::{ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
 pub use reports::{ReportListing, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
-pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};
+pub use subscribers::{
+    ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber, SubscriberImport,
+};
 pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -15,6 +15,7 @@ mod cli;
 mod contention;
 mod delivery;
 mod feedback;
+mod large_lists;
 mod operations;
 mod relay_round_trips;
 mod sending;
