@@ -4,6 +4,8 @@
 #   bash benches/run.sh                 # 10,000 and 100,000 readers, SQLite and PostgreSQL
 #   READERS=10000 BACKENDS=sqlite bash benches/run.sh
 #   PARTS=signup bash benches/run.sh     # only the sign-up load test
+#   RTT_MS=20 READERS= bash benches/run.sh   # only a relay at a distance: a delaying
+#                                            # proxy, msg/s per connection against lettre
 #
 # Starts Postfix's smtp-sink on loopback (installing Debian's postfix if it is
 # missing), runs `cargo bench --bench send`, then drives the sign-up endpoint
@@ -11,9 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-READERS="${READERS:-10000,100000}"
+READERS="${READERS-10000,100000}"
 BACKENDS="${BACKENDS:-sqlite,postgres}"
 PARTS="${PARTS:-send,signup}"
+RTT_MS="${RTT_MS:-}"
+RTT_READERS="${RTT_READERS:-2000}"
 CONCURRENCY="${CONCURRENCY:-16}"
 SINK_PORT="${SINK_PORT:-2525}"
 HTTP_PORT="${HTTP_PORT:-18080}"
@@ -44,9 +48,11 @@ sleep 0.5
 
 if [[ $PARTS == *send* ]]; then
   echo "## Send path"
+  rtt=()
+  [[ -n $RTT_MS ]] && rtt=(--rtt-ms "$RTT_MS" --rtt-readers "$RTT_READERS")
   cargo bench --bench send -- --smtp "127.0.0.1:$SINK_PORT" --readers "$READERS" \
     --backends "$BACKENDS" --concurrency "$CONCURRENCY" --postgres "$PG_URL" \
-    --dkim-readers "${DKIM_READERS:-10000}"
+    --dkim-readers "${DKIM_READERS:-10000}" "${rtt[@]}"
 fi
 [[ $PARTS == *signup* ]] || exit 0
 

@@ -16,6 +16,12 @@
 //!
 //! It also times the stages on their own: enqueueing N readers,
 //! personalising one message, and a claim/record round trip.
+//!
+//! With `--rtt-ms 20` it also runs a relay at a distance: a proxy on
+//! loopback holds every chunk for half the round trip in each direction, and
+//! the service and lettre's own client (one command, one wait) each send
+//! `--rtt-readers` messages through it; the figure that matters there is
+//! messages per second per connection.
 
 // Settings are written field by field, as an operator would set them.
 #![allow(clippy::field_reassign_with_default)]
@@ -26,6 +32,8 @@ use base64::Engine;
 use futures::StreamExt;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+mod support;
+
 use newsletter::config::Settings;
 use newsletter::startup::Application;
 use newsletter::store::{now_ms, JobOutcome, Store};
@@ -39,6 +47,8 @@ struct Args {
     postgres: String,
     /// Readers for the DKIM comparison (0 skips it).
     dkim_readers: usize,
+    rtt_ms: Option<u64>,
+    rtt_readers: usize,
 }
 
 fn args() -> Args {
@@ -49,6 +59,8 @@ fn args() -> Args {
         concurrency: 16,
         postgres: "postgres://postgres@127.0.0.1:5432/test".into(),
         dkim_readers: 10_000,
+        rtt_ms: None,
+        rtt_readers: 2_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +70,7 @@ fn args() -> Args {
             "--readers" => {
                 args.readers = value()
                     .split(',')
+                    .filter(|n| !n.is_empty())
                     .map(|n| n.parse().expect("a number"))
                     .collect()
             }
@@ -65,6 +78,8 @@ fn args() -> Args {
             "--concurrency" => args.concurrency = value().parse().expect("a number"),
             "--postgres" => args.postgres = value(),
             "--dkim-readers" => args.dkim_readers = value().parse().expect("a number"),
+            "--rtt-ms" => args.rtt_ms = Some(value().parse().expect("milliseconds")),
+            "--rtt-readers" => args.rtt_readers = value().parse().expect("a number"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -84,21 +99,6 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Resets the peak resident set size, so each phase reports its own.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 struct Measure {
     wall: Duration,
     cpu: Duration,
@@ -113,35 +113,15 @@ impl Measure {
 }
 
 async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
-    reset_peak_rss();
+    support::reset_peak_rss();
     let cpu = cpu_time();
     let start = Instant::now();
     let messages = f.await;
     Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
-        rss_mb: peak_rss_mb(),
+        rss_mb: support::peak_rss_mb(),
         messages,
-    }
-}
-
-async fn fresh_database(backend: &str, args: &Args, dir: &std::path::Path) -> String {
-    match backend {
-        "sqlite" => format!("sqlite://{}/bench.db", dir.display()),
-        _ => {
-            use sqlx::Connection;
-            let name = format!("nl_bench_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&args.postgres)
-                .await
-                .expect("postgres for the bench");
-            sqlx::query(&format!("create database {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let mut url = url::Url::parse(&args.postgres).unwrap();
-            url.set_path(&name);
-            url.to_string()
-        }
     }
 }
 
@@ -175,10 +155,23 @@ struct Row {
 }
 
 async fn run_one(backend: &str, readers: usize, args: &Args) -> Row {
+    run_one_via(backend, readers, args, &args.smtp, true).await
+}
+
+/// One send of `readers` messages through the relay at `smtp`, with the
+/// baselines; lettre's stock pool only when `stock_pool` is set.
+async fn run_one_via(
+    backend: &str,
+    readers: usize,
+    args: &Args,
+    smtp: &str,
+    with_stock_pool: bool,
+) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
-    settings.database_url = fresh_database(backend, args, dir.path()).await;
-    settings.mail.smtp_url = Some(format!("smtp://{}", args.smtp).into());
+    settings.database_url =
+        support::fresh_database(backend, &args.postgres, dir.path(), "bench").await;
+    settings.mail.smtp_url = Some(format!("smtp://{smtp}").into());
     settings.mail.pool_size = args.concurrency as u32;
     settings.delivery.concurrency = args.concurrency;
     settings.delivery.batch_size = 500;
@@ -219,22 +212,20 @@ async fn run_one(backend: &str, readers: usize, args: &Args) -> Row {
 
     // The baselines: the same bytes through bare lettre.
     let sample = sample_message(&app, report_id).await;
-    let baseline = measured(bare_connections(
-        &args.smtp,
-        &sample,
-        readers,
-        args.concurrency,
-    ))
-    .await;
+    let baseline = measured(bare_connections(smtp, &sample, readers, args.concurrency)).await;
     // lettre's stock pool runs at a fixed pace (see README), so 10,000
     // messages tell its rate as well as more would.
-    let stock_pool = measured(bare_lettre(
-        &args.smtp,
-        &sample,
-        readers.min(10_000),
-        args.concurrency,
-    ))
-    .await;
+    let stock_pool = if with_stock_pool {
+        measured(bare_lettre(
+            smtp,
+            &sample,
+            readers.min(10_000),
+            args.concurrency,
+        ))
+        .await
+    } else {
+        measured(async { 0 }).await
+    };
     store.close().await;
     Row {
         backend: backend.into(),
@@ -342,12 +333,97 @@ async fn bare_connections(smtp: &str, message: &[u8], n: usize, concurrency: usi
     sent
 }
 
+/// A TCP proxy on loopback that holds every chunk for half of `rtt` in each
+/// direction, like a relay at a distance. Each chunk is held from its own
+/// arrival, so chunks written back to back arrive back to back, as they
+/// would over a long link.
+async fn delaying_proxy(target: String, rtt: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(relay) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = (client.set_nodelay(true), relay.set_nodelay(true));
+                let (from_client, to_client) = client.into_split();
+                let (from_relay, to_relay) = relay.into_split();
+                tokio::join!(
+                    delayed_copy(from_client, to_relay, rtt / 2),
+                    delayed_copy(from_relay, to_client, rtt / 2),
+                );
+            });
+        }
+    });
+    address
+}
+
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (chunks, mut due) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buffer = vec![0; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        let at = tokio::time::Instant::now() + delay;
+        if chunks.send((at, buffer[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    let _ = writer.await;
+}
+
+/// The relay at a distance: the service and lettre's one-command-at-a-time
+/// client through the delaying proxy, per connection.
+async fn relay_at_a_distance(args: &Args, rtt_ms: u64) {
+    let proxy = delaying_proxy(args.smtp.clone(), Duration::from_millis(rtt_ms)).await;
+    println!(
+        "\nrelay at a distance: RTT {rtt_ms} ms through a delaying proxy, {} messages, {} connections\n",
+        args.rtt_readers, args.concurrency
+    );
+    println!("| backend | service msg/s | per connection | lettre's client msg/s | per connection | service/lettre | round trips per message (service / lettre) |");
+    println!("|---|---|---|---|---|---|---|");
+    for backend in &args.backends {
+        eprintln!("running {backend} at RTT {rtt_ms} ms…");
+        let row = run_one_via(backend, args.rtt_readers, args, &proxy, false).await;
+        let per_connection = |m: &Measure| m.rate() / args.concurrency as f64;
+        let round_trips = |m: &Measure| 1000.0 / per_connection(m) / rtt_ms as f64;
+        println!(
+            "| {} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} × | {:.1} / {:.1} |",
+            row.backend,
+            row.service.rate(),
+            per_connection(&row.service),
+            row.baseline.rate(),
+            per_connection(&row.baseline),
+            row.service.rate() / row.baseline.rate(),
+            round_trips(&row.service),
+            round_trips(&row.baseline),
+        );
+    }
+}
+
 /// Per-message personalisation and claim/record round trips.
 async fn stages(args: &Args) {
     let dir = tempfile::tempdir().unwrap();
     for backend in &args.backends {
         let mut settings = Settings::default();
-        settings.database_url = fresh_database(backend, args, dir.path()).await;
+        settings.database_url =
+            support::fresh_database(backend, &args.postgres, dir.path(), "bench").await;
         settings.log.filter = "warn".into();
         let app = Application::build(settings).await.unwrap();
         let store = app.state.store.clone();
@@ -457,13 +533,28 @@ async fn main() {
             rows.push(run_one(backend, n, &args).await);
         }
     }
+    if !rows.is_empty() {
+        print_rows(&rows, &args);
+    }
+    if let Some(rtt_ms) = args.rtt_ms {
+        relay_at_a_distance(&args, rtt_ms).await;
+    }
+    if args.readers.is_empty() {
+        return;
+    }
+    println!("\n| backend | stage | cost | |\n|---|---|---|---|");
+    stages(&args).await;
+    dkim_modes(&args).await;
+}
+
+fn print_rows(rows: &[Row], args: &Args) {
     println!(
         "\nconcurrency {} (service workers and bare lettre alike)\n",
         args.concurrency
     );
     println!("| backend | readers | enqueue | service msg/s | baseline msg/s | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {:.2} s | {:.0} | {:.0} | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
             r.backend,
@@ -481,9 +572,6 @@ async fn main() {
             r.baseline.rss_mb,
         );
     }
-    println!("\n| backend | stage | cost | |\n|---|---|---|---|");
-    stages(&args).await;
-    dkim_modes(&args).await;
 }
 
 /// The same send unsigned, signed with RSA-2048 and signed with Ed25519,
@@ -523,7 +611,8 @@ async fn dkim_modes(args: &Args) {
             }
         });
         let mut settings = Settings::default();
-        settings.database_url = fresh_database(backend, args, dir.path()).await;
+        settings.database_url =
+            support::fresh_database(backend, &args.postgres, dir.path(), "bench").await;
         settings.mail.smtp_url = Some(format!("smtp://{}", args.smtp).into());
         settings.mail.pool_size = args.concurrency as u32;
         settings.mail.dkim = dkim;

@@ -255,10 +255,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let status = SubscriberStatus::parse(&status).with_context(|| {
                 format!("--status {status:?}: use confirmed, pending or unsubscribed")
             })?;
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
             let store = open_store(&settings).await?;
-            let summary = subscribers::import(&store, &text, status, dry_run).await?;
+            let summary = subscribers::import(&store, &file, status, dry_run).await?;
             if dry_run {
                 println!(
                     "{} rows are valid; nothing was stored (dry run)",

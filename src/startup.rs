@@ -77,6 +77,7 @@ impl Application {
             )),
             signup_limiter,
             password_checks,
+            archive_entries: Arc::default(),
         };
         Ok(Application { state, dispatcher })
     }

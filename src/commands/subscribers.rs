@@ -92,10 +92,28 @@ pub fn parse_import(
     csv_text: &str,
     default_status: SubscriberStatus,
 ) -> Result<Vec<ImportedSubscriber>, Vec<String>> {
+    let mut readers = Vec::new();
+    check_rows(csv_text.as_bytes(), default_status, |r| readers.push(r))?;
+    Ok(readers)
+}
+
+/// At most this many bad rows are named; a wrong file should not flood the
+/// terminal.
+const MAX_ERRORS: usize = 100;
+
+/// Reads the CSV row by row, handing each good row to `each`; returns the
+/// number of rows, or every bad row by line. Only a fingerprint of each
+/// address is kept, to find repeats, so a list of a million readers is
+/// checked in a few tens of megabytes.
+fn check_rows<R: std::io::Read>(
+    input: R,
+    default_status: SubscriberStatus,
+    mut each: impl FnMut(ImportedSubscriber),
+) -> Result<usize, Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
-        .from_reader(csv_text.as_bytes());
+        .from_reader(input);
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(vec![format!("line 1: cannot read the header line: {e}")]),
@@ -123,43 +141,80 @@ pub fn parse_import(
         "createdat",
     ]);
 
-    let mut readers = Vec::new();
     let mut errors = Vec::new();
-    let mut seen = HashMap::new();
-    for (index, record) in reader.records().enumerate() {
-        let line = index + 2;
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(format!("line {line}: {e}"));
-                continue;
-            }
-        };
-        let field = |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or("").trim();
-        match parse_row(
-            field(Some(email_col)),
-            &name_of(field(name_col), field(first_col), field(last_col)),
-            field(status_col),
-            field(consent_col),
-            default_status,
-        ) {
-            Ok(reader) => {
-                if let Some(first) = seen.insert(reader.email.as_str().to_string(), line) {
-                    errors.push(format!(
-                        "line {line}: {} is already on line {first}",
-                        reader.email
-                    ));
-                } else {
-                    readers.push(reader);
+    let mut bad_rows = 0;
+    let mut seen = AddressFingerprints::default();
+    let mut rows = 0;
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = rows + 2;
+        let error = match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                rows += 1;
+                let field =
+                    |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or("").trim();
+                match parse_row(
+                    field(Some(email_col)),
+                    &name_of(field(name_col), field(first_col), field(last_col)),
+                    field(status_col),
+                    field(consent_col),
+                    default_status,
+                ) {
+                    Ok(reader) => match seen.first_line(reader.email.as_str(), line) {
+                        Some(first) => {
+                            format!("line {line}: {} is already on line {first}", reader.email)
+                        }
+                        None => {
+                            each(reader);
+                            continue;
+                        }
+                    },
+                    Err(e) => format!("line {line}: {e}"),
                 }
             }
-            Err(e) => errors.push(format!("line {line}: {e}")),
+            Err(e) => {
+                rows += 1;
+                format!("line {line}: {e}")
+            }
+        };
+        bad_rows += 1;
+        if errors.len() < MAX_ERRORS {
+            errors.push(error);
         }
     }
+    if bad_rows > errors.len() {
+        errors.push(format!("… and {} more bad rows", bad_rows - errors.len()));
+    }
     if errors.is_empty() {
-        Ok(readers)
+        Ok(rows)
     } else {
         Err(errors)
+    }
+}
+
+/// The first line of each address seen, keyed by a 64-bit hash of the
+/// address rather than the address itself. Two different addresses share a
+/// hash about once in 10^13 pairs; a million readers make 5 × 10^11 pairs.
+#[derive(Default)]
+struct AddressFingerprints {
+    lines: HashMap<u64, usize>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl AddressFingerprints {
+    /// The line `address` was first seen on, or `None` (and remembered at
+    /// `line`) when it is new.
+    fn first_line(&mut self, address: &str, line: usize) -> Option<usize> {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(address);
+        match self.lines.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(line);
+                None
+            }
+        }
     }
 }
 
@@ -235,28 +290,70 @@ fn parse_time(value: &str) -> Result<i64, String> {
     ))
 }
 
-/// Parses and stores; nothing is stored when any row is bad.
+/// Rows held in memory at once during an import.
+const IMPORT_BATCH: usize = 5_000;
+
+/// Checks every row of the file, then stores them all in one transaction,
+/// reading the file a second time in batches: nothing is stored when any
+/// row is bad, and memory stays flat however long the list.
 pub async fn import(
     store: &Store,
-    csv_text: &str,
+    file: &std::path::Path,
     default_status: SubscriberStatus,
     dry_run: bool,
 ) -> Result<ImportSummary, anyhow::Error> {
-    let readers = parse_import(csv_text, default_status).map_err(|errors| {
+    let open = || {
+        std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("reading {}", file.display()))
+    };
+    let rows = check_rows(open()?, default_status, drop).map_err(|errors| {
         anyhow::anyhow!(
             "nothing was imported; fix these rows and try again:\n  {}",
             errors.join("\n  ")
         )
     })?;
-    let added = if dry_run {
-        0
-    } else {
-        store.import_subscribers(&readers).await?
-    };
-    Ok(ImportSummary {
-        rows: readers.len(),
-        added,
-    })
+    if dry_run {
+        return Ok(ImportSummary { rows, added: 0 });
+    }
+
+    // The checked rows go to a task of their own that writes them while
+    // this one parses the next batch.
+    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Vec<ImportedSubscriber>>(2);
+    let mut import = store.begin_import().await?;
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = incoming.recv().await {
+            import.add(&batch).await?;
+        }
+        Ok::<_, crate::store::StoreError>(import)
+    });
+    let input = open()?;
+    let parsing = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut writer_gone = false;
+        let checked = check_rows(input, default_status, |reader| {
+            batch.push(reader);
+            if batch.len() == IMPORT_BATCH && !writer_gone {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
+                writer_gone = batches.blocking_send(full).is_err();
+            }
+        });
+        if !writer_gone && !batch.is_empty() {
+            let _ = batches.blocking_send(batch);
+        }
+        checked
+    });
+    let reread = parsing.await.context("reading the file")?;
+    // Dropping the import without committing it rolls every batch back.
+    let import = writer.await.context("storing readers")??;
+    if reread != Ok(rows) {
+        anyhow::bail!(
+            "{} changed while it was imported; nothing was imported",
+            file.display()
+        );
+    }
+    let added = import.commit().await?;
+    Ok(ImportSummary { rows, added })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod dkim;
 mod headers;
 mod retry;
 mod smtp_pool;
+mod smtp_transaction;
 mod transport;
 mod worker;
 

@@ -16,6 +16,7 @@ use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::Mutex;
 use url::Url;
 
+use super::smtp_transaction::{self, Capabilities, Failure};
 use super::transport::MailError;
 
 /// An idle connection older than this is checked with NOOP before reuse:
@@ -38,8 +39,14 @@ struct Target {
     hello: ClientId,
 }
 
+/// A connection and what its relay can do.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    caps: Capabilities,
+}
+
 struct Idle {
-    conn: AsyncSmtpConnection,
+    conn: Connection,
     since: Instant,
 }
 
@@ -111,14 +118,19 @@ impl SmtpPool {
     /// Sends one message within the deadline.
     pub async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<(), MailError> {
         let mut conn = self.checkout().await?;
-        match tokio::time::timeout(self.timeout, conn.send(envelope, email)).await {
-            Ok(Ok(_)) => {
+        let sending = smtp_transaction::send(&mut conn.smtp, conn.caps, envelope, email);
+        match tokio::time::timeout(self.timeout, sending).await {
+            Ok(Ok(())) => {
                 self.checkin(conn).await;
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Ok(Err(Failure::Refused(e))) => {
+                self.checkin(conn).await;
+                Err(e)
+            }
+            Ok(Err(Failure::Broken(e))) => {
                 close(conn);
-                Err(super::transport::classify(e))
+                Err(e)
             }
             Err(_) => {
                 close(conn);
@@ -137,7 +149,7 @@ impl SmtpPool {
         Ok(())
     }
 
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, MailError> {
+    async fn checkout(&self) -> Result<Connection, MailError> {
         loop {
             let candidate = self.idle.lock().await.pop();
             let Some(Idle { mut conn, since }) = candidate else {
@@ -146,7 +158,7 @@ impl SmtpPool {
             if since.elapsed() < CHECK_AFTER_IDLE {
                 return Ok(conn);
             }
-            let alive = tokio::time::timeout(self.timeout, conn.test_connected()).await;
+            let alive = tokio::time::timeout(self.timeout, conn.smtp.test_connected()).await;
             if matches!(alive, Ok(true)) {
                 return Ok(conn);
             }
@@ -154,8 +166,8 @@ impl SmtpPool {
         }
     }
 
-    async fn checkin(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    async fn checkin(&self, conn: Connection) {
+        if conn.smtp.has_broken() {
             return close(conn);
         }
         let mut idle = self.idle.lock().await;
@@ -170,7 +182,7 @@ impl SmtpPool {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, MailError> {
+    async fn connect(&self) -> Result<Connection, MailError> {
         let t = &self.target;
         let connecting = async {
             let tls = |host: &str| {
@@ -196,9 +208,9 @@ impl SmtpPool {
                                 t.host, t.port
                             ))
                         })?;
-                    // lettre writes a message's end (".") apart from its
-                    // body; with Nagle's algorithm that small write waits
-                    // for the relay's delayed ACK, about 40 ms per message.
+                    // A message's end (".") is written apart from its body;
+                    // with Nagle's algorithm that small write waits for the
+                    // relay's delayed ACK, about 40 ms per message.
                     tcp.set_nodelay(true).map_err(|e| {
                         MailError::Transient(format!("cannot set up the connection: {e}"))
                     })?;
@@ -218,12 +230,16 @@ impl SmtpPool {
                     ));
                 }
             }
+            // Before AUTH: some relays forget a login on a new EHLO.
+            let caps = Capabilities::probe(&mut conn, &t.hello)
+                .await
+                .map_err(super::transport::classify)?;
             if let Some(credentials) = &t.credentials {
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                     .await
                     .map_err(super::transport::classify)?;
             }
-            Ok(conn)
+            Ok(Connection { smtp: conn, caps })
         };
         // Whatever fails before a message is handed over fails for every
         // message alike.
@@ -238,9 +254,9 @@ impl SmtpPool {
 }
 
 /// Says goodbye in the background; nothing waits for a dying connection.
-fn close(mut conn: AsyncSmtpConnection) {
+fn close(mut conn: Connection) {
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(2), conn.abort()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.smtp.abort()).await;
     });
 }
 

@@ -17,20 +17,54 @@ pub fn routes() -> Router<AppState> {
 
 /// Sent reports, newest first. Drafts and scheduled reports stay private.
 async fn index(State(state): State<AppState>) -> Result<Response, AppError> {
-    let reports = state.store.sent_reports().await?;
-    let entries: Vec<ArchiveEntry> = reports
-        .iter()
-        .filter_map(|stored| match Report::parse(&stored.source) {
-            Ok(report) => Some(ArchiveEntry::of(&report)),
+    let versions = state.store.sent_report_versions().await?;
+    let mut entries = Vec::with_capacity(versions.len());
+    for (id, updated_at) in versions {
+        if let Some(entry) = state.archive_entries.get(id, updated_at) {
+            entries.push(entry);
+            continue;
+        }
+        let Some(stored) = state.store.report(id).await? else {
+            continue;
+        };
+        match Report::parse(&stored.source) {
+            Ok(report) => {
+                let entry = ArchiveEntry::of(&report);
+                state
+                    .archive_entries
+                    .put(id, stored.updated_at, entry.clone());
+                entries.push(entry);
+            }
             Err(e) => {
                 tracing::error!(report = stored.id, error = %e, "a stored report no longer parses");
-                None
             }
-        })
-        .collect();
+        }
+    }
     let html = render_archive_index(&state.tera, &state.settings.site_name, &entries)
         .map_err(|e| AppError::Internal(e.into()))?;
     Ok(Html(html).into_response())
+}
+
+/// Archive lines by report, each with the report's last change: a report
+/// is parsed once per version, not once per visit to the archive.
+#[derive(Default)]
+pub struct ArchiveEntries {
+    known: std::sync::Mutex<std::collections::HashMap<i64, (i64, ArchiveEntry)>>,
+}
+
+impl ArchiveEntries {
+    fn get(&self, id: i64, updated_at: i64) -> Option<ArchiveEntry> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(&id)
+            .filter(|(version, _)| *version == updated_at)
+            .map(|(_, entry)| entry.clone())
+    }
+
+    fn put(&self, id: i64, updated_at: i64, entry: ArchiveEntry) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(id, (updated_at, entry));
+    }
 }
 
 async fn show(

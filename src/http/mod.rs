@@ -2,7 +2,7 @@
 
 mod admin;
 pub mod api;
-mod archive;
+pub mod archive;
 mod assets;
 pub mod auth;
 mod confirm;
@@ -50,6 +50,8 @@ pub struct AppState {
     pub signup_limiter: Arc<limiter::AttemptLimiter>,
     /// Password checks of logins, bounded.
     pub password_checks: Arc<password_checks::PasswordChecks>,
+    /// The archive index's lines, parsed once per report version.
+    pub archive_entries: Arc<archive::ArchiveEntries>,
 }
 
 impl AppState {

@@ -34,7 +34,9 @@ pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
 pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
-pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};
+pub use subscribers::{
+    ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber, SubscriberImport,
+};
 pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

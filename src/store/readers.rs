@@ -21,8 +21,15 @@ pub struct ReaderQuery {
 #[derive(Debug, Clone)]
 pub struct ReaderPage {
     pub readers: Vec<Subscriber>,
+    /// Matches counted; for a search, at most `SEARCH_COUNT_LIMIT`.
     pub matching: i64,
+    /// Whether more match than were counted.
+    pub more: bool,
 }
+
+/// A search counts this many matches at most: past that, "more than" is
+/// all an editor needs, and counting on would read the whole list.
+pub const SEARCH_COUNT_LIMIT: i64 = 10_000;
 
 /// Sign-ups, confirmations and departures in one week.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -59,12 +66,24 @@ impl Store {
         let status = query.status.map(SubscriberStatus::as_str);
         let filter = "($1 is null or lower(email) like $1 escape '\\') \
                       and ($2 is null or status = $2)";
-        let matching: i64 =
-            sqlx::query_scalar(&format!("select count(*) from subscribers where {filter}"))
+        let (matching, more) = match &pattern {
+            // Without a search the counts are kept per status.
+            None => (self.count_readers(query.status).await?, false),
+            Some(_) => {
+                let counted: i64 = sqlx::query_scalar(&format!(
+                    "select count(*) from (select 1 from subscribers where {filter} limit $3) as found"
+                ))
                 .bind(pattern.as_deref())
                 .bind(status)
+                .bind(SEARCH_COUNT_LIMIT + 1)
                 .fetch_one(&self.read)
                 .await?;
+                (
+                    counted.min(SEARCH_COUNT_LIMIT),
+                    counted > SEARCH_COUNT_LIMIT,
+                )
+            }
+        };
         let sql = format!(
             "select {SUBSCRIBER_COLUMNS} from subscribers where {filter} \
              order by id desc limit $3 offset $4"
@@ -80,7 +99,11 @@ impl Store {
             .iter()
             .map(subscriber_from_row)
             .collect::<Result<_, _>>()?;
-        Ok(ReaderPage { readers, matching })
+        Ok(ReaderPage {
+            readers,
+            matching,
+            more,
+        })
     }
 
     /// Sign-ups, confirmations and departures in each of the `weeks` weeks

@@ -219,4 +219,18 @@ impl Store {
         .await?;
         rows.iter().map(report_from_row).collect()
     }
+
+    /// Id and last change of every report whose send has started, newest
+    /// first: enough to tell which archive lines are already known.
+    pub async fn sent_report_versions(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "select r.id, r.updated_at from reports r \
+             join sends s on s.report_id = r.id where s.started_at is not null order by s.started_at desc",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("updated_at")?)))
+            .collect()
+    }
 }

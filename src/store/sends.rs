@@ -424,39 +424,52 @@ impl Store {
 
     /// Counts of a report's deliveries by outcome.
     pub async fn send_stats(&self, report_id: i64, now: i64) -> Result<SendStats, StoreError> {
-        let rows = sqlx::query(
-            "select status, count(*) as n, \
-             sum(case when lease_until is not null and lease_until > $2 then 1 else 0 end) as leased, \
-             sum(case when sent_at > $3 then 1 else 0 end) as recent \
-             from outbox where report_id = $1 and kind = 'report' group by status",
-        )
-        .bind(report_id)
-        .bind(now)
-        .bind(now - 60_000)
-        .fetch_all(&self.read)
-        .await?;
-        let mut stats = SendStats::default();
+        let Some(send) = self.send_of_report(report_id).await? else {
+            return Ok(SendStats::default());
+        };
+        // Kept by the database as deliveries change state: changes since
+        // the enqueue, when all `total` deliveries were queued.
+        let rows = sqlx::query("select status, n from delivery_counts where report_id = $1")
+            .bind(report_id)
+            .fetch_all(&self.read)
+            .await?;
+        let mut stats = SendStats {
+            total: send.total,
+            queued: send.total,
+            ..SendStats::default()
+        };
         for row in rows {
             let status: String = row.try_get("status")?;
             let n: i64 = row.try_get("n")?;
-            let leased: i64 = row.try_get::<Option<i64>, _>("leased")?.unwrap_or(0);
-            let recent: i64 = row.try_get::<Option<i64>, _>("recent")?.unwrap_or(0);
-            stats.total += n;
             match status.as_str() {
-                "queued" => {
-                    stats.queued += n - leased;
-                    stats.in_flight += leased;
-                }
-                "sent" => {
-                    stats.sent += n;
-                    stats.rate_per_sec = recent as f64 / 60.0;
-                }
+                "queued" => stats.queued += n,
+                "sent" => stats.sent += n,
                 "failed" => stats.failed += n,
                 "skipped" => stats.skipped += n,
                 "paused" => stats.paused += n,
                 "cancelled" => stats.cancelled += n,
                 _ => {}
             }
+        }
+        // Only a send under way has deliveries in flight or a current pace.
+        if send.state == "sending" {
+            let row = sqlx::query(
+                "select \
+                 (select count(*) from outbox where report_id = $1 and kind = 'report' \
+                  and status = 'queued' and lease_until > $2) as leased, \
+                 (select count(*) from outbox where report_id = $1 and kind = 'report' \
+                  and sent_at > $3) as recent",
+            )
+            .bind(report_id)
+            .bind(now)
+            .bind(now - 60_000)
+            .fetch_one(&self.read)
+            .await?;
+            let leased: i64 = row.try_get("leased")?;
+            let recent: i64 = row.try_get("recent")?;
+            stats.in_flight = leased;
+            stats.queued -= leased;
+            stats.rate_per_sec = recent as f64 / 60.0;
         }
         Ok(stats)
     }

@@ -195,11 +195,24 @@ impl Store {
 
     /// Number of subscribers in each status.
     pub async fn count_subscribers(&self, status: SubscriberStatus) -> Result<i64, StoreError> {
-        let n = sqlx::query_scalar("select count(*) from subscribers where status = $1")
-            .bind(status.as_str())
-            .fetch_one(&self.read)
-            .await?;
-        Ok(n)
+        // Kept by the database as readers come, change and go.
+        let n: Option<i64> =
+            sqlx::query_scalar("select n from subscriber_counts where status = $1")
+                .bind(status.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Readers with `status`, or all of them.
+    pub async fn count_readers(&self, status: Option<SubscriberStatus>) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "select cast(sum(n) as bigint) from subscriber_counts where $1 is null or status = $1",
+        )
+        .bind(status.map(SubscriberStatus::as_str))
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n.unwrap_or(0))
     }
 }
 
@@ -237,31 +250,64 @@ impl Store {
         &self,
         readers: &[ImportedSubscriber],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let mut added = 0;
-        for r in readers {
-            added += sqlx::query(
-                "insert into subscribers (email, name, status, created_at, confirmed_at, unsubscribed_at) \
-                 values ($1, $2, $3, $4, $5, $6) on conflict (email) do nothing",
-            )
-            .bind(r.email.as_str())
-            .bind(r.name.as_ref().map(SubscriberName::as_str))
-            .bind(r.status.as_str())
-            .bind(r.created_at)
-            .bind(r.confirmed_at)
-            .bind(r.unsubscribed_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(added)
+        let mut import = self.begin_import().await?;
+        import.add(readers).await?;
+        import.commit().await
     }
 
+    /// Starts an import that takes readers batch by batch and stores all of
+    /// them or, when dropped before `commit`, none.
+    pub async fn begin_import(&self) -> Result<SubscriberImport, StoreError> {
+        Ok(SubscriberImport {
+            tx: self.write.begin().await?,
+            added: 0,
+        })
+    }
     /// Every subscriber, oldest first.
     pub async fn all_subscribers(&self) -> Result<Vec<Subscriber>, StoreError> {
         let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers order by id");
         let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
         rows.iter().map(subscriber_from_row).collect()
+    }
+}
+
+/// Rows per INSERT: six values each keeps a statement under SQLite's limit
+/// of 32,766 bound values with room to spare.
+const IMPORT_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// An import under way: one transaction, many batches.
+pub struct SubscriberImport {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    added: u64,
+}
+
+impl SubscriberImport {
+    /// Adds a batch; addresses already on the list are left as they are.
+    pub async fn add(&mut self, readers: &[ImportedSubscriber]) -> Result<(), StoreError> {
+        for chunk in readers.chunks(IMPORT_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "insert into subscribers (email, name, status, created_at, confirmed_at, unsubscribed_at) \
+                 values {} on conflict (email) do nothing",
+                super::value_rows(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(r.email.as_str())
+                    .bind(r.name.as_ref().map(SubscriberName::as_str))
+                    .bind(r.status.as_str())
+                    .bind(r.created_at)
+                    .bind(r.confirmed_at)
+                    .bind(r.unsubscribed_at);
+            }
+            self.added += query.execute(&mut *self.tx).await?.rows_affected();
+        }
+        Ok(())
+    }
+
+    /// Stores everything added; returns how many readers were new.
+    pub async fn commit(self) -> Result<u64, StoreError> {
+        self.tx.commit().await?;
+        Ok(self.added)
     }
 }

@@ -113,10 +113,7 @@ impl Store {
 
     /// Readers a report was delivered to, for the response rate.
     pub async fn delivered_count(&self, report_id: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("select count(*) from outbox where report_id = $1 and kind = 'report' and status = 'sent'")
-            .bind(report_id)
-            .fetch_one(&self.read)
-            .await?)
+        Ok(self.send_stats(report_id, now_ms()).await?.sent)
     }
 
     /// Comments, newest first.

@@ -27,6 +27,8 @@ mod imap;
 mod operations;
 mod reliability;
 mod postfix;
+mod large_lists;
+mod relay_round_trips;
 mod sending;
 mod slow_clients;
 mod subscriptions;

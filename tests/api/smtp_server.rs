@@ -18,6 +18,11 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
+    /// Times the server answered and then had to wait for the client, from
+    /// the wait that brought this message's MAIL to its final reply.
+    pub round_trips: usize,
+    /// The commands of this transaction, by verb (MAIL, RCPT, DATA, BDAT).
+    pub commands: Vec<String>,
 }
 
 impl Received {
@@ -100,8 +105,27 @@ pub enum Fault {
     CloseAtMail,
 }
 
+/// The ESMTP extensions the server announces.
+#[derive(Debug, Clone, Copy)]
+pub struct Extensions {
+    pub pipelining: bool,
+    pub chunking: bool,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Extensions {
+            pipelining: true,
+            chunking: false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
+    extensions: Mutex<Extensions>,
+    /// Every command received, by verb, across connections.
+    commands: Mutex<Vec<String>>,
     received: Mutex<Vec<Received>>,
     faults: Mutex<VecDeque<Fault>>,
     arrived: Notify,
@@ -192,6 +216,16 @@ impl TestSmtp {
             .store(refuse, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// What the next connections are offered in the EHLO reply.
+    pub fn set_extensions(&self, extensions: Extensions) {
+        *self.shared.extensions.lock().unwrap() = extensions;
+    }
+
+    /// Every command received so far, by verb, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.shared.commands.lock().unwrap().clone()
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.shared
@@ -238,18 +272,29 @@ impl Drop for TestSmtp {
     }
 }
 
+/// One connection. Commands are read line by line from a buffer, so a
+/// client that pipelines gets its replies in order as RFC 2920 asks.
 async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write.write_all(b"220 test.invalid ESMTP ready\r\n").await?;
+    let (read, write) = stream.into_split();
+    let mut conn = Conn {
+        lines: BufReader::new(read),
+        write,
+        answered: false,
+        turns: 0,
+    };
+    let extensions = *shared.extensions.lock().unwrap();
+    conn.reply("220 test.invalid ESMTP ready").await?;
+    let mut mail_from: Option<String> = None;
     let mut hello = String::new();
-    let mut mail_from = String::new();
     let mut rcpt_to = Vec::new();
+    let mut commands = Vec::new();
+    let mut transaction_start = 0;
     let mut fault: Option<Fault> = None;
     let mut line = String::new();
     loop {
+        let turns_before = conn.turns;
         line.clear();
-        if lines.read_line(&mut line).await? == 0 {
+        if conn.read_line(&mut line).await? == 0 {
             return Ok(());
         }
         let command = line.trim_end().to_string();
@@ -261,50 +306,97 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         if verb == "EHLO" || verb == "HELO" {
             hello = command[4..].trim().to_string();
         }
+        shared.commands.lock().unwrap().push(verb.clone());
+        commands.push(verb.clone());
         match verb.as_str() {
-            "EHLO" => write
-                .write_all(
-                    b"250-test.invalid\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800\r\n",
-                )
-                .await?,
-            "HELO" => write.write_all(b"250 test.invalid\r\n").await?,
+            "EHLO" => {
+                let mut reply =
+                    String::from("250-test.invalid\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n");
+                if extensions.pipelining {
+                    reply.push_str("250-PIPELINING\r\n");
+                }
+                if extensions.chunking {
+                    reply.push_str("250-CHUNKING\r\n");
+                }
+                reply.push_str("250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800");
+                conn.reply(&reply).await?
+            }
+            "HELO" => conn.reply("250 test.invalid").await?,
             // Any credentials will do; the point is that a relay asking for
             // them gets them.
             "AUTH" if shared.refuse_auth.load(std::sync::atomic::Ordering::SeqCst) => {
-                write
-                    .write_all(b"535 5.7.8 authentication credentials invalid\r\n")
-                    .await?
+                conn.reply("535 5.7.8 authentication credentials invalid").await?
             }
-            "AUTH" => write.write_all(b"235 2.7.0 authenticated\r\n").await?,
+            "AUTH" => conn.reply("235 2.7.0 authenticated").await?,
             "MAIL" => {
+                transaction_start = turns_before;
+                commands = vec![verb.clone()];
+                if mail_from.is_some() {
+                    conn.reply("503 5.5.1 nested MAIL command").await?;
+                    continue;
+                }
                 fault = shared.faults.lock().unwrap().pop_front();
                 if let Some(Fault::CloseAtMail) = fault {
-                    write.write_all(b"421 4.3.2 shutting down\r\n").await?;
+                    conn.reply("421 4.3.2 shutting down").await?;
                     return Ok(());
                 }
-                mail_from = address_in(&command);
+                mail_from = Some(address_in(&command));
                 rcpt_to.clear();
-                write.write_all(b"250 2.1.0 ok\r\n").await?;
+                conn.reply("250 2.1.0 ok").await?;
             }
             "RCPT" => {
+                if mail_from.is_none() {
+                    conn.reply("503 5.5.1 need MAIL first").await?;
+                    continue;
+                }
                 if let Some(Fault::RcptReply(code, text)) = &fault {
-                    let reply = format!("{code} {text}\r\n");
+                    let reply = format!("{code} {text}");
                     fault = None;
-                    write.write_all(reply.as_bytes()).await?;
+                    conn.reply(&reply).await?;
                     continue;
                 }
                 rcpt_to.push(address_in(&command));
-                write.write_all(b"250 2.1.5 ok\r\n").await?;
+                conn.reply("250 2.1.5 ok").await?;
             }
-            "DATA" => {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
-                let data = read_data(&mut lines).await?;
+            "DATA" | "BDAT" => {
+                let bdat = verb == "BDAT";
+                let size = bdat.then(|| bdat_size(&command));
+                // Without a sender and a recipient there is no message to
+                // take: RFC 2920 asks the server to refuse DATA here, and a
+                // BDAT chunk is read and thrown away.
+                let refusal = if mail_from.is_none() {
+                    Some("503 5.5.1 need MAIL first")
+                } else if rcpt_to.is_empty() {
+                    Some("554 5.5.1 no valid recipients")
+                } else {
+                    None
+                };
+                if let Some(refusal) = refusal {
+                    if let Some(size) = size {
+                        conn.read_exact(size.unwrap_or(0)).await?;
+                    }
+                    mail_from = None;
+                    rcpt_to.clear();
+                    conn.reply(refusal).await?;
+                    continue;
+                }
+                let data = match size {
+                    Some(Some(size)) => conn.read_exact(size).await?,
+                    Some(None) => {
+                        conn.reply("501 5.5.4 only BDAT n LAST is understood here")
+                            .await?;
+                        continue;
+                    }
+                    None => {
+                        conn.reply("354 end with <CRLF>.<CRLF>").await?;
+                        conn.read_data().await?
+                    }
+                };
+                let from = mail_from.take().unwrap_or_default();
                 match fault.take() {
                     Some(Fault::DropInData) => return Ok(()),
                     Some(Fault::DataReply(code, text)) => {
-                        write
-                            .write_all(format!("{code} {text}\r\n").as_bytes())
-                            .await?;
+                        conn.reply(&format!("{code} {text}")).await?;
                     }
                     other => {
                         if let Some(Fault::SlowData(d)) = other {
@@ -316,31 +408,103 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                         }
                         shared.received.lock().unwrap().push(Received {
                             hello: hello.clone(),
-                            mail_from: mail_from.clone(),
-                            rcpt_to: rcpt_to.clone(),
+                            mail_from: from,
+                            rcpt_to: std::mem::take(&mut rcpt_to),
                             data,
+                            round_trips: conn.turns - transaction_start,
+                            commands: std::mem::take(&mut commands),
                         });
                         shared.arrived.notify_waiters();
-                        write.write_all(b"250 2.0.0 queued\r\n").await?;
+                        conn.reply("250 2.0.0 queued").await?;
                     }
                 }
+                rcpt_to.clear();
             }
             "RSET" => {
+                mail_from = None;
                 rcpt_to.clear();
-                write.write_all(b"250 2.0.0 ok\r\n").await?
+                fault = None;
+                conn.reply("250 2.0.0 ok").await?
             }
-            "NOOP" => write.write_all(b"250 2.0.0 ok\r\n").await?,
+            "NOOP" => conn.reply("250 2.0.0 ok").await?,
             "QUIT" => {
-                write.write_all(b"221 2.0.0 bye\r\n").await?;
+                conn.reply("221 2.0.0 bye").await?;
                 return Ok(());
             }
-            _ => {
-                write
-                    .write_all(b"502 5.5.2 command not recognised\r\n")
-                    .await?
-            }
+            _ => conn.reply("502 5.5.2 command not recognised").await?,
         }
     }
+}
+
+/// The two halves of a connection, counting the client's turns: each time
+/// the server has answered and finds nothing more to read, the client is
+/// waiting for that answer, and one round trip has passed.
+struct Conn {
+    lines: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+    answered: bool,
+    turns: usize,
+}
+
+impl Conn {
+    async fn reply(&mut self, text: &str) -> std::io::Result<()> {
+        self.write
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await?;
+        self.answered = true;
+        Ok(())
+    }
+
+    fn count_turn(&mut self) {
+        if self.answered && self.lines.buffer().is_empty() {
+            self.turns += 1;
+            self.answered = false;
+        }
+    }
+
+    async fn read_line(&mut self, line: &mut String) -> std::io::Result<usize> {
+        self.count_turn();
+        self.lines.read_line(line).await
+    }
+
+    async fn read_exact(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        self.count_turn();
+        let mut data = vec![0; n];
+        self.lines.read_exact(&mut data).await?;
+        Ok(data)
+    }
+
+    /// Reads the DATA section up to the lone dot, undoing dot-stuffing.
+    async fn read_data(&mut self) -> std::io::Result<Vec<u8>> {
+        self.count_turn();
+        let mut data = Vec::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if self.lines.read_until(b'\n', &mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == b".\r\n" || line == b".\n" {
+                return Ok(data);
+            }
+            let content = if line.starts_with(b"..") {
+                &line[1..]
+            } else {
+                &line[..]
+            };
+            data.extend_from_slice(content);
+        }
+    }
+}
+
+/// The size of a `BDAT n LAST`; `None` for anything else (chunks that are
+/// not the last are not needed by these tests).
+fn bdat_size(command: &str) -> Option<usize> {
+    let mut words = command.split_whitespace().skip(1);
+    let size = words.next()?.parse().ok()?;
+    let last = words.next()?.eq_ignore_ascii_case("LAST");
+    last.then_some(size)
 }
 
 fn address_in(command: &str) -> String {
@@ -350,25 +514,4 @@ fn address_in(command: &str) -> String {
         .map(|i| start + i)
         .unwrap_or(command.len());
     command[start..end].to_string()
-}
-
-/// Reads the DATA section up to the lone dot, undoing dot-stuffing.
-async fn read_data<R: AsyncBufReadExt + Unpin>(lines: &mut R) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if lines.read_until(b'\n', &mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if line == b".\r\n" || line == b".\n" {
-            return Ok(data);
-        }
-        let content = if line.starts_with(b"..") {
-            &line[1..]
-        } else {
-            &line[..]
-        };
-        data.extend_from_slice(content);
-    }
 }

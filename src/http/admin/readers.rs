@@ -116,6 +116,7 @@ async fn list_page(
             "status": status.map(SubscriberStatus::as_str).unwrap_or(""),
             "readers": readers,
             "matching": found.matching,
+            "more": found.more,
             "page": page,
             "pages": pages,
             "previous": (page > 1).then(|| link(page - 1)),

@@ -1,0 +1,190 @@
+//! One message's SMTP transaction in as few round trips as the relay allows.
+//!
+//! lettre's client waits for each reply before it writes the next command,
+//! so a message costs four round trips (MAIL, RCPT, DATA, end of data). A
+//! relay 20–80 ms away then sets the pace, not the CPU. When the relay
+//! announces PIPELINING (RFC 2920) the envelope and DATA go out in one write
+//! and the message in a second: two round trips. When it also announces
+//! CHUNKING (RFC 3030) the message rides in the same write as its envelope
+//! (`BDAT n LAST`): one round trip. lettre still opens the connection,
+//! speaks TLS and AUTH, and parses every reply.
+
+use std::fmt::Write as _;
+
+use lettre::address::{Address, Envelope};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
+use lettre::transport::smtp::Error;
+
+use super::transport::{classify, MailError};
+
+/// The extensions that change how a transaction is written. lettre keeps
+/// only the ones it uses itself, so they are read from an EHLO of our own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Capabilities {
+    pub pipelining: bool,
+    pub chunking: bool,
+}
+
+impl Capabilities {
+    /// Asks the relay with EHLO; one round trip per connection.
+    pub async fn probe(
+        conn: &mut AsyncSmtpConnection,
+        hello: &ClientId,
+    ) -> Result<Capabilities, Error> {
+        let reply = conn.command(Ehlo::new(hello.clone())).await?;
+        Ok(Capabilities::from_ehlo(&reply))
+    }
+
+    fn from_ehlo(reply: &Response) -> Capabilities {
+        let mut caps = Capabilities::default();
+        // The first line is the relay's name; keywords follow, one a line.
+        for line in reply.message().skip(1) {
+            let keyword = line.split_whitespace().next().unwrap_or("");
+            if keyword.eq_ignore_ascii_case("PIPELINING") {
+                caps.pipelining = true;
+            } else if keyword.eq_ignore_ascii_case("CHUNKING") {
+                caps.chunking = true;
+            }
+        }
+        caps
+    }
+}
+
+/// A transaction that did not end in "accepted".
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The relay answered no; the connection is back at the start of a
+    /// transaction and can carry the next message.
+    Refused(MailError),
+    /// The connection is out of step or gone and must be closed.
+    Broken(MailError),
+}
+
+impl Failure {
+    fn refused(e: Error) -> Failure {
+        Failure::Refused(classify(e))
+    }
+
+    fn broken(e: Error) -> Failure {
+        Failure::Broken(classify(e))
+    }
+}
+
+/// Sends one message with one envelope recipient per reader: with several
+/// recipients, a refusal of any fails the whole message, as lettre does.
+pub(super) async fn send(
+    conn: &mut AsyncSmtpConnection,
+    caps: Capabilities,
+    envelope: &Envelope,
+    email: &[u8],
+) -> Result<(), Failure> {
+    if !caps.pipelining {
+        // lettre's own exchange; it closes the connection after any error.
+        return conn.send(envelope, email).await.map(drop).map_err(|e| {
+            if conn.has_broken() {
+                Failure::broken(e)
+            } else {
+                Failure::refused(e)
+            }
+        });
+    }
+    let mail = Mail::new(
+        envelope.from().cloned(),
+        mail_parameters(conn, envelope, email)?,
+    );
+    let mut group = mail.to_string();
+    for to in envelope.to() {
+        group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+    }
+    // BDAT carries the message verbatim inside the command text, which
+    // lettre writes from a `str`; a message that is not UTF-8 goes by DATA.
+    let chunk = std::str::from_utf8(email).ok().filter(|_| caps.chunking);
+    match chunk {
+        Some(text) => {
+            let _ = write!(group, "BDAT {} LAST\r\n", text.len());
+            group.push_str(text);
+        }
+        None => group.push_str("DATA\r\n"),
+    }
+
+    let mut refusal = None;
+    note(conn.command(group).await, &mut refusal)?;
+    for _ in envelope.to() {
+        note(conn.read_response().await, &mut refusal)?;
+    }
+    let last = conn.read_response().await;
+    if chunk.is_some() {
+        note(last, &mut refusal)?;
+    } else {
+        match last {
+            Ok(_) if refusal.is_some() => {
+                // DATA accepted although the envelope was refused: all that
+                // can follow the 354 is an end of data, which might deliver
+                // an empty message. Hang up instead.
+                return Err(Failure::broken(refusal.take().expect("checked")));
+            }
+            Ok(_) => note(conn.message(email).await, &mut refusal)?,
+            Err(e) => note(Err(e), &mut refusal)?,
+        }
+    }
+    match refusal {
+        None => Ok(()),
+        Some(e) => Err(reset(conn, e).await),
+    }
+}
+
+/// Keeps the first refusal; an error that is not a reply (I/O, a garbled
+/// answer) leaves the connection out of step.
+fn note(result: Result<Response, Error>, refusal: &mut Option<Error>) -> Result<(), Failure> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_transient() || e.is_permanent() => {
+            if refusal.is_none() {
+                *refusal = Some(e);
+            }
+            Ok(())
+        }
+        Err(e) => Err(Failure::broken(refusal.take().unwrap_or(e))),
+    }
+}
+
+/// A refused transaction may leave the relay holding a sender; RSET clears
+/// it, so only a failure costs this round trip.
+async fn reset(conn: &mut AsyncSmtpConnection, refusal: Error) -> Failure {
+    match conn.command(Rset).await {
+        Ok(_) => Failure::refused(refusal),
+        Err(_) => Failure::broken(refusal),
+    }
+}
+
+/// SMTPUTF8 and 8BITMIME as lettre asks for them, refusing what the relay
+/// cannot take.
+fn mail_parameters(
+    conn: &AsyncSmtpConnection,
+    envelope: &Envelope,
+    email: &[u8],
+) -> Result<Vec<MailParameter>, Failure> {
+    let info = conn.server_info();
+    let mut parameters = Vec::new();
+    let non_ascii = |a: &Address| !AsRef::<str>::as_ref(a).is_ascii();
+    if envelope.from().is_some_and(non_ascii) || envelope.to().iter().any(non_ascii) {
+        if !info.supports_feature(Extension::SmtpUtfEight) {
+            return Err(Failure::Refused(MailError::Permanent(
+                "the relay does not take non-ASCII addresses (no SMTPUTF8)".into(),
+            )));
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !email.is_ascii() {
+        if !info.supports_feature(Extension::EightBitMime) {
+            return Err(Failure::Refused(MailError::Permanent(
+                "the relay does not take 8-bit messages (no 8BITMIME)".into(),
+            )));
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Ok(parameters)
+}

@@ -1,0 +1,266 @@
+//! What keeps a long list cheap: imports read in batches, counts kept by the
+//! database as rows change, the archive parsing each report once. Each kept
+//! figure is checked against a count of the rows themselves.
+
+use newsletter::commands::subscribers::import;
+use newsletter::domain::SubscriberStatus;
+use reqwest::Method;
+
+use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::sending::report_source;
+use crate::smtp_server::Fault;
+
+crate::on_both_backends!(
+    an_import_longer_than_a_batch_stores_every_row,
+    a_bad_row_after_many_batches_stores_nothing,
+    reader_counts_follow_every_change,
+    send_counts_follow_every_delivery,
+    the_archive_follows_a_changed_report,
+);
+
+/// Rows in the import tests: more than two of the import's batches.
+const ROWS: usize = 12_345;
+
+fn write_csv(dir: &std::path::Path, rows: usize, last_line: Option<&str>) -> std::path::PathBuf {
+    let mut text = String::from("email,name,status,confirmed_at\n");
+    for i in 0..rows {
+        text.push_str(&format!(
+            "r{i}@example.com,Reader {i},confirmed,2024-01-02\n"
+        ));
+    }
+    if let Some(line) = last_line {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let path = dir.join("readers.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn an_import_longer_than_a_batch_stores_every_row(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.confirmed_reader("r7@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_csv(dir.path(), ROWS, None);
+    let summary = import(app.store(), &file, SubscriberStatus::Pending, false)
+        .await
+        .unwrap();
+    assert_eq!((summary.rows, summary.added), (ROWS, ROWS as u64 - 1));
+    assert_eq!(
+        app.count("select count(*) from subscribers").await,
+        ROWS as i64
+    );
+    let last = format!("r{}@example.com", ROWS - 1);
+    assert_eq!(app.status_of(&last).await.as_deref(), Some("confirmed"));
+    assert_counts_match(&app).await;
+}
+
+async fn a_bad_row_after_many_batches_stores_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_csv(
+        dir.path(),
+        ROWS,
+        Some("r3@example.com,Again,confirmed,2024-01-02"),
+    );
+    let error = import(app.store(), &file, SubscriberStatus::Pending, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    let line = ROWS + 2;
+    assert!(
+        error.contains(&format!("line {line}: r3@example.com is already on line 5")),
+        "{error}"
+    );
+    assert_eq!(app.count("select count(*) from subscribers").await, 0);
+
+    // Many bad rows: the first hundred named, the rest counted.
+    let mut text = String::from("email\n");
+    for i in 0..250 {
+        text.push_str(&format!("not-an-address-{i}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let error = import(app.store(), &file, SubscriberStatus::Pending, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("line 101: ") && !error.contains("line 102: "),
+        "{error}"
+    );
+    assert!(error.contains("and 150 more bad rows"), "{error}");
+    assert_counts_match(&app).await;
+}
+
+/// The dashboard's and readers page's counts equal counts of the rows.
+async fn assert_counts_match(app: &TestApp) {
+    for status in ["pending", "confirmed", "unsubscribed"] {
+        let counted = app
+            .count(&format!(
+                "select count(*) from subscribers where status = '{status}'"
+            ))
+            .await;
+        let kept = app
+            .store()
+            .count_subscribers(SubscriberStatus::parse(status).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(kept, counted, "{status}");
+    }
+    let all = app.count("select count(*) from subscribers").await;
+    assert_eq!(app.store().count_readers(None).await.unwrap(), all);
+}
+
+async fn reader_counts_follow_every_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.sign_up("pending@example.com").await;
+    app.confirmed_reader("stays@example.com").await;
+    let leaves = app.confirmed_reader("leaves@example.com").await;
+    app.confirmed_reader("erased@example.com").await;
+    app.insert_confirmed_readers(30).await;
+    assert_counts_match(&app).await;
+
+    let unsubscribe = leaves.header("List-Unsubscribe").unwrap();
+    let response = app
+        .client
+        .post(unsubscribe.trim_matches(['<', '>']))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let erased: i64 =
+        sqlx::query_scalar("select id from subscribers where email = 'erased@example.com'")
+            .fetch_one(app.store().pool())
+            .await
+            .unwrap();
+    assert!(app.store().delete_reader(erased).await.unwrap());
+    assert_counts_match(&app).await;
+    assert_eq!(
+        app.store()
+            .count_subscribers(SubscriberStatus::Unsubscribed)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// The stats API's figures equal counts of the send's deliveries.
+async fn assert_send_counts_match(app: &TestApp, report_id: i64) -> serde_json::Value {
+    let stats = app.stats(report_id).await;
+    let total = app
+        .count(&format!(
+            "select count(*) from outbox where kind = 'report' and report_id = {report_id}"
+        ))
+        .await;
+    assert_eq!(stats["total"], total, "{stats}");
+    let mut sum = 0;
+    for status in ["sent", "failed", "skipped", "paused", "cancelled"] {
+        let counted = app
+            .count(&format!(
+                "select count(*) from outbox where kind = 'report' and report_id = {report_id} and status = '{status}'"
+            ))
+            .await;
+        assert_eq!(stats[status], counted, "{status}: {stats}");
+        sum += counted;
+    }
+    let queued = app
+        .count(&format!(
+            "select count(*) from outbox where kind = 'report' and report_id = {report_id} and status = 'queued'"
+        ))
+        .await;
+    let in_flight = stats["in_flight"].as_i64().unwrap_or(0);
+    assert_eq!(
+        stats["queued"].as_i64().unwrap() + in_flight,
+        queued,
+        "{stats}"
+    );
+    assert_eq!(sum + queued, total);
+    stats
+}
+
+async fn send_counts_follow_every_delivery(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.insert_confirmed_readers(40).await;
+    let first = app.create_report(&report_source("counted")).await;
+    app.smtp
+        .push_fault(Fault::RcptReply(550, "5.1.1 no such user here"));
+    app.trigger_send(first, "one").await;
+    let stats = assert_send_counts_match(&app, first).await;
+    assert_eq!(stats["queued"], 40);
+
+    // Pause, resume, send, erase a reader mid-way, then finish.
+    let pause = app
+        .api(Method::POST, &format!("/api/reports/{first}/pause"))
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert!(pause.status().is_success());
+    let stats = assert_send_counts_match(&app, first).await;
+    assert_eq!(stats["paused"], 40);
+    app.api(Method::POST, &format!("/api/reports/{first}/resume"))
+        .await
+        .send()
+        .await
+        .unwrap();
+    let erased: i64 =
+        sqlx::query_scalar("select id from subscribers where email = 'reader3@example.com'")
+            .fetch_one(app.store().pool())
+            .await
+            .unwrap();
+    app.store().delete_reader(erased).await.unwrap();
+    app.dispatch_all_pending().await;
+    let stats = assert_send_counts_match(&app, first).await;
+    assert_eq!(
+        (stats["sent"].as_i64(), stats["failed"].as_i64()),
+        (Some(38), Some(1))
+    );
+    assert_eq!(stats["skipped"], 1);
+    assert_eq!(
+        app.store().delivered_count(first).await.unwrap(),
+        38,
+        "the feedback page's response rate counts the same deliveries"
+    );
+
+    // A second report, cancelled before it went out.
+    let second = app.create_report(&report_source("cancelled")).await;
+    app.trigger_send(second, "two").await;
+    let cancel = app
+        .api(Method::POST, &format!("/api/reports/{second}/cancel"))
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert!(cancel.status().is_success());
+    let stats = assert_send_counts_match(&app, second).await;
+    assert_eq!(stats["cancelled"], 39);
+    assert_send_counts_match(&app, first).await;
+}
+
+async fn the_archive_follows_a_changed_report(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_report(&report_source("archived")).await;
+    app.trigger_send(id, "k").await;
+    let index = app.get("/archive").await.text().await.unwrap();
+    assert!(index.contains("Weekly Report archived"), "{index}");
+    assert!(app
+        .get("/archive")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("Weekly Report archived"));
+
+    // A correction made in the database (say, by a later version of the
+    // service) shows on the next visit: the parsed line is per version.
+    let corrected = report_source("archived").replace("Weekly Report archived", "Corrected Report");
+    sqlx::query("update reports set source = $1, updated_at = updated_at + 1 where id = $2")
+        .bind(&corrected)
+        .bind(id)
+        .execute(app.store().pool())
+        .await
+        .unwrap();
+    let index = app.get("/archive").await.text().await.unwrap();
+    assert!(index.contains("Corrected Report"), "{index}");
+    assert!(!index.contains("Weekly Report archived"), "{index}");
+}

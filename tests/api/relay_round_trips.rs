@@ -1,0 +1,162 @@
+//! A relay at a distance: each message costs as few round trips as the
+//! relay allows, and the answers are still read one by one.
+
+use std::collections::HashMap;
+
+use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::sending::report_source;
+use crate::smtp_server::{Extensions, Fault, Received};
+
+crate::on_both_backends!(
+    a_pipelining_relay_gets_each_message_in_two_round_trips,
+    a_chunking_relay_gets_each_message_in_one_round_trip,
+    a_relay_without_pipelining_gets_one_command_at_a_time,
+    refusals_in_a_pipelined_envelope_are_sorted_and_the_line_kept,
+    refusals_in_a_chunked_transaction_are_sorted,
+);
+
+const READERS: usize = 30;
+
+/// A send of a report to `READERS` readers over `connections` connections,
+/// the relay offering `extensions`; every report message received.
+async fn send_report(
+    backend: Backend,
+    extensions: Extensions,
+    connections: u32,
+) -> (TestApp, Vec<Received>) {
+    let app = spawn_app_with(backend, |s| {
+        s.mail.pool_size = connections;
+        s.delivery.concurrency = connections as usize;
+    })
+    .await;
+    app.smtp.set_extensions(extensions);
+    app.insert_confirmed_readers(READERS).await;
+    let id = app.create_report(&report_source("relay")).await;
+    assert_eq!(app.trigger_send(id, "relay").await.status(), 202);
+    app.dispatch_all_pending().await;
+    let mails = app.smtp.received();
+    (app, mails)
+}
+
+/// Each reader got the report exactly once, whole.
+fn assert_each_reader_once(mails: &[Received]) {
+    let mut per_reader: HashMap<&str, usize> = HashMap::new();
+    for mail in mails {
+        *per_reader.entry(mail.to()).or_default() += 1;
+        assert_eq!(mail.subject(), "Weekly Report relay");
+        assert!(mail.text().contains("A headline worth reading"));
+    }
+    assert_eq!(per_reader.len(), READERS, "{per_reader:?}");
+    assert!(per_reader.values().all(|&n| n == 1), "{per_reader:?}");
+}
+
+fn assert_no_noop_or_rset(app: &TestApp) {
+    let commands = app.smtp.commands();
+    assert!(
+        !commands.iter().any(|c| c == "NOOP" || c == "RSET"),
+        "{commands:?}"
+    );
+}
+
+async fn a_pipelining_relay_gets_each_message_in_two_round_trips(backend: Backend) {
+    let (app, mails) = send_report(backend, Extensions::default(), 2).await;
+    assert_each_reader_once(&mails);
+    for mail in &mails {
+        assert_eq!(mail.commands, ["MAIL", "RCPT", "DATA"]);
+        assert_eq!(mail.round_trips, 2, "{}", mail.to());
+    }
+    assert_no_noop_or_rset(&app);
+    assert!(app.smtp.connections() <= 2, "connections are reused");
+}
+
+async fn a_chunking_relay_gets_each_message_in_one_round_trip(backend: Backend) {
+    let extensions = Extensions {
+        pipelining: true,
+        chunking: true,
+    };
+    let (app, mails) = send_report(backend, extensions, 2).await;
+    assert_each_reader_once(&mails);
+    for mail in &mails {
+        assert_eq!(mail.commands, ["MAIL", "RCPT", "BDAT"]);
+        assert_eq!(mail.round_trips, 1, "{}", mail.to());
+        // BDAT carries the bytes as they are: no dot-stuffing to undo, and
+        // the other MIME parser reads the same message.
+        let html = mail.html();
+        assert!(html.contains("A headline worth reading"), "{html}");
+    }
+    assert_no_noop_or_rset(&app);
+}
+
+async fn a_relay_without_pipelining_gets_one_command_at_a_time(backend: Backend) {
+    let extensions = Extensions {
+        pipelining: false,
+        chunking: true,
+    };
+    let (app, mails) = send_report(backend, extensions, 2).await;
+    assert_each_reader_once(&mails);
+    for mail in &mails {
+        assert_eq!(mail.commands, ["MAIL", "RCPT", "DATA"]);
+        assert_eq!(mail.round_trips, 4, "{}", mail.to());
+    }
+    assert_no_noop_or_rset(&app);
+}
+
+/// The relay refuses two recipients in a pipelined envelope: a 451 is
+/// retried and delivered, a 550 fails for good, both with the relay's words,
+/// and the one connection carries on after a RSET.
+async fn assert_refusals_sorted(backend: Backend, extensions: Extensions) {
+    let app = spawn_app_with(backend, |s| {
+        s.mail.pool_size = 1;
+        s.delivery.concurrency = 1;
+    })
+    .await;
+    app.smtp.set_extensions(extensions);
+    app.insert_confirmed_readers(3).await;
+    let id = app.create_report(&report_source("refusals")).await;
+    app.smtp
+        .push_fault(Fault::RcptReply(451, "4.7.1 greylisted, try again"));
+    app.smtp
+        .push_fault(Fault::RcptReply(550, "5.1.1 no such user here"));
+    app.trigger_send(id, "k").await;
+    app.dispatch_all_pending().await;
+
+    let mails = app.smtp.received();
+    assert_eq!(mails.len(), 2, "one retried and delivered, one refused");
+    let stats = app.stats(id).await;
+    assert_eq!(
+        (stats["sent"].as_i64(), stats["failed"].as_i64()),
+        (Some(2), Some(1))
+    );
+    let reason = stats["failures"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("550") && reason.contains("no such user"),
+        "{reason}"
+    );
+    let retried = app
+        .count("select count(*) from outbox where kind = 'report' and status = 'sent' and attempts = 2")
+        .await;
+    assert_eq!(retried, 1, "the 451 was retried");
+    assert_eq!(
+        app.smtp.connections(),
+        1,
+        "a refusal does not cost the line"
+    );
+    let commands = app.smtp.commands();
+    assert_eq!(
+        commands.iter().filter(|c| *c == "RSET").count(),
+        2,
+        "{commands:?}"
+    );
+}
+
+async fn refusals_in_a_pipelined_envelope_are_sorted_and_the_line_kept(backend: Backend) {
+    assert_refusals_sorted(backend, Extensions::default()).await;
+}
+
+async fn refusals_in_a_chunked_transaction_are_sorted(backend: Backend) {
+    let extensions = Extensions {
+        pipelining: true,
+        chunking: true,
+    };
+    assert_refusals_sorted(backend, extensions).await;
+}
