@@ -1,6 +1,10 @@
 //! Layered settings: built-in defaults, then an optional TOML file, then
 //! `NEWSLETTER_*` environment variables (nested keys joined with `__`).
 //!
+//! Without a file named, the system one ([`SYSTEM_SETTINGS_FILE`]) is read
+//! when it exists, so the service, and an operator running a maintenance
+//! command on the server, find the installed settings without flags.
+//!
 //! The defaults run on a fresh machine with nothing installed: SQLite in
 //! `data/`, mail written as `.eml` files to `outbox/`.
 
@@ -14,6 +18,9 @@ use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+/// The settings file the Debian package installs.
+pub const SYSTEM_SETTINGS_FILE: &str = "/etc/newsletter/newsletter.toml";
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,8 +177,20 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Settings {
-    /// Defaults, then `file` when given (it must exist), then the environment.
+    /// Defaults, then `file` when given (it must exist) or else the system
+    /// settings file when there is one, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_system_file(file, Path::new(SYSTEM_SETTINGS_FILE))
+    }
+
+    /// The file [`Settings::load`] reads: the one named, else the system
+    /// one when it exists.
+    pub fn file_to_read(named: Option<&Path>) -> Option<PathBuf> {
+        chosen_file(named, Path::new(SYSTEM_SETTINGS_FILE)).map(Path::to_path_buf)
+    }
+
+    fn load_with_system_file(file: Option<&Path>, system: &Path) -> Result<Self, ConfigError> {
+        let file = chosen_file(file, system);
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -250,6 +269,10 @@ impl Settings {
     }
 }
 
+fn chosen_file<'a>(named: Option<&'a Path>, system: &'a Path) -> Option<&'a Path> {
+    named.or_else(|| system.exists().then_some(system))
+}
+
 fn serialize_secret_opt<S: serde::Serializer>(
     value: &Option<SecretString>,
     s: S,
@@ -281,6 +304,23 @@ mod tests {
             let s = Settings::load(Some(Path::new("n.toml"))).unwrap();
             assert_eq!(s.site_name, "From file");
             assert_eq!(s.delivery.concurrency, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn the_system_file_is_read_unless_another_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("system.toml", "site_name = \"Installed\"\n")?;
+            jail.create_file("mine.toml", "site_name = \"Mine\"\n")?;
+            let system = Path::new("system.toml");
+            let s = Settings::load_with_system_file(None, system).unwrap();
+            assert_eq!(s.site_name, "Installed");
+            let s = Settings::load_with_system_file(Some(Path::new("mine.toml")), system).unwrap();
+            assert_eq!(s.site_name, "Mine");
+            let s = Settings::load_with_system_file(None, Path::new("absent.toml")).unwrap();
+            assert_eq!(s.site_name, Settings::default().site_name);
             Ok(())
         });
     }

@@ -1,12 +1,17 @@
 //! The `newsletter` command: parse the command line, load settings, hand
 //! over to the library.
 
-use std::path::PathBuf;
+mod cli;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
+
+use cli::{
+    AdminCommand, Cli, Command, ConfigCommand, ExportFormat, ReportCommand, SubscribersCommand,
+};
 
 use newsletter::commands::{admin, check, report, subscribers};
 use newsletter::config::Settings;
@@ -14,116 +19,13 @@ use newsletter::domain::SubscriberStatus;
 use newsletter::startup::{cancel_on_signal, Application};
 use newsletter::store::Store;
 
-/// Self-hosted email newsletter: double opt-in sign-up, weekly reports
-/// rendered to email and web, a durable queued SMTP sender, and reader
-/// feedback.
-///
-/// Settings come from built-in defaults, then the TOML file given with
-/// --config, then NEWSLETTER_* environment variables (nested keys joined
-/// with "__", e.g. NEWSLETTER_MAIL__SMTP_URL).
-#[derive(Parser)]
-#[command(name = "newsletter", version, about, long_about)]
-struct Cli {
-    /// TOML settings file.
-    #[arg(long, short, global = true, env = "NEWSLETTER_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the web server and the delivery workers in one process (the
-    /// usual way to run the service). Applies migrations first.
-    Serve,
-    /// Run only the delivery workers: start more of these, on more machines,
-    /// against one PostgreSQL database to send faster.
-    Worker,
-    /// Apply database migrations and exit.
-    Migrate,
-    /// Work with report files.
-    #[command(subcommand)]
-    Report(ReportCommand),
-    /// Export or import the list of readers.
-    #[command(subcommand)]
-    Subscribers(SubscribersCommand),
-    /// Inspect the settings.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-    /// Manage editor accounts and API tokens.
-    #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-#[derive(Subcommand)]
-enum ReportCommand {
-    /// Store a report file as a draft, or update the draft with the same
-    /// slug. A malformed file is refused with the line at fault.
-    Import { file: PathBuf },
-    /// Render a report file as a reader would get it, into DIR:
-    /// report.html, report.txt, report.eml and archive.html.
-    Preview {
-        file: PathBuf,
-        #[arg(long, default_value = "preview")]
-        out: PathBuf,
-    },
-    /// List the stored reports and where their sends stand.
-    List,
-}
-
-#[derive(Subcommand)]
-enum SubscribersCommand {
-    /// Write every reader (email, name, status, dates) to standard output
-    /// or a file.
-    Export {
-        #[arg(long, value_enum, default_value = "csv")]
-        format: subscribers::ExportFormat,
-        /// File to write instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Add readers from a CSV file (listmonk and Mailchimp exports work as
-    /// they are). Every bad row is listed with its line number and nothing is
-    /// imported until all rows are good. Addresses already on the list are
-    /// left unchanged.
-    Import {
-        file: PathBuf,
-        /// Status for rows without a status column: confirmed, pending or
-        /// unsubscribed.
-        #[arg(long, default_value = "confirmed")]
-        status: String,
-        /// Check the file without storing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Validate the settings, then connect to the database and the mail
-    /// relay and say what was found. Exits non-zero when anything fails.
-    Check,
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Add an editor, or set a new password for one. The password is asked
-    /// for at the terminal, or read as one line from standard input; it is
-    /// never a command-line argument.
-    Add {
-        /// The editor's email address (their login).
-        email: String,
-    },
-    /// Create an API token for scripts (`Authorization: Bearer <token>`).
-    /// It is shown once; only its hash is stored.
-    Token {
-        /// The editor the token acts for.
-        email: String,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no settings: it must work before any are written.
+    if let Command::Completions { shell } = cli.command {
+        shell.write_completions(&mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -181,6 +83,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Subscribers(SubscribersCommand::Export { format, out }) => {
             let store = open_store(&settings).await?;
+            let format = match format {
+                ExportFormat::Csv => subscribers::ExportFormat::Csv,
+                ExportFormat::Json => subscribers::ExportFormat::Json,
+            };
             let bytes = subscribers::export(&store, format).await?;
             match out {
                 Some(path) => std::fs::write(&path, bytes)
@@ -216,16 +122,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Config(ConfigCommand::Check) => match check::check_settings(&settings).await {
-            Ok(report) => {
-                print!("{report}");
-                Ok(())
+        Command::Config(ConfigCommand::Check) => {
+            match Settings::file_to_read(cli.config.as_deref()) {
+                Some(file) => println!("settings file: {}", file.display()),
+                None => println!("settings file: none (defaults and environment)"),
             }
-            Err(report) => {
-                print!("{report}");
-                anyhow::bail!("the configuration has problems (see above)")
+            match check::check_settings(&settings).await {
+                Ok(report) => {
+                    print!("{report}");
+                    Ok(())
+                }
+                Err(report) => {
+                    print!("{report}");
+                    anyhow::bail!("the configuration has problems (see above)")
+                }
             }
-        },
+        }
         Command::Admin(AdminCommand::Add { email }) => {
             let store = open_store(&settings).await?;
             let password = admin::read_password()?;
@@ -240,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Keep this token safe: it is shown only once.");
             Ok(())
         }
+        Command::Completions { .. } => unreachable!("handled before the settings are read"),
     }
 }
 
