@@ -49,12 +49,31 @@ pub enum Command {
     /// Manage editor accounts and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Take bounces and complaints that come back by mail.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
     /// Print the completion script for a shell. The Debian package installs
     /// them; elsewhere, e.g. `newsletter completions bash >
     /// ~/.local/share/bash-completion/completions/newsletter`.
     Completions {
         #[arg(value_enum)]
         shell: Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BouncesCommand {
+    /// Read one raw message (a bounce, a complaint report, or anything
+    /// else sent to the bounce address) from standard input and record it;
+    /// for a Postfix pipe transport, procmail or .forward. Exits 0 when
+    /// the message was taken (whatever it turned out to be) and 75
+    /// (temporary failure: the MTA keeps the message and tries again) when
+    /// it could not be stored.
+    Ingest {
+        /// The address the MTA delivered the message to (Postfix:
+        /// ${original_recipient}); the delivery's token is read from it.
+        #[arg(long)]
+        recipient: Option<String>,
     },
 }
 

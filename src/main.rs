@@ -10,13 +10,15 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use cli::{
-    AdminCommand, Cli, Command, ConfigCommand, ExportFormat, ReportCommand, SubscribersCommand,
+    AdminCommand, BouncesCommand, Cli, Command, ConfigCommand, ExportFormat, ReportCommand,
+    SubscribersCommand,
 };
 
-use newsletter::commands::{admin, check, report, subscribers};
+use newsletter::bounces::Intake;
+use newsletter::commands::{admin, bounces, check, report, subscribers};
 use newsletter::config::Settings;
 use newsletter::domain::SubscriberStatus;
-use newsletter::startup::{cancel_on_signal, Application};
+use newsletter::startup::{cancel_on_signal, load_signer, Application};
 use newsletter::store::Store;
 
 fn main() -> ExitCode {
@@ -26,18 +28,24 @@ fn main() -> ExitCode {
         shell.write_completions(&mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    // An MTA retries a message only on this status; any other failure
+    // would bounce the bounce.
+    let failure = match cli.command {
+        Command::Bounces(BouncesCommand::Ingest { .. }) => ExitCode::from(bounces::EXIT_TEMPFAIL),
+        _ => ExitCode::FAILURE,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return failure;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }
@@ -143,6 +151,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = admin::read_password()?;
             admin::add_editor(&store, &email, password).await?;
             println!("editor {email} can now log in at {}/admin", settings.base());
+            Ok(())
+        }
+        Command::Bounces(BouncesCommand::Ingest { recipient }) => {
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw)
+                .context("reading the message from standard input")?;
+            let store = open_store(&settings).await?;
+            let signer = load_signer(&settings, &store).await?;
+            let intake = Intake::new(
+                store.clone(),
+                signer,
+                settings.bounce_address()?,
+                settings.bounces.clone(),
+            );
+            let outcome = bounces::ingest(&intake, &raw, recipient.as_deref()).await;
+            store.close().await;
+            println!("{}", outcome?);
             Ok(())
         }
         Command::Admin(AdminCommand::Token { email }) => {

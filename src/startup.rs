@@ -46,7 +46,8 @@ impl Application {
             settings.sender()?,
             settings.base(),
             settings.site_name.clone(),
-        );
+        )
+        .with_bounce_address(settings.bounce_address()?);
         let dispatcher =
             Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
         let signup_limiter = Arc::new(AttemptLimiter::new(
@@ -109,7 +110,7 @@ impl Application {
 
 /// The configured key, or the one stored in the database (created on first
 /// run). Processes sharing a database thereby share the key.
-async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
+pub async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
     if let Some(key) = &settings.secret_key {
         return Ok(Signer::new(key.expose_secret().as_bytes()));
     }
