@@ -1,6 +1,10 @@
 //! Layered settings: built-in defaults, then an optional TOML file, then
 //! `NEWSLETTER_*` environment variables (nested keys joined with `__`).
 //!
+//! Without a file named, the system one ([`SYSTEM_SETTINGS_FILE`]) is read
+//! when it exists, so the service, and an operator running a maintenance
+//! command on the server, find the installed settings without flags.
+//!
 //! The defaults run on a fresh machine with nothing installed: SQLite in
 //! `data/`, mail written as `.eml` files to `outbox/`.
 
@@ -14,6 +18,9 @@ use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+/// The settings file the Debian package installs.
+pub const SYSTEM_SETTINGS_FILE: &str = "/etc/newsletter/newsletter.toml";
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,8 +339,20 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Settings {
-    /// Defaults, then `file` when given (it must exist), then the environment.
+    /// Defaults, then `file` when given (it must exist) or else the system
+    /// settings file when there is one, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_system_file(file, Path::new(SYSTEM_SETTINGS_FILE))
+    }
+
+    /// The file [`Settings::load`] reads: the one named, else the system
+    /// one when it exists.
+    pub fn file_to_read(named: Option<&Path>) -> Option<PathBuf> {
+        chosen_file(named, Path::new(SYSTEM_SETTINGS_FILE)).map(Path::to_path_buf)
+    }
+
+    fn load_with_system_file(file: Option<&Path>, system: &Path) -> Result<Self, ConfigError> {
+        let file = chosen_file(file, system);
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -525,6 +544,10 @@ pub fn smtp_security(url: &Url) -> SmtpSecurity {
     }
 }
 
+fn chosen_file<'a>(named: Option<&'a Path>, system: &'a Path) -> Option<&'a Path> {
+    named.or_else(|| system.exists().then_some(system))
+}
+
 fn serialize_secret<S: serde::Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.expose_secret())
 }
@@ -607,6 +630,31 @@ mod tests {
         s.mail.helo_name = Some("out.example.org".into());
         s.validate().unwrap();
         assert_eq!(s.mail.hello_name(), "out.example.org");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn the_system_file_is_read_unless_another_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("system.toml", "site_name = \"Installed\"\n")?;
+            jail.create_file("mine.toml", "site_name = \"Mine\"\n")?;
+            let system = Path::new("system.toml");
+            let s = Settings::load_with_system_file(None, system).unwrap();
+            assert_eq!(s.site_name, "Installed");
+            let s = Settings::load_with_system_file(Some(Path::new("mine.toml")), system).unwrap();
+            assert_eq!(s.site_name, "Mine");
+            let s = Settings::load_with_system_file(None, Path::new("absent.toml")).unwrap();
+            assert_eq!(s.site_name, Settings::default().site_name);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_packaged_settings_file_is_valid() {
+        let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/newsletter.toml");
+        let s = Settings::load_with_system_file(Some(&packaged), Path::new("absent.toml")).unwrap();
+        assert_eq!(s.listen.port(), 8080);
+        assert!(s.mail.outbox_dir.starts_with("/var/lib/newsletter"));
     }
 
     #[test]

@@ -350,7 +350,7 @@ fn front_matter(source: &str) -> Result<(ReportMeta, usize, &str), ReportError> 
         ));
     };
     let yaml = &source[yaml_start..yaml_end];
-    let fm: FrontMatter = serde_yaml::from_str(yaml).map_err(|e| {
+    let fm: FrontMatter = serde_norway::from_str(yaml).map_err(|e| {
         let line = e.location().map(|l| l.line() + 1).unwrap_or(2);
         let message = e.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::feedback::feedback_link;
@@ -44,18 +45,28 @@ async fn start_driver() -> Option<Driver> {
         eprintln!("skipping: no {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+    // ChromeDriver picks a free port itself and names it on standard output.
+    let mut child = tokio::process::Command::new(CHROMEDRIVER)
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("start chromedriver");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let port = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("chromedriver's output") {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                return rest.trim_end_matches('.').parse::<u16>().ok();
+            }
+        }
+        None
+    })
+    .await
+    .expect("chromedriver did not start within 20 s")
+    .expect("chromedriver did not say which port it listens on");
+    // Keep reading so that ChromeDriver never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -64,7 +75,7 @@ async fn start_driver() -> Option<Driver> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("chromedriver did not come up on port {port}");
+    panic!("chromedriver did not answer on port {port}");
 }
 
 async fn browser(driver: &Driver) -> Client {

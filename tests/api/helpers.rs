@@ -7,7 +7,7 @@ use newsletter::config::Settings;
 use newsletter::startup::Application;
 use newsletter::store::Store;
 use reqwest::Response;
-use sqlx::Connection;
+use sqlx::{ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::smtp_server::{Received, TestSmtp};
@@ -104,6 +104,55 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.cancel.cancel();
+        drop_test_database(&self.app.state.settings.database_url);
+    }
+}
+
+/// Drops a test's PostgreSQL database, ending the connections still open to
+/// it, so that no test leaves one behind (SQLite files go with the temp dir).
+fn drop_test_database(url: &str) {
+    let Some(name) = url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme().starts_with("postgres"))
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .filter(|name| name.starts_with("nl_test_"))
+    else {
+        return;
+    };
+    // Drop runs on the test's runtime, which must not be blocked on: the
+    // statement runs on a thread and a runtime of its own.
+    let dropped = std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            // Ending the test's connections takes a moment: not worth a warning.
+            let options = postgres_url()
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .map_err(|e| e.to_string())?
+                .disable_statement_logging();
+            let mut conn = sqlx::PgConnection::connect_with(&options)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(&format!("drop database if exists {name} with (force)"))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| format!("dropping {name}: {e}"))?;
+            conn.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join();
+    let problem = match dropped {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e,
+        Err(_) => "the thread dropping it panicked".to_string(),
+    };
+    // A second panic while the test is already failing would abort the run.
+    if std::thread::panicking() {
+        eprintln!("the test database was not dropped: {problem}");
+    } else {
+        panic!("the test database was not dropped: {problem}");
     }
 }
 

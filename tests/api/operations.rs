@@ -93,20 +93,19 @@ async fn oversized_headers_are_refused_without_harm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_and_tokens_never_reach_the_logs() {
     use std::process::Stdio;
-    use tokio::io::AsyncReadExt;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
     let dir = tempfile::tempdir().unwrap();
     let smtp = crate::smtp_server::TestSmtp::start().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    // Links in the mail point at this name; the test rewrites them to the
+    // port the server picked.
+    let public = "http://newsletter.test";
     let secret = "a-very-secret-signing-key-0123456789abcdef";
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
         .arg("serve")
-        .env("NEWSLETTER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("NEWSLETTER_BASE_URL", &base)
+        .env("NEWSLETTER_LISTEN", "127.0.0.1:0")
+        .env("NEWSLETTER_BASE_URL", public)
         .env(
             "NEWSLETTER_DATABASE_URL",
             format!("sqlite://{}/db.sqlite", dir.path().display()),
@@ -126,13 +125,30 @@ async fn secrets_and_tokens_never_reach_the_logs() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/health")).send().await.is_ok() {
-            break;
+    // The whole log, read as it is written (a full pipe would stall the
+    // server); the address it listens on is sent as soon as it is logged.
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let stdout = tokio::spawn(async move {
+        let mut log = String::new();
+        let mut address_tx = Some(address_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let address: String = rest.chars().take_while(|c| *c != '"').collect();
+                if let Some(tx) = address_tx.take() {
+                    let _ = tx.send(address);
+                }
+            }
+            log.push_str(&line);
+            log.push('\n');
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        log
+    });
+    let base = tokio::time::timeout(Duration::from_secs(30), address_rx)
+        .await
+        .expect("the server logs its address within 30 s")
+        .expect("the server logs its address");
+    let client = reqwest::Client::new();
     client
         .post(format!("{base}/subscriptions"))
         .form(&[("email", "log@example.com")])
@@ -141,7 +157,10 @@ async fn secrets_and_tokens_never_reach_the_logs() {
         .unwrap();
     // The relay authenticates us with the password from the URL.
     let mail = smtp.wait_for(1, crate::helpers::MAIL_WAIT).await.remove(0);
-    let link = crate::helpers::confirmation_link(&mail);
+    let link = mail
+        .link_starting_with(&format!("{public}/subscriptions/confirm?token="))
+        .expect("a confirmation link")
+        .replace(public, &base);
     let token = crate::helpers::token_in(&link);
     client.get(&link).send().await.unwrap();
     client
@@ -151,8 +170,8 @@ async fn secrets_and_tokens_never_reach_the_logs() {
         .await
         .unwrap();
     let unsubscribe = mail.header("List-Unsubscribe").unwrap();
-    let unsubscribe = unsubscribe.trim_matches(['<', '>']);
-    client.post(unsubscribe).send().await.unwrap();
+    let unsubscribe = unsubscribe.trim_matches(['<', '>']).replace(public, &base);
+    client.post(&unsubscribe).send().await.unwrap();
     let unsubscribe_token = unsubscribe.split("token=").nth(1).unwrap();
 
     let pid = server.id().unwrap().to_string();
@@ -160,15 +179,11 @@ async fn secrets_and_tokens_never_reach_the_logs() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    server.wait().await.unwrap();
-    let mut log = String::new();
-    server
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
+    tokio::time::timeout(Duration::from_secs(30), server.wait())
         .await
+        .expect("the server stops within 30 s of SIGTERM")
         .unwrap();
+    let mut log = stdout.await.unwrap();
     server
         .stderr
         .take()
