@@ -325,7 +325,8 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             // Any credentials will do; the point is that a relay asking for
             // them gets them.
             "AUTH" if shared.refuse_auth.load(std::sync::atomic::Ordering::SeqCst) => {
-                conn.reply("535 5.7.8 authentication credentials invalid").await?
+                conn.reply("535 5.7.8 authentication credentials invalid")
+                    .await?
             }
             "AUTH" => conn.reply("235 2.7.0 authenticated").await?,
             "MAIL" => {
