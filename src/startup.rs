@@ -13,6 +13,7 @@ use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
 use crate::http::limiter::AttemptLimiter;
 use crate::http::{router, AppState};
+use crate::i18n::Catalogue;
 use crate::render;
 use crate::store::Store;
 
@@ -32,7 +33,11 @@ impl Application {
         store.migrate().await.context("applying migrations")?;
         crate::metrics::install();
         let signer = load_signer(&settings, &store).await?;
-        let tera = Arc::new(render::templates().context("loading templates")?);
+        let tera = Arc::new(render::templates_for(&settings).context("loading templates")?);
+        let catalogue = Arc::new(Catalogue::load(
+            &settings.language,
+            settings.templates_dir.as_deref(),
+        )?);
         let mailer = Arc::new(Mailer::from_settings(&settings.mail)?);
         tracing::info!(
             transport = mailer.description(),
@@ -46,7 +51,9 @@ impl Application {
             settings.sender()?,
             settings.base(),
             settings.site_name.clone(),
-        );
+        )
+        .with_reply_to(settings.reply_to()?)
+        .with_catalogue(catalogue.clone());
         let dispatcher =
             Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
         let signup_limiter = Arc::new(AttemptLimiter::new(
@@ -58,6 +65,7 @@ impl Application {
             settings: Arc::new(settings),
             signer,
             tera,
+            catalogue,
             login_limiter: Arc::new(AttemptLimiter::new(
                 5,
                 std::time::Duration::from_secs(15 * 60),

@@ -1,4 +1,6 @@
-//! Logging setup: readable text by default, JSON lines when asked.
+//! Logging setup: readable text by default, JSON lines when asked. Logs go
+//! to stderr, always: stdout carries a command's output alone, so that
+//! `TOKEN=$(newsletter admin token …)` captures the token and nothing else.
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +12,7 @@ pub fn init(settings: &LogSettings) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_target(false);
     let result = if settings.json {
         builder.json().flatten_event(true).try_init()

@@ -39,6 +39,10 @@ pub struct Composer {
     base: String,
     site_name: String,
     message_id_domain: String,
+    /// Where replies go, when not to the sender.
+    reply_to: Option<Mailbox>,
+    /// The confirmation mail's subject is built here, not in a template.
+    catalogue: Arc<crate::i18n::Catalogue>,
     /// Reports rendered once per process, then personalised per reader.
     reports: Arc<Mutex<HashMap<i64, Arc<RenderedReport>>>>,
 }
@@ -74,8 +78,22 @@ impl Composer {
             base,
             site_name,
             message_id_domain,
+            reply_to: None,
+            catalogue: Arc::new(crate::i18n::Catalogue::english()),
             reports: Arc::default(),
         }
+    }
+
+    /// Adds a Reply-To header to every message.
+    pub fn with_reply_to(mut self, reply_to: Option<Mailbox>) -> Self {
+        self.reply_to = reply_to;
+        self
+    }
+
+    /// Speaks `catalogue`'s language where no template does (subjects).
+    pub fn with_catalogue(mut self, catalogue: Arc<crate::i18n::Catalogue>) -> Self {
+        self.catalogue = catalogue;
+        self
     }
 
     /// Whether `report_id` is rendered and ready to personalise.
@@ -153,7 +171,9 @@ impl Composer {
         let context = tera::Context::from_serialize(&context)?;
         let html = self.tera.render("email/confirmation.html", &context)?;
         let text = self.tera.render("email/confirmation.txt", &context)?;
-        let subject = format!("Please confirm your subscription to {}", self.site_name);
+        let mut args = fluent_bundle::FluentArgs::new();
+        args.set("site", self.site_name.as_str());
+        let subject = self.catalogue.message("confirmation-subject", Some(&args));
         self.build(
             job,
             &subject,
@@ -215,7 +235,7 @@ impl Composer {
     ) -> Result<Composed, ComposeError> {
         let to = self.recipient(job)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
-        let message = assemble(
+        let mut message = assemble(
             self.from.clone(),
             to,
             subject,
@@ -224,6 +244,13 @@ impl Composer {
             text,
             html,
         )?;
+        if let Some(reply_to) = &self.reply_to {
+            message
+                .headers_mut()
+                .set(lettre::message::header::ReplyTo::from(
+                    lettre::message::Mailboxes::from(reply_to.clone()),
+                ));
+        }
         Ok(Composed {
             message,
             message_id,

@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod confirm;
 mod error;
+mod feed;
 mod feedback;
 mod health;
 pub mod limiter;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub signer: Signer,
     pub tera: Arc<Tera>,
+    /// Words for the few reader-facing sentences built outside templates.
+    pub catalogue: Arc<crate::i18n::Catalogue>,
     /// Failed editor logins, per address and per client.
     pub login_limiter: Arc<limiter::AttemptLimiter>,
     /// Sign-ups per client address.
@@ -108,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .merge(unsubscribe::routes())
         .merge(feedback::routes())
         .merge(archive::routes())
+        .merge(feed::routes())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())

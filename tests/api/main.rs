@@ -15,6 +15,8 @@ mod cli;
 mod contention;
 mod delivery;
 mod feedback;
+mod language;
+mod look;
 mod operations;
 mod sending;
 mod subscriptions;
