@@ -50,6 +50,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
     pub subscription: SubscriptionSettings,
+    pub bounces: BounceSettings,
     pub log: LogSettings,
 }
 
@@ -103,6 +104,11 @@ pub struct MailSettings {
     pub timeout_secs: u64,
     /// Optional DKIM signing.
     pub dkim: Option<DkimSettings>,
+    /// Where bounces go, e.g. `bounces@bounce.example.com`. When set, every
+    /// delivery leaves with its own envelope sender
+    /// `bounces+<signed token>@bounce.example.com`, so a bounce names the
+    /// delivery it is about; the visible From stays `from`.
+    pub bounce_address: Option<String>,
 }
 
 /// DKIM signing key and selector.
@@ -146,6 +152,65 @@ pub struct SubscriptionSettings {
     pub signups_per_ip_per_hour: usize,
 }
 
+/// What bounces and complaints do, and where they come from besides the
+/// `bounces ingest` command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BounceSettings {
+    /// Soft bounces (mailbox full, greylisting given up) of one address
+    /// within `soft_bounce_days` that suppress it like a hard bounce.
+    pub soft_bounce_limit: i64,
+    pub soft_bounce_days: i64,
+    /// Raw bounce messages are kept up to this many bytes…
+    pub raw_max_bytes: usize,
+    /// …for this many days.
+    pub raw_retention_days: i64,
+    pub webhooks: WebhookSettings,
+    /// A bounce mailbox to poll; none when unset.
+    pub imap: Option<ImapSettings>,
+}
+
+/// Provider webhooks (`POST /webhooks/<provider>`). A provider whose
+/// credentials are not set has no endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookSettings {
+    /// Amazon SES through SNS: the topic ARNs whose notifications are
+    /// taken. A valid SNS signature only proves that some topic sent it.
+    pub ses_topic_arns: Vec<String>,
+    /// Hosts the SNS signing certificate may be fetched from: `.suffix`
+    /// matches the suffix, anything else the exact host. Only HTTPS, except
+    /// on a loopback address.
+    pub sns_certificate_hosts: Vec<String>,
+    /// Postmark: the basic-auth user and password put in the webhook URL.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub postmark_username: Option<SecretString>,
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub postmark_password: Option<SecretString>,
+    /// Mailgun: the HTTP webhook signing key.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub mailgun_signing_key: Option<SecretString>,
+    /// SendGrid: the signed event webhook's verification key (base64, as
+    /// SendGrid shows it).
+    pub sendgrid_public_key: Option<String>,
+    /// Signed webhooks older than this are refused (replays).
+    pub max_age_secs: i64,
+}
+
+/// The bounce mailbox, read over IMAP with TLS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    #[serde(serialize_with = "serialize_secret")]
+    pub password: SecretString,
+    pub mailbox: String,
+    /// Seconds between polls.
+    pub poll_secs: u64,
+    /// A PEM file of extra trusted certificates (a private CA); the
+    /// system's roots are used besides.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogSettings {
@@ -175,6 +240,7 @@ impl Default for Settings {
                 pool_size: 8,
                 timeout_secs: 30,
                 dkim: None,
+                bounce_address: None,
             },
             delivery: DeliverySettings {
                 concurrency: 8,
@@ -190,6 +256,22 @@ impl Default for Settings {
                 confirmation_ttl_hours: 48,
                 confirmations_per_day: 3,
                 signups_per_ip_per_hour: 30,
+            },
+            bounces: BounceSettings {
+                soft_bounce_limit: 3,
+                soft_bounce_days: 14,
+                raw_max_bytes: 64 * 1024,
+                raw_retention_days: 90,
+                webhooks: WebhookSettings {
+                    ses_topic_arns: Vec::new(),
+                    sns_certificate_hosts: vec![".amazonaws.com".into()],
+                    postmark_username: None,
+                    postmark_password: None,
+                    mailgun_signing_key: None,
+                    sendgrid_public_key: None,
+                    max_age_secs: 600,
+                },
+                imap: None,
             },
             log: LogSettings {
                 filter: "info".into(),
@@ -273,6 +355,16 @@ impl Settings {
             ));
         }
         self.validate_look()?;
+        if let Some(address) = &self.mail.bounce_address {
+            crate::bounces::BounceAddress::parse(address)
+                .map_err(|e| invalid("mail.bounce_address", e.to_string()))?;
+        }
+        if self.bounces.soft_bounce_limit < 1 || self.bounces.soft_bounce_days < 1 {
+            return Err(invalid(
+                "bounces",
+                "soft_bounce_limit and soft_bounce_days must be at least 1",
+            ));
+        }
         if self.delivery.max_attempts <= 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
         }
@@ -326,6 +418,16 @@ impl Settings {
             .map_err(|e| invalid("mail.from", format!("{e}: {}", self.mail.from)))
     }
 
+    /// The parsed VERP base address, when bounces are to be told apart.
+    pub fn bounce_address(&self) -> Result<Option<crate::bounces::BounceAddress>, ConfigError> {
+        self.mail
+            .bounce_address
+            .as_deref()
+            .map(crate::bounces::BounceAddress::parse)
+            .transpose()
+            .map_err(|e| invalid("mail.bounce_address", e.to_string()))
+    }
+
     pub fn confirmation_ttl(&self) -> Duration {
         Duration::from_secs(self.subscription.confirmation_ttl_hours * 3600)
     }
@@ -334,6 +436,10 @@ impl Settings {
     pub fn base(&self) -> String {
         self.base_url.as_str().trim_end_matches('/').to_string()
     }
+}
+
+fn serialize_secret<S: serde::Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose_secret())
 }
 
 fn serialize_secret_opt<S: serde::Serializer>(

@@ -1,6 +1,7 @@
 //! `newsletter`: a self-hosted email newsletter service.
 //!
 //! The map of the crate:
+//! - [`bounces`]: bounces and complaints, and the addresses they suppress.
 //! - [`config`]: layered settings (defaults, TOML file, `NEWSLETTER_*` env).
 //! - [`domain`]: parsed values (addresses, names, tokens).
 //! - [`store`]: all SQL, for SQLite and PostgreSQL alike.
@@ -13,6 +14,7 @@
 //! - [`startup`]: assembling and running the service.
 //! - [`commands`]: the work behind the maintenance subcommands.
 
+pub mod bounces;
 pub mod commands;
 pub mod config;
 pub mod delivery;

@@ -8,10 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use newsletter::commands::{admin, check, report, subscribers};
+use newsletter::bounces::Intake;
+use newsletter::commands::{admin, bounces, check, report, subscribers};
 use newsletter::config::Settings;
 use newsletter::domain::SubscriberStatus;
-use newsletter::startup::{cancel_on_signal, Application};
+use newsletter::startup::{cancel_on_signal, load_signer, Application};
 use newsletter::store::Store;
 
 /// Self-hosted email newsletter: double opt-in sign-up, weekly reports
@@ -53,6 +54,25 @@ enum Command {
     /// Manage editor accounts and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Take bounces and complaints that come back by mail.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+}
+
+#[derive(Subcommand)]
+enum BouncesCommand {
+    /// Read one raw message (a bounce, a complaint report, or anything
+    /// else sent to the bounce address) from standard input and record it;
+    /// for a Postfix pipe transport, procmail or .forward. Exits 0 when
+    /// the message was taken (whatever it turned out to be) and 75
+    /// (temporary failure: the MTA keeps the message and tries again) when
+    /// it could not be stored.
+    Ingest {
+        /// The address the MTA delivered the message to (Postfix:
+        /// ${original_recipient}); the delivery's token is read from it.
+        #[arg(long)]
+        recipient: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,18 +144,24 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An MTA retries a message only on this status; any other failure
+    // would bounce the bounce.
+    let failure = match cli.command {
+        Command::Bounces(BouncesCommand::Ingest { .. }) => ExitCode::from(bounces::EXIT_TEMPFAIL),
+        _ => ExitCode::FAILURE,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return failure;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }
@@ -231,6 +257,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = admin::read_password()?;
             admin::add_editor(&store, &email, password).await?;
             println!("editor {email} can now log in at {}/admin", settings.base());
+            Ok(())
+        }
+        Command::Bounces(BouncesCommand::Ingest { recipient }) => {
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw)
+                .context("reading the message from standard input")?;
+            let store = open_store(&settings).await?;
+            let signer = load_signer(&settings, &store).await?;
+            let intake = Intake::new(
+                store.clone(),
+                signer,
+                settings.bounce_address()?,
+                settings.bounces.clone(),
+            );
+            let outcome = bounces::ingest(&intake, &raw, recipient.as_deref()).await;
+            store.close().await;
+            println!("{}", outcome?);
             Ok(())
         }
         Command::Admin(AdminCommand::Token { email }) => {

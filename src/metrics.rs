@@ -10,6 +10,7 @@ pub const DELIVERIES: &str = "newsletter_deliveries_total";
 pub const SMTP_SECONDS: &str = "newsletter_smtp_send_seconds";
 pub const SIGNUPS: &str = "newsletter_signups_total";
 pub const VOTES: &str = "newsletter_votes_total";
+pub const BOUNCES: &str = "newsletter_bounces_total";
 pub const QUEUE_DEPTH: &str = "newsletter_queue_depth";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -35,6 +36,10 @@ pub fn install() -> Option<PrometheusHandle> {
             );
             metrics::describe_histogram!(SMTP_SECONDS, "Time to hand one message to the relay");
             metrics::describe_counter!(SIGNUPS, "Sign-up requests by outcome");
+            metrics::describe_counter!(
+                BOUNCES,
+                "Bounces and complaints recorded, by kind and where they came from"
+            );
             metrics::describe_counter!(VOTES, "Feedback answers recorded");
             Some(handle)
         })

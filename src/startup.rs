@@ -52,6 +52,7 @@ impl Application {
             settings.base(),
             settings.site_name.clone(),
         )
+        .with_bounce_address(settings.bounce_address()?)
         .with_reply_to(settings.reply_to()?)
         .with_catalogue(catalogue.clone());
         let dispatcher =
@@ -117,7 +118,7 @@ impl Application {
 
 /// The configured key, or the one stored in the database (created on first
 /// run). Processes sharing a database thereby share the key.
-async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
+pub async fn load_signer(settings: &Settings, store: &Store) -> anyhow::Result<Signer> {
     if let Some(key) = &settings.secret_key {
         return Ok(Signer::new(key.expose_secret().as_bytes()));
     }

@@ -12,8 +12,10 @@ pub fn init(settings: &LogSettings) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // stdout belongs to the commands' output (a token, a CSV, a
+        // bounce's verdict).
+        .with_writer(std::io::stderr);
     let result = if settings.json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -2,6 +2,7 @@
 //! `worker`, kept in the library so it can be tested.
 
 pub mod admin;
+pub mod bounces;
 pub mod check;
 pub mod report;
 pub mod subscribers;

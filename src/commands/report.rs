@@ -88,6 +88,7 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
         &unsubscribe,
         Body::new(text.clone()),
         Body::new(html.clone()),
+        None,
     )?;
     let archive = render_archive_page(&tera, &report, &settings.site_name, None)?.replace(
         r#"<link rel="stylesheet" href="/static/site.css">"#,

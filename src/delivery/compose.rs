@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use tera::Tera;
 
 use super::headers::{ListUnsubscribe, ListUnsubscribePost};
+use crate::bounces::BounceAddress;
 use crate::domain::Signer;
 use crate::report::{Reader, RenderedReport, SendContext};
 use crate::store::{ClaimedJob, JobKind, StoredReport};
@@ -43,6 +45,9 @@ pub struct Composer {
     reply_to: Option<Mailbox>,
     /// The confirmation mail's subject is built here, not in a template.
     catalogue: Arc<crate::i18n::Catalogue>,
+    /// The VERP base address; every delivery's envelope sender is made
+    /// from it when set.
+    bounce_address: Option<BounceAddress>,
     /// Reports rendered once per process, then personalised per reader.
     reports: Arc<Mutex<HashMap<i64, Arc<RenderedReport>>>>,
 }
@@ -80,6 +85,7 @@ impl Composer {
             message_id_domain,
             reply_to: None,
             catalogue: Arc::new(crate::i18n::Catalogue::english()),
+            bounce_address: None,
             reports: Arc::default(),
         }
     }
@@ -94,6 +100,22 @@ impl Composer {
     pub fn with_catalogue(mut self, catalogue: Arc<crate::i18n::Catalogue>) -> Self {
         self.catalogue = catalogue;
         self
+    }
+
+    /// Gives every delivery an envelope sender of its own (VERP).
+    pub fn with_bounce_address(mut self, bounce_address: Option<BounceAddress>) -> Self {
+        self.bounce_address = bounce_address;
+        self
+    }
+
+    /// The envelope of `job`: its own signed bounce address as the sender
+    /// when VERP is on, else lettre's default (the From address).
+    fn envelope(&self, job: &ClaimedJob, to: &Mailbox) -> Result<Option<Envelope>, ComposeError> {
+        let Some(bounce) = &self.bounce_address else {
+            return Ok(None);
+        };
+        let sender = bounce.envelope_sender(&self.signer, job.id);
+        Ok(Some(Envelope::new(Some(sender), vec![to.email.clone()])?))
     }
 
     /// Whether `report_id` is rendered and ready to personalise.
@@ -234,6 +256,7 @@ impl Composer {
         html: Body,
     ) -> Result<Composed, ComposeError> {
         let to = self.recipient(job)?;
+        let envelope = self.envelope(job, &to)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
         let mut message = assemble(
             self.from.clone(),
@@ -243,6 +266,7 @@ impl Composer {
             unsubscribe_url,
             text,
             html,
+            envelope,
         )?;
         if let Some(reply_to) = &self.reply_to {
             message
@@ -274,7 +298,9 @@ fn pre_encoded(bytes: Vec<u8>) -> Body {
 
 /// A complete message as every email of the service is shaped: From, To,
 /// Subject, Date, Message-ID, one-click unsubscribe headers, and the text
-/// and HTML parts as alternatives.
+/// and HTML parts as alternatives. `envelope` replaces the one lettre
+/// derives from From and To.
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     from: Mailbox,
     to: Mailbox,
@@ -283,8 +309,13 @@ pub fn assemble(
     unsubscribe_url: &str,
     text: Body,
     html: Body,
+    envelope: Option<Envelope>,
 ) -> Result<Message, lettre::error::Error> {
-    Message::builder()
+    let builder = match envelope {
+        Some(envelope) => Message::builder().envelope(envelope),
+        None => Message::builder(),
+    };
+    builder
         .from(from)
         .to(to)
         .subject(subject)

@@ -158,7 +158,7 @@ impl Dispatcher {
             let label = match outcome {
                 JobOutcome::Sent { .. } => "sent",
                 JobOutcome::Retry { .. } => "retry",
-                JobOutcome::Failed { .. } => "failed",
+                JobOutcome::Failed { .. } | JobOutcome::Refused { .. } => "failed",
                 JobOutcome::Skipped { .. } => "skipped",
             };
             metrics::counter!(crate::metrics::DELIVERIES, "outcome" => label).increment(1);
@@ -383,6 +383,12 @@ impl Dispatcher {
                 reason: "reader unsubscribed before delivery".into(),
             });
         }
+        if let (Some(reason), false) = (job.suppressed, job.kind == JobKind::Test) {
+            return Some(JobOutcome::Skipped {
+                id: job.id,
+                reason: format!("the address is suppressed ({})", reason.as_str()),
+            });
+        }
         let composed = match self.composer.compose(&job) {
             Ok(c) => c,
             Err(e) => {
@@ -410,6 +416,10 @@ impl Dispatcher {
                 message_id: composed.message_id,
                 at: now_ms(),
             },
+            Err(MailError::Permanent(reason)) if crate::bounces::is_recipient_refusal(&reason) => {
+                tracing::warn!(job = job.id, %reason, "the relay refused the recipient");
+                JobOutcome::Refused { id: job.id, reason }
+            }
             Err(MailError::Permanent(reason)) => {
                 tracing::warn!(job = job.id, %reason, "delivery failed permanently");
                 JobOutcome::Failed { id: job.id, reason }

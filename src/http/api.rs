@@ -441,6 +441,7 @@ impl AppState {
         let send = self.store.send_of_report(report_id).await?;
         let stats = self.store.send_stats(report_id, now_ms()).await?;
         let failures = self.store.send_failures(report_id, 100).await?;
+        let bounces = self.store.bounce_stats(report_id).await?;
         let done = stats.sent + stats.failed + stats.skipped + stats.cancelled;
         let percent = if stats.total > 0 {
             done * 100 / stats.total
@@ -461,6 +462,7 @@ impl AppState {
             "rate_per_sec": stats.rate_per_sec,
             "percent": percent,
             "failures": failures,
+            "bounces": bounces,
         }))
     }
 }

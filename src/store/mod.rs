@@ -6,6 +6,7 @@
 //! side in the module that needs them.
 
 mod admins;
+mod bounces;
 mod error;
 mod outbox;
 mod readers;
@@ -24,6 +25,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use admins::{Editor, EditorSession};
+pub use bounces::{
+    BounceEffect, BounceMessage, BounceStats, BouncedDelivery, NewBounce, SoftBouncePolicy,
+    Suppression,
+};
 pub use error::StoreError;
 pub use outbox::{ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};

@@ -8,6 +8,7 @@
 use sqlx::Row;
 
 use super::{placeholders, value_rows, Backend, Store, StoreError};
+use crate::bounces::SuppressionReason;
 use crate::domain::SubscriberStatus;
 
 /// What a queued message is.
@@ -50,6 +51,8 @@ pub struct ClaimedJob {
     pub attempts: i64,
     pub subscriber_name: Option<String>,
     pub subscriber_status: Option<SubscriberStatus>,
+    /// The address bounced or complained: it is not mailed.
+    pub suppressed: Option<SuppressionReason>,
 }
 
 /// What became of one claimed message.
@@ -66,6 +69,12 @@ pub enum JobOutcome {
         reason: String,
     },
     Failed {
+        id: i64,
+        reason: String,
+    },
+    /// The relay refused the recipient outright (5xx): failed, and counted
+    /// as a hard bounce of the address.
+    Refused {
         id: i64,
         reason: String,
     },
@@ -132,6 +141,7 @@ impl Store {
                     attempts: row.try_get("attempts")?,
                     subscriber_name: None,
                     subscriber_status: None,
+                    suppressed: None,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -141,8 +151,14 @@ impl Store {
     }
 
     /// Reads the current name and status of each job's reader, so a reader
-    /// who unsubscribed after the send began is skipped.
+    /// who unsubscribed after the send began is skipped, and whether the
+    /// address is suppressed.
     async fn attach_subscribers(&self, jobs: &mut [ClaimedJob]) -> Result<(), StoreError> {
+        let recipients: Vec<&str> = jobs.iter().map(|j| j.recipient.as_str()).collect();
+        let suppressed = self.suppressed_among(&recipients).await?;
+        for job in jobs.iter_mut() {
+            job.suppressed = suppressed.get(&job.recipient.to_lowercase()).copied();
+        }
         let ids: Vec<i64> = jobs.iter().filter_map(|j| j.subscriber_id).collect();
         if ids.is_empty() {
             return Ok(());
@@ -212,6 +228,10 @@ impl Store {
                 .bind(*id)
                 .bind(*at)
                 .bind(reason.as_str()),
+                JobOutcome::Refused { id, reason } => {
+                    record_refusal(&mut tx, *id, reason).await?;
+                    continue;
+                }
                 JobOutcome::Failed { id, reason } => sqlx::query(
                     "update outbox set status = 'failed', last_error = $2, \
                      lease_until = null, leased_by = null, seed = null where id = $1",
@@ -271,4 +291,54 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// A recipient the relay refused: the delivery fails, and a reader's
+/// address counts a hard bounce and is suppressed, as if the bounce had come
+/// back by mail.
+async fn record_refusal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update outbox set status = 'failed', last_error = $2, \
+         lease_until = null, leased_by = null, seed = null where id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    let now = super::now_ms();
+    let bounce: Option<i64> = sqlx::query_scalar(
+        "insert into bounces (kind, source, recipient, subscriber_id, report_id, outbox_id, \
+         status_code, diagnostic, created_at) \
+         select 'hard', 'smtp', lower(recipient), subscriber_id, report_id, id, null, $2, $3 \
+         from outbox where id = $1 and subscriber_id is not null \
+         on conflict do nothing returning id",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(bounce) = bounce {
+        sqlx::query(
+            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
+             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
+             on conflict do nothing",
+        )
+        .bind(id)
+        .bind(format!(
+            "refused by the relay: {}",
+            reason.chars().take(300).collect::<String>()
+        ))
+        .bind(bounce)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        metrics::counter!(crate::metrics::BOUNCES, "kind" => "hard", "source" => "smtp")
+            .increment(1);
+    }
+    Ok(())
 }

@@ -145,6 +145,7 @@ impl Store {
         let enqueued = sqlx::query(
             "insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, created_at) \
              select 'report', id, $1, email, $2, $2 from subscribers where status = 'confirmed' \
+             and not exists (select 1 from suppressions x where x.email = subscribers.email) \
              on conflict do nothing",
         )
         .bind(report_id)

@@ -10,6 +10,7 @@ mod admin_auth;
 mod admin_dashboard;
 mod admin_pages;
 mod archive;
+mod bounces;
 mod browser;
 mod cli;
 mod contention;

@@ -1,0 +1,417 @@
+//! Bounces and complaints: samples in the shapes real mail systems send,
+//! fed through the real `bounces ingest` command against a real send, and
+//! the relay's own refusals.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use newsletter::bounces::{read_notice, BounceKind, NoticeKind};
+
+use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::smtp_server::Fault;
+
+crate::on_both_backends!(
+    bounces_fed_to_the_command_suppress_exactly_the_readers_they_name,
+    soft_bounces_add_up_to_a_suppression,
+    a_relay_refusing_a_recipient_counts_as_a_hard_bounce,
+);
+
+pub const BOUNCE_ADDRESS: &str = "bounces@bounce.example.com";
+
+/// A sample from tests/data/bounces with its placeholders filled in.
+pub fn sample(name: &str, verp: &str, recipient: &str) -> String {
+    let path = format!("{}/tests/data/bounces/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace("%VERP%", verp)
+        .replace("%RCPT%", recipient)
+}
+
+/// What each sample must be read as: kind per failed recipient, or `None`
+/// for "not a bounce".
+fn expected(name: &str) -> Option<Vec<(Option<&'static str>, BounceKind)>> {
+    let reader = Some("reader@example.org");
+    match name {
+        "gmail-no-such-user.eml"
+        | "exchange-recipient-not-found.eml"
+        | "exchange-text-only.eml"
+        | "exim-permanent.eml"
+        | "qmail-permanent.eml" => Some(vec![(reader, BounceKind::Hard)]),
+        "postfix-mailbox-full.eml" => Some(vec![(reader, BounceKind::Soft)]),
+        "yahoo-arf-complaint.eml" => Some(vec![(reader, BounceKind::Complaint)]),
+        "two-recipients-dsn.eml" => Some(vec![
+            (Some("first@example.org"), BounceKind::Hard),
+            (reader, BounceKind::Soft),
+        ]),
+        "exim-delay-warning.eml"
+        | "arf-not-spam.eml"
+        | "vacation-auto-reply.eml"
+        | "challenge-response.eml" => None,
+        other => panic!("no expectation for the sample {other}"),
+    }
+}
+
+#[test]
+fn every_sample_is_read_as_what_it_is() {
+    let dir = format!("{}/tests/data/bounces", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".eml") {
+            continue;
+        }
+        seen += 1;
+        let verp = "bounces+17-0123456789abcdef01234567@bounce.example.com";
+        let notice = read_notice(sample(&name, verp, "reader@example.org").as_bytes());
+        let got: Option<Vec<(Option<String>, BounceKind)>> = match &notice.kind {
+            NoticeKind::Bounce(failures) => Some(
+                failures
+                    .iter()
+                    .map(|f| (f.recipient.clone(), f.kind))
+                    .collect(),
+            ),
+            NoticeKind::Complaint(c) => Some(vec![(c.recipient.clone(), BounceKind::Complaint)]),
+            NoticeKind::NotABounce(_) => None,
+        };
+        let want = expected(&name).map(|v| {
+            v.into_iter()
+                .map(|(r, k)| (r.map(str::to_string), k))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(got, want, "{name}: {notice:?}");
+        if want.is_some() {
+            assert!(
+                notice.verp_candidates.iter().any(|c| c == verp),
+                "{name}: the VERP address is found: {:?}",
+                notice.verp_candidates
+            );
+        }
+    }
+    assert!(seen >= 12, "the corpus is there");
+}
+
+/// Runs `newsletter bounces ingest` with `message` on stdin.
+pub fn ingest(app: &TestApp, message: &str, extra: &[&str]) -> Output {
+    let settings = &app.app.state.settings;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["bounces", "ingest"])
+        .args(extra)
+        .env("NEWSLETTER_DATABASE_URL", &settings.database_url)
+        .env("NEWSLETTER_MAIL__BOUNCE_ADDRESS", BOUNCE_ADDRESS)
+        .env(
+            "NEWSLETTER_BOUNCES__SOFT_BOUNCE_LIMIT",
+            settings.bounces.soft_bounce_limit.to_string(),
+        )
+        .env("NEWSLETTER_LOG__FILTER", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(message.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_of(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ingest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub async fn app_with_bounces(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |s| {
+        s.mail.bounce_address = Some(BOUNCE_ADDRESS.into());
+        s.bounces.soft_bounce_limit = 2;
+    })
+    .await
+}
+
+/// Sends a report to `readers` (confirmed first) and returns the report id.
+pub async fn send_report_to(app: &TestApp, readers: &[&str], slug: &str) -> i64 {
+    for reader in readers {
+        if app.status_of(reader).await.is_none() {
+            app.confirmed_reader(reader).await;
+        }
+    }
+    let report = app
+        .create_report(&crate::sending::report_source(slug))
+        .await;
+    let response = app.trigger_send(report, slug).await;
+    assert!(response.status().is_success());
+    app.dispatch_all_pending().await;
+    report
+}
+
+/// The envelope sender the report reached `reader` with.
+pub fn envelope_sender_to(app: &TestApp, reader: &str, subject_part: &str) -> String {
+    let mails = app.smtp.received_for(reader);
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.subject().contains(subject_part) || subject_part.is_empty())
+        .unwrap_or_else(|| panic!("a mail to {reader}"));
+    mail.mail_from.clone()
+}
+
+pub async fn suppression_of(app: &TestApp, email: &str) -> Option<String> {
+    sqlx::query_scalar("select reason from suppressions where email = $1")
+        .bind(email)
+        .fetch_optional(app.store().pool())
+        .await
+        .unwrap()
+}
+
+async fn bounces_fed_to_the_command_suppress_exactly_the_readers_they_name(backend: Backend) {
+    let app = app_with_bounces(backend).await;
+    let readers = [
+        "gone@example.org",
+        "angry@example.org",
+        "away@example.org",
+        "victim@example.org",
+        "forger@example.org",
+    ];
+    let report = send_report_to(&app, &readers, "first-week").await;
+
+    // Every delivery leaves with an envelope sender of its own; the From
+    // the reader sees is unchanged.
+    let mut senders = std::collections::HashSet::new();
+    for reader in readers {
+        let mail = app.smtp.received_for(reader).pop().unwrap();
+        assert!(mail.mail_from.starts_with("bounces+"), "{}", mail.mail_from);
+        assert!(mail.mail_from.ends_with("@bounce.example.com"));
+        let parsed = mail.parsed();
+        let from = parsed.from().and_then(|f| f.first()).unwrap();
+        assert_eq!(from.address(), Some("news@example.com"));
+        assert_eq!(from.name(), Some("Weekly Test"));
+        senders.insert(mail.mail_from.clone());
+    }
+    assert_eq!(
+        senders.len(),
+        readers.len(),
+        "one envelope sender per delivery"
+    );
+    let verp = |reader: &str| envelope_sender_to(&app, reader, "");
+
+    let out = ingest(
+        &app,
+        &sample(
+            "gmail-no-such-user.eml",
+            &verp("gone@example.org"),
+            "gone@example.org",
+        ),
+        &[],
+    );
+    assert_eq!(stdout_of(&out), "hard gone@example.org, suppressed");
+    let out = ingest(
+        &app,
+        &sample(
+            "yahoo-arf-complaint.eml",
+            &verp("angry@example.org"),
+            "angry@example.org",
+        ),
+        &[],
+    );
+    assert_eq!(stdout_of(&out), "complaint angry@example.org, suppressed");
+    let out = ingest(
+        &app,
+        &sample(
+            "vacation-auto-reply.eml",
+            &verp("away@example.org"),
+            "away@example.org",
+        ),
+        &[],
+    );
+    assert!(
+        stdout_of(&out).starts_with("ignored: an automatic reply"),
+        "{out:?}"
+    );
+
+    // A forger who received their own copy moves its token to another
+    // delivery: the signature no longer matches and nobody is suppressed.
+    let own = verp("forger@example.org");
+    let victim = verp("victim@example.org");
+    let own_id = own.split('+').nth(1).unwrap().split('-').next().unwrap();
+    let victim_id = victim.split('+').nth(1).unwrap().split('-').next().unwrap();
+    let forged = own.replacen(&format!("+{own_id}-"), &format!("+{victim_id}-"), 1);
+    let out = ingest(
+        &app,
+        &sample("gmail-no-such-user.eml", &forged, "victim@example.org"),
+        &[],
+    );
+    assert!(stdout_of(&out).starts_with("refused"), "{out:?}");
+    // The same through the envelope recipient an MTA passes.
+    let out = ingest(
+        &app,
+        &sample(
+            "qmail-permanent.eml",
+            "bounces@bounce.example.com",
+            "victim@example.org",
+        ),
+        &["--recipient", &forged],
+    );
+    assert!(stdout_of(&out).starts_with("refused"), "{out:?}");
+    // A bounce with no token at all names no delivery.
+    let out = ingest(
+        &app,
+        &sample(
+            "exim-permanent.eml",
+            "bounces@bounce.example.com",
+            "victim@example.org",
+        ),
+        &[],
+    );
+    assert!(stdout_of(&out).starts_with("ignored"), "{out:?}");
+
+    assert_eq!(
+        suppression_of(&app, "gone@example.org").await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
+        suppression_of(&app, "angry@example.org").await.as_deref(),
+        Some("complained")
+    );
+    for untouched in [
+        "away@example.org",
+        "victim@example.org",
+        "forger@example.org",
+    ] {
+        assert_eq!(suppression_of(&app, untouched).await, None, "{untouched}");
+    }
+
+    // Fed twice (an MTA retrying), a bounce counts once.
+    let out = ingest(
+        &app,
+        &sample(
+            "gmail-no-such-user.eml",
+            &verp("gone@example.org"),
+            "gone@example.org",
+        ),
+        &[],
+    );
+    assert!(stdout_of(&out).ends_with("(already recorded)"), "{out:?}");
+    let stats = app.stats(report).await;
+    assert_eq!(stats["bounces"]["hard_bounces"], 1, "{stats}");
+    assert_eq!(stats["bounces"]["complaints"], 1, "{stats}");
+    assert_eq!(stats["bounces"]["attempted"], 5, "{stats}");
+    assert!((stats["bounces"]["bounce_rate"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+
+    // The next report reaches everyone but the two suppressed readers.
+    let before: Vec<usize> = readers
+        .iter()
+        .map(|r| app.smtp.received_for(r).len())
+        .collect();
+    send_report_to(&app, &readers, "second-week").await;
+    for (reader, before) in readers.iter().zip(before) {
+        let now = app.smtp.received_for(reader).len();
+        let suppressed = matches!(*reader, "gone@example.org" | "angry@example.org");
+        assert_eq!(now - before, usize::from(!suppressed), "{reader}");
+    }
+
+    // Signing up again does not mail a suppressed address.
+    let before = app.smtp.received_for("gone@example.org").len();
+    let body = serde_urlencoded::to_string([("email", "gone@example.org")]).unwrap();
+    assert_eq!(app.post_form("/subscriptions", &body).await.status(), 200);
+    app.dispatch_all_pending().await;
+    assert_eq!(app.smtp.received_for("gone@example.org").len(), before);
+
+    // The raw message is kept for the editor.
+    let kept = app
+        .count("select count(*) from bounce_messages where raw like '%RESOLVER%' or raw like '%NoSuchUser%'")
+        .await;
+    assert!(kept >= 1);
+}
+
+async fn soft_bounces_add_up_to_a_suppression(backend: Backend) {
+    let app = app_with_bounces(backend).await;
+    // The confirmation mail and the report are two deliveries; the limit
+    // in these tests is two soft bounces.
+    app.confirmed_reader("full@example.org").await;
+    let confirmation_sender = envelope_sender_to(&app, "full@example.org", "confirm");
+    send_report_to(&app, &["full@example.org"], "soft-week").await;
+    let report_sender = envelope_sender_to(&app, "full@example.org", "");
+    assert_ne!(confirmation_sender, report_sender);
+
+    let out = ingest(
+        &app,
+        &sample(
+            "postfix-mailbox-full.eml",
+            &report_sender,
+            "full@example.org",
+        ),
+        &[],
+    );
+    assert_eq!(stdout_of(&out), "soft full@example.org");
+    assert_eq!(suppression_of(&app, "full@example.org").await, None);
+    let out = ingest(
+        &app,
+        &sample(
+            "postfix-mailbox-full.eml",
+            &confirmation_sender,
+            "full@example.org",
+        ),
+        &[],
+    );
+    assert_eq!(stdout_of(&out), "soft full@example.org, suppressed");
+    assert_eq!(
+        suppression_of(&app, "full@example.org").await.as_deref(),
+        Some("bounced")
+    );
+}
+
+async fn a_relay_refusing_a_recipient_counts_as_a_hard_bounce(backend: Backend) {
+    // One message at a time, so the faults meet the deliveries in order.
+    let app = spawn_app_with(backend, |s| s.delivery.concurrency = 1).await;
+    app.confirmed_reader("nobody@example.org").await;
+    app.confirmed_reader("flagged@example.org").await;
+    let report = app
+        .create_report(&crate::sending::report_source("refusals"))
+        .await;
+    // Deliveries go out in id order: the first reader is refused as
+    // unknown, the second for content, which is no fault of the address.
+    app.smtp
+        .push_fault(Fault::RcptReply(550, "5.1.1 no such user"));
+    app.smtp
+        .push_fault(Fault::DataReply(550, "5.7.1 message looks like spam"));
+    assert!(app
+        .trigger_send(report, "refusals")
+        .await
+        .status()
+        .is_success());
+    app.dispatch_all_pending().await;
+    assert_eq!(
+        suppression_of(&app, "nobody@example.org").await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(suppression_of(&app, "flagged@example.org").await, None);
+    let stats = app.stats(report).await;
+    assert_eq!(stats["bounces"]["hard_bounces"], 1, "{stats}");
+}
+
+#[test]
+fn an_unstorable_bounce_asks_the_mta_to_try_again() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["bounces", "ingest"])
+        .env(
+            "NEWSLETTER_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        )
+        .env("NEWSLETTER_LOG__FILTER", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(b"From: MAILER-DAEMON@x.example\r\n\r\nhello")
+        .unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+}
