@@ -14,6 +14,7 @@ pub mod limiter;
 mod metrics;
 mod pages;
 mod subscribe;
+mod subscribers_api;
 mod unsubscribe;
 
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(subscribe::routes())
         .merge(api::routes())
+        .merge(subscribers_api::routes())
         .merge(admin::routes())
         .merge(confirm::routes())
         .merge(unsubscribe::routes())

@@ -29,10 +29,10 @@ async fn home(State(state): State<AppState>) -> Result<Html<String>, AppError> {
 /// The body of a sign-up, as sent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignupPayload {
-    email: String,
+pub(super) struct SignupPayload {
+    pub(super) email: String,
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
 }
 
 /// A sign-up from a form or a JSON client; the answer is given in kind.
@@ -44,7 +44,7 @@ struct SignupRequest {
 /// Why a sign-up was not taken. A form shows the reader the catalogue's
 /// sentence; a JSON client gets the precise English error.
 #[derive(Debug)]
-enum Refusal {
+pub(super) enum Refusal {
     /// A form without the fields it needs (serde's account of it).
     Form(String),
     Json(AppError),
@@ -192,7 +192,9 @@ async fn subscribe(
     }
 }
 
-async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), Refusal> {
+/// Double opt-in, step one: records the sign-up and queues the
+/// confirmation mail (also the subscriber API's default way in).
+pub(super) async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), Refusal> {
     let email = SubscriberEmail::parse(&payload.email).map_err(Refusal::Email)?;
     let name = match payload.name.as_deref() {
         Some(n) => SubscriberName::parse(n).map_err(Refusal::Name)?,

@@ -20,6 +20,7 @@ mod language;
 mod look;
 mod operations;
 mod sending;
+mod subscriber_api;
 mod subscriptions;
 mod unsubscribe;
 mod workers;
