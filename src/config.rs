@@ -47,6 +47,9 @@ pub struct Settings {
     pub templates_dir: Option<PathBuf>,
     #[serde(default)]
     pub brand: BrandSettings,
+    /// The sign-up form embedded in the team's own site.
+    #[serde(default)]
+    pub embed: EmbedSettings,
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
     pub subscription: SubscriptionSettings,
@@ -80,6 +83,27 @@ impl Default for BrandSettings {
             postal_address: None,
             reply_to: None,
         }
+    }
+}
+
+/// Sign-ups from the team's own web site.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmbedSettings {
+    /// Sites whose pages may post the sign-up form or send JSON sign-ups
+    /// from a script, e.g. `https://www.example.com` (scheme, host, port).
+    pub allowed_origins: Vec<Url>,
+    /// Where a reader lands after signing up from one of those sites; it
+    /// must itself be on an allowed origin.
+    pub thank_you_url: Option<Url>,
+}
+
+impl EmbedSettings {
+    /// Whether `origin` (an `Origin` header's value) is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|allowed| allowed.origin().ascii_serialization() == origin)
     }
 }
 
@@ -233,6 +257,7 @@ impl Default for Settings {
             language: default_language(),
             templates_dir: None,
             brand: BrandSettings::default(),
+            embed: EmbedSettings::default(),
             mail: MailSettings {
                 smtp_url: None,
                 outbox_dir: PathBuf::from("outbox"),
@@ -395,6 +420,22 @@ impl Settings {
             }
         }
         self.reply_to()?;
+        for origin in &self.embed.allowed_origins {
+            if !matches!(origin.scheme(), "https" | "http") || origin.host().is_none() {
+                return Err(invalid(
+                    "embed.allowed_origins",
+                    format!("{origin} is not a web origin such as https://www.example.com"),
+                ));
+            }
+        }
+        if let Some(url) = &self.embed.thank_you_url {
+            if !self.embed.allows(&url.origin().ascii_serialization()) {
+                return Err(invalid(
+                    "embed.thank_you_url",
+                    "must be on one of embed.allowed_origins",
+                ));
+            }
+        }
         Ok(())
     }
 

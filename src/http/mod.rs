@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
 
     Router::new()
-        .merge(subscribe::routes())
+        .merge(subscribe::routes(&state.settings.embed))
         .merge(api::routes())
         .merge(subscribers_api::routes())
         .merge(admin::routes())

@@ -3,23 +3,53 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{AppError, AppState};
+use crate::config::EmbedSettings;
 use crate::domain::{random_token, EmailError, NameError, SubscriberEmail, SubscriberName};
 use crate::i18n::Catalogue;
 use crate::store::{now_ms, NewSignup, SignupOutcome};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(embed: &EmbedSettings) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/subscriptions", post(subscribe))
+        .route("/subscriptions", post(subscribe).layer(cors(embed)))
+}
+
+/// JSON sign-ups from scripts on the team's own sites get the CORS headers
+/// that let the browser hand them the answer; other sites get none.
+fn cors(embed: &EmbedSettings) -> CorsLayer {
+    let origins: Vec<HeaderValue> = embed
+        .allowed_origins
+        .iter()
+        .filter_map(|url| HeaderValue::from_str(&url.origin().ascii_serialization()).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// The configured thank-you page, when the form was posted from one of the
+/// allowed sites. Only the configured address is ever a target: nothing in
+/// the request chooses where the reader goes, so this is no open redirect.
+fn thank_you(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let url = state.settings.embed.thank_you_url.as_ref()?;
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    state
+        .settings
+        .embed
+        .allows(origin)
+        .then(|| Redirect::to(url.as_str()).into_response())
 }
 
 async fn home(State(state): State<AppState>) -> Result<Html<String>, AppError> {
@@ -178,9 +208,9 @@ async fn subscribe(
         Err(e) => Err(e),
     };
     match (result, from_form) {
-        (Ok(()), true) => {
+        (Ok(()), true) => thank_you(&state, &headers).unwrap_or_else(|| {
             state.message_page(StatusCode::OK, "signup-accepted-heading", ACCEPTED, false)
-        }
+        }),
         (Ok(()), false) => (
             StatusCode::OK,
             Json(json!({ "status": "ok", "message": state.catalogue.text(ACCEPTED) })),

@@ -15,6 +15,7 @@ mod browser;
 mod cli;
 mod contention;
 mod delivery;
+mod embed;
 mod feedback;
 mod language;
 mod look;
