@@ -45,7 +45,8 @@ sleep 0.5
 if [[ $PARTS == *send* ]]; then
   echo "## Send path"
   cargo bench --bench send -- --smtp "127.0.0.1:$SINK_PORT" --readers "$READERS" \
-    --backends "$BACKENDS" --concurrency "$CONCURRENCY" --postgres "$PG_URL"
+    --backends "$BACKENDS" --concurrency "$CONCURRENCY" --postgres "$PG_URL" \
+    --dkim-readers "${DKIM_READERS:-10000}"
 fi
 [[ $PARTS == *signup* ]] || exit 0
 

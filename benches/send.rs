@@ -22,6 +22,7 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use futures::StreamExt;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -36,6 +37,8 @@ struct Args {
     backends: Vec<String>,
     concurrency: usize,
     postgres: String,
+    /// Readers for the DKIM comparison (0 skips it).
+    dkim_readers: usize,
 }
 
 fn args() -> Args {
@@ -45,6 +48,7 @@ fn args() -> Args {
         backends: vec!["sqlite".into(), "postgres".into()],
         concurrency: 16,
         postgres: "postgres://postgres@127.0.0.1:5432/test".into(),
+        dkim_readers: 10_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +64,7 @@ fn args() -> Args {
             "--backends" => args.backends = value().split(',').map(String::from).collect(),
             "--concurrency" => args.concurrency = value().parse().expect("a number"),
             "--postgres" => args.postgres = value(),
+            "--dkim-readers" => args.dkim_readers = value().parse().expect("a number"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -478,4 +483,108 @@ async fn main() {
     }
     println!("\n| backend | stage | cost | |\n|---|---|---|---|");
     stages(&args).await;
+    dkim_modes(&args).await;
+}
+
+/// The same send unsigned, signed with RSA-2048 and signed with Ed25519,
+/// one after the other in this run, as ratios to the unsigned rate.
+async fn dkim_modes(args: &Args) {
+    if args.dkim_readers == 0 {
+        return;
+    }
+    let backend = args.backends[0].as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let modes = [
+        ("off", None),
+        ("RSA-2048", Some(rsa_key())),
+        ("Ed25519", Some(ed25519_key())),
+    ];
+    println!("\n| backend | readers | DKIM | service msg/s | service wall / CPU | ratio to DKIM off |\n|---|---|---|---|---|---|");
+    let mut off_rate = 0.0;
+    for (i, (name, pkcs8)) in modes.into_iter().enumerate() {
+        eprintln!(
+            "running {backend} with {} readers, DKIM {name}…",
+            args.dkim_readers
+        );
+        let dkim = pkcs8.map(|der| {
+            let file = dir.path().join(format!("key{i}.pem"));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&[u8]> = encoded.as_bytes().chunks(64).collect();
+            let body = String::from_utf8(lines.join(&b'\n')).unwrap();
+            std::fs::write(
+                &file,
+                format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"),
+            )
+            .unwrap();
+            newsletter::config::DkimSettings {
+                selector: "bench".into(),
+                domain: "localhost.localdomain".into(),
+                private_key_file: file,
+            }
+        });
+        let mut settings = Settings::default();
+        settings.database_url = fresh_database(backend, args, dir.path()).await;
+        settings.mail.smtp_url = Some(format!("smtp://{}", args.smtp).into());
+        settings.mail.pool_size = args.concurrency as u32;
+        settings.mail.dkim = dkim;
+        settings.delivery.concurrency = args.concurrency;
+        settings.delivery.batch_size = 500;
+        settings.log.filter = "warn".into();
+        let app = Application::build(settings)
+            .await
+            .expect("build the service");
+        let store = app.state.store.clone();
+        insert_readers(&store, args.dkim_readers).await;
+        let Ok(newsletter::store::SaveOutcome::Created(report)) =
+            app.state.save_report_source(&example_report()).await
+        else {
+            panic!("saving the example report")
+        };
+        store
+            .trigger_send(report, "dkim", now_ms(), now_ms())
+            .await
+            .unwrap();
+        let run = measured(async {
+            let cancel = CancellationToken::new();
+            let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
+            while store.has_queued_jobs().await.unwrap() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cancel.cancel();
+            worker.await.unwrap();
+            store.delivered_count(report).await.unwrap() as usize
+        })
+        .await;
+        assert_eq!(
+            run.messages, args.dkim_readers,
+            "every reader got the report"
+        );
+        if name == "off" {
+            off_rate = run.rate();
+        }
+        println!(
+            "| {backend} | {} | {name} | {:.0} | {:.1} s / {:.1} s | {:.0} % |",
+            args.dkim_readers,
+            run.rate(),
+            run.wall.as_secs_f64(),
+            run.cpu.as_secs_f64(),
+            100.0 * run.rate() / off_rate
+        );
+        store.close().await;
+    }
+}
+
+fn rsa_key() -> Vec<u8> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let der: Pkcs8V1Der = pair.as_der().unwrap();
+    der.as_ref().to_vec()
+}
+
+fn ed25519_key() -> Vec<u8> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .unwrap()
+        .as_ref()
+        .to_vec()
 }

@@ -73,6 +73,9 @@ enum BouncesCommand {
         #[arg(long)]
         recipient: Option<String>,
     },
+    /// Read the bounce mailbox (bounces.imap) once and exit; `serve`
+    /// polls it on its own.
+    Poll,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +92,10 @@ enum ReportCommand {
     },
     /// List the stored reports and where their sends stand.
     List,
+    /// Give every failed delivery of a report's send one more attempt (a
+    /// reader who got the report never gets it twice). REPORT is a slug or
+    /// an id.
+    RetryFailed { report: String },
 }
 
 #[derive(Subcommand)]
@@ -139,7 +146,23 @@ enum AdminCommand {
     Token {
         /// The editor the token acts for.
         email: String,
+        /// Days after which the token stops working; it never expires
+        /// when not given.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// List or revoke API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Every token: its id, editor, when it was created, last used and
+    /// when it expires. Tokens themselves are not stored, so not shown.
+    List,
+    /// Revoke a token by its id: requests with it are refused at once.
+    Revoke { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -203,6 +226,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(ReportCommand::List) => {
             let store = open_store(&settings).await?;
             print!("{}", report::list(&store).await?);
+            Ok(())
+        }
+        Command::Report(ReportCommand::RetryFailed { report }) => {
+            let store = open_store(&settings).await?;
+            let max_attempts = settings.delivery.max_attempts;
+            println!(
+                "{}",
+                report::retry_failed(&store, &report, max_attempts).await?
+            );
             Ok(())
         }
         Command::Subscribers(SubscribersCommand::Export { format, out }) => {
@@ -276,11 +308,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", outcome?);
             Ok(())
         }
-        Command::Admin(AdminCommand::Token { email }) => {
+        Command::Bounces(BouncesCommand::Poll) => {
+            if settings.bounces.imap.is_none() {
+                anyhow::bail!("no bounce mailbox is configured (bounces.imap)");
+            }
+            let app = Application::build(settings).await?;
+            let summary = app
+                .bounce_mailbox()?
+                .context("no bounce mailbox")?
+                .poll_once()
+                .await?;
+            println!(
+                "{} messages taken, {} left in the mailbox",
+                summary.taken, summary.left
+            );
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Token {
+            email,
+            expires_in_days,
+        }) => {
             let store = open_store(&settings).await?;
-            let token = admin::create_token(&store, &email).await?;
+            let token = admin::create_token_expiring(&store, &email, expires_in_days).await?;
             println!("{token}");
             eprintln!("Keep this token safe: it is shown only once.");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Tokens(TokensCommand::List)) => {
+            let store = open_store(&settings).await?;
+            print!("{}", admin::list_tokens(&store).await?);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Tokens(TokensCommand::Revoke { id })) => {
+            let store = open_store(&settings).await?;
+            admin::revoke_token(&store, id).await?;
+            println!("API token {id} revoked");
             Ok(())
         }
     }

@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 
-use crate::config::Settings;
+use secrecy::ExposeSecret;
+
+use crate::config::{smtp_security, Settings, SmtpSecurity};
+use crate::delivery::dkim::Signer;
 use crate::delivery::Mailer;
 use crate::i18n::Catalogue;
 use crate::render::overrides::render_samples;
@@ -47,6 +50,46 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
             ok = false;
             let _ = writeln!(out, "database: NOT reachable ({database}): {e}");
         }
+    }
+
+    if let Some(url) = settings
+        .mail
+        .smtp_url
+        .as_ref()
+        .and_then(|u| url::Url::parse(u.expose_secret()).ok())
+    {
+        let security = smtp_security(&url);
+        let _ = writeln!(out, "  smtp tls    {}", security.describe());
+        if security != SmtpSecurity::Encrypted {
+            if url.password().is_some() {
+                let _ = writeln!(
+                    out,
+                    "WARNING: the relay's password is sent unencrypted (mail.allow_plaintext_auth \
+                     is on); use smtps:// or ?tls=required unless the relay is on a trusted network"
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "WARNING: mail may cross the network to the relay unencrypted; use smtps:// \
+                     or ?tls=required unless the relay is on this machine or a trusted network"
+                );
+            }
+        }
+    }
+
+    if let Some(dkim) = &settings.mail.dkim {
+        match Signer::load(dkim) {
+            Ok(signer) => describe_dkim(&mut out, settings, &signer),
+            Err(e) => {
+                ok = false;
+                let _ = writeln!(out, "dkim: NOT usable: {e}");
+            }
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "dkim: off (mail is not signed; set [mail.dkim] to sign it)"
+        );
     }
 
     match Mailer::from_settings(&settings.mail) {
@@ -114,5 +157,43 @@ fn check_look(settings: &Settings, out: &mut String) -> bool {
             let _ = writeln!(out, "templates: NOT usable: {e}");
             false
         }
+    }
+}
+
+/// The algorithm, the record to publish (in zone-file form, split into
+/// strings of at most 255 characters as DNS requires) and whether DMARC will
+/// find the signature aligned with the From address.
+fn describe_dkim(out: &mut String, settings: &Settings, signer: &Signer) {
+    let record = signer.dns_record();
+    let _ = writeln!(
+        out,
+        "dkim: {} key, signing d={}; publish this TXT record:",
+        signer.algorithm().name(),
+        settings
+            .mail
+            .dkim
+            .as_ref()
+            .map_or("", |d| d.domain.as_str()),
+    );
+    let chunks: Vec<String> = record
+        .value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    let _ = writeln!(out, "  {}. IN TXT {}", record.name, chunks.join(" "));
+    let Some(dkim) = &settings.mail.dkim else {
+        return;
+    };
+    let from_domain = settings
+        .sender()
+        .map(|m| m.email.domain().to_ascii_lowercase())
+        .unwrap_or_default();
+    let d = dkim.domain.to_ascii_lowercase();
+    if from_domain != d && !from_domain.ends_with(&format!(".{d}")) {
+        let _ = writeln!(
+            out,
+            "  WARNING: the From domain {from_domain} is not {d} or under it: DMARC will not count this signature"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! them, send them over a pooled transport and record what happened.
 
 mod compose;
+pub mod dkim;
 mod headers;
 mod retry;
 mod smtp_pool;

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use std::sync::Arc;
+
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
+use super::dkim::Signer;
 use super::smtp_pool::SmtpPool;
 
 use crate::config::MailSettings;
@@ -19,6 +21,22 @@ pub enum MailError {
     /// Do not retry: a 5xx reply.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The relay itself cannot be used (connection refused, TLS handshake
+    /// failed, credentials refused): every message would fail the same way,
+    /// so this says nothing about the message.
+    #[error("the relay cannot be used: {0}")]
+    Relay(String),
+}
+
+impl MailError {
+    /// The same failure, seen before any message was handed over.
+    pub(super) fn at_relay(self) -> MailError {
+        match self {
+            MailError::Transient(m) | MailError::Permanent(m) | MailError::Relay(m) => {
+                MailError::Relay(m)
+            }
+        }
+    }
 }
 
 enum Transport {
@@ -29,7 +47,7 @@ enum Transport {
 /// Sends built messages, signing them with DKIM when configured.
 pub struct Mailer {
     transport: Transport,
-    dkim: Option<DkimConfig>,
+    dkim: Option<Arc<Signer>>,
     description: String,
 }
 
@@ -40,7 +58,12 @@ pub struct TransportSetupError(String);
 
 impl Mailer {
     pub fn from_settings(mail: &MailSettings) -> Result<Mailer, TransportSetupError> {
-        let dkim = mail.dkim.as_ref().map(load_dkim).transpose()?;
+        let dkim = mail
+            .dkim
+            .as_ref()
+            .map(|d| Signer::load(d).map(Arc::new))
+            .transpose()
+            .map_err(|e| TransportSetupError(e.to_string()))?;
         let (transport, description) = match &mail.smtp_url {
             Some(url) => {
                 let transport = SmtpPool::from_url(
@@ -79,14 +102,21 @@ impl Mailer {
         &self.description
     }
 
-    pub async fn send(&self, mut message: Message) -> Result<(), MailError> {
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
+    /// The DKIM signer, when mail is signed.
+    pub fn dkim(&self) -> Option<&Signer> {
+        self.dkim.as_deref()
+    }
+
+    pub async fn send(&self, message: Message) -> Result<(), MailError> {
+        let envelope = message.envelope().clone();
+        let mut bytes = message.formatted();
+        if let Some(signer) = &self.dkim {
+            bytes = sign_off_runtime(signer.clone(), bytes).await?;
         }
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message.envelope(), &message.formatted()).await,
+            Transport::Smtp(smtp) => smtp.send(&envelope, &bytes).await,
             Transport::File(file) => file
-                .send(message)
+                .send_raw(&envelope, &bytes)
                 .await
                 .map(|_| ())
                 .map_err(|e| MailError::Transient(e.to_string())),
@@ -126,18 +156,13 @@ fn describe_smtp(url: &str) -> String {
     }
 }
 
-fn load_dkim(d: &crate::config::DkimSettings) -> Result<DkimConfig, TransportSetupError> {
-    let pem = std::fs::read_to_string(&d.private_key_file).map_err(|e| {
-        TransportSetupError(format!(
-            "cannot read DKIM key {}: {e}",
-            d.private_key_file.display()
-        ))
-    })?;
-    let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa)
-        .map_err(|e| TransportSetupError(format!("invalid DKIM key: {e}")))?;
-    Ok(DkimConfig::default_config(
-        d.selector.clone(),
-        d.domain.clone(),
-        key,
-    ))
+/// Signs on tokio's blocking pool: an RSA signature is about half a
+/// millisecond of CPU, and on the runtime's own threads a send's signatures
+/// would hold up every HTTP request queued behind them.
+async fn sign_off_runtime(signer: Arc<Signer>, message: Vec<u8>) -> Result<Vec<u8>, MailError> {
+    tokio::task::spawn_blocking(move || signer.sign(&message))
+        .await
+        .map_err(|_| MailError::Transient("the signing task stopped".into()))?
+        // A message that cannot be signed never will be: our fault, final.
+        .map_err(|e| MailError::Permanent(e.to_string()))
 }

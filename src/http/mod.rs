@@ -13,9 +13,12 @@ mod health;
 pub mod limiter;
 mod metrics;
 mod pages;
+pub mod password_checks;
+pub mod server;
 mod subscribe;
 mod subscribers_api;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,12 +52,15 @@ pub struct AppState {
     pub login_limiter: Arc<limiter::AttemptLimiter>,
     /// Sign-ups per client address.
     pub signup_limiter: Arc<limiter::AttemptLimiter>,
+    /// Password checks of logins, bounded.
+    pub password_checks: Arc<password_checks::PasswordChecks>,
 }
 
 impl AppState {
     /// The client's address: the peer, or the configured proxy header's
     /// last entry (the one our own proxy appended; earlier ones are the
-    /// client's word and could be forged).
+    /// client's word and could be forged). A header sent on several lines
+    /// is one list, so the last entry is on the last line.
     pub fn client_ip(
         &self,
         headers: &axum::http::HeaderMap,
@@ -63,11 +69,35 @@ impl AppState {
         self.settings
             .client_ip_header
             .as_deref()
-            .and_then(|name| headers.get(name))
+            .and_then(|name| headers.get_all(name).iter().next_back())
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(peer.ip())
+    }
+
+    /// Whether a form was posted from our own pages. Browsers say where a
+    /// POST comes from in `Sec-Fetch-Site`, or, older ones, in `Origin`;
+    /// a client sending neither is not a browser used by another site, and
+    /// passes. Pages that post such forms set a referrer policy under which
+    /// browsers name our origin rather than "null".
+    pub fn same_origin(&self, headers: &axum::http::HeaderMap) -> bool {
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return matches!(site.as_bytes(), b"same-origin" | b"none");
+        }
+        match headers.get(header::ORIGIN) {
+            Some(origin) => {
+                origin.to_str().ok()
+                    == Some(
+                        self.settings
+                            .base_url
+                            .origin()
+                            .ascii_serialization()
+                            .as_str(),
+                    )
+            }
+            None => true,
+        }
     }
 }
 
@@ -104,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
 
+    let https = state.settings.base_url.scheme() == "https";
     Router::new()
         .merge(subscribe::routes(&state.settings.embed))
         .merge(api::routes())
@@ -117,9 +148,39 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())
+        .merge(webhooks::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
+        .layer(axum::middleware::from_fn(move |request, next| {
+            transport_and_cache_policy(https, request, next)
+        }))
         .layer(middleware)
         .with_state(state)
+}
+
+/// Editors' pages, the API and their CSV downloads hold readers' data: no
+/// cache (a shared one, or the browser's on a shared computer) may keep
+/// them. Over https, browsers are told never to use plain http here again.
+async fn transport_and_cache_policy(
+    https: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let private = ["/admin", "/api/"]
+        .iter()
+        .any(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if private {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -193,7 +193,7 @@ async fn subscribe(
     // sign-ups; per address limits live in the store.
     if state.settings.subscription.signups_per_ip_per_hour > 0 {
         let key = state.client_ip(&headers, peer).to_string();
-        if !state.signup_limiter.allows(&key) {
+        if !state.signup_limiter.try_acquire(&key) {
             tracing::warn!("sign-up throttled for a client");
             return if from_form {
                 form_error(&state, Refusal::Throttled)
@@ -201,7 +201,6 @@ async fn subscribe(
                 AppError::from(Refusal::Throttled).into_response()
             };
         }
-        state.signup_limiter.record(&key);
     }
     let result = match request.payload {
         Ok(payload) => sign_up(&state, &payload).await,

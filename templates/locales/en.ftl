@@ -68,7 +68,6 @@ link-invalid-heading = This link is not valid
 confirm-invalid-message = The confirmation link is unknown or has already been used. If you are not subscribed yet, sign up again.
 confirmation-subject = Please confirm your subscription to { $site }
 confirmation-heading = One click to go
-confirmation-heading-named = Hi { $name }, one click to go
 confirmation-body = Someone, hopefully you, asked to receive { $site } at this address. Please confirm:
 confirmation-body-text = Someone, hopefully you, asked to receive { $site } at this address. Please confirm by opening this link:
 confirmation-ignore = If it was not you, ignore this email: without a click, nothing more is sent.

@@ -51,7 +51,6 @@ link-invalid-heading = 链接无效
 confirm-invalid-message = 该确认链接不存在或已被使用。如果您尚未订阅，请重新订阅。
 confirmation-subject = 请确认订阅{ $site }
 confirmation-heading = 只差一步
-confirmation-heading-named = { $name }，您好！只差一步
 confirmation-body = 有人（希望是您本人）申请用这个地址接收{ $site }。请确认：
 confirmation-body-text = 有人（希望是您本人）申请用这个地址接收{ $site }。请打开以下链接确认：
 confirmation-ignore = 如果不是您本人操作，请忽略本邮件：不点击链接，就不会再收到任何邮件。

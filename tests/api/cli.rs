@@ -12,7 +12,7 @@ crate::on_both_backends!(
     stdout_carries_only_the_command_output_even_with_chatty_logs,
 );
 
-fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+pub(crate) fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     newsletter_logging(args, env, stdin, "warn")
 }
 
@@ -381,4 +381,81 @@ async fn stdout_carries_only_the_command_output_even_with_chatty_logs(backend: B
     let rows: Vec<::csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 1, "{csv}");
     assert_eq!(&rows[0][0], "ana@example.com");
+}
+
+/// `config check` names the algorithm and prints the record an independent
+/// verifier accepts signatures with; a broken key is reported.
+#[tokio::test]
+async fn config_check_prints_the_dkim_record_to_publish() {
+    use crate::dkim::{dkim_settings, test_key, KeyKind};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/x.db", dir.path().display());
+    for (kind, algorithm) in [
+        (KeyKind::Rsa2048, "rsa-sha256"),
+        (KeyKind::Ed25519, "ed25519-sha256"),
+    ] {
+        let key = test_key(kind);
+        let settings = dkim_settings(&key);
+        let file = key.file.to_str().unwrap();
+        let out = newsletter(
+            &["config", "check"],
+            &[
+                ("NEWSLETTER_DATABASE_URL", &db),
+                ("NEWSLETTER_MAIL__FROM", "News <news@example.com>"),
+                ("NEWSLETTER_MAIL__DKIM__SELECTOR", &settings.selector),
+                ("NEWSLETTER_MAIL__DKIM__DOMAIN", &settings.domain),
+                ("NEWSLETTER_MAIL__DKIM__PRIVATE_KEY_FILE", file),
+            ],
+            None,
+        );
+        let report = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{report}");
+        assert!(
+            report.contains(&format!("dkim: {algorithm} key")),
+            "{report}"
+        );
+        let line = report
+            .lines()
+            .find(|l| l.contains("._domainkey."))
+            .expect("the record line");
+        assert!(
+            line.contains(&format!(
+                "{}._domainkey.example.com. IN TXT",
+                settings.selector
+            )),
+            "{line}"
+        );
+        // The zone file's strings joined are the record.
+        let value: String = line
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .concat();
+        assert_eq!(value, key.record);
+        assert!(!report.contains("WARNING"), "{report}");
+    }
+
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = newsletter(
+        &["config", "check"],
+        &[
+            ("NEWSLETTER_DATABASE_URL", &db),
+            ("NEWSLETTER_MAIL__DKIM__SELECTOR", "s"),
+            ("NEWSLETTER_MAIL__DKIM__DOMAIN", "example.com"),
+            (
+                "NEWSLETTER_MAIL__DKIM__PRIVATE_KEY_FILE",
+                broken.to_str().unwrap(),
+            ),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains("dkim: NOT usable"), "{report}");
 }

@@ -96,7 +96,7 @@ async fn a_chinese_publication_speaks_chinese_everywhere(backend: Backend) {
         .pop()
         .expect("a confirmation mail");
     assert_eq!(mail.subject(), format!("请确认订阅{ZH_SITE}"));
-    assert!(mail.text().starts_with("安娜，您好！"), "{}", mail.text());
+    assert!(mail.text().starts_with("您好！"), "{}", mail.text());
     assert!(mail.html().contains(r#"lang="zh-CN""#));
     assert_no_english_chrome("the confirmation mail's text", &mail.text());
     assert_no_english_chrome("the confirmation mail's HTML", &visible_text(&mail.html()));

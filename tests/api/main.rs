@@ -5,6 +5,7 @@
 
 mod helpers;
 mod smtp_server;
+mod tcp_proxy;
 
 mod admin_auth;
 mod admin_dashboard;
@@ -15,13 +16,24 @@ mod browser;
 mod cli;
 mod contention;
 mod delivery;
+mod dkim;
+mod editor_credentials;
 mod embed;
 mod feedback;
+mod hardening;
+mod hostile_text;
+mod imap;
 mod language;
+mod login_attacks;
 mod look;
 mod operations;
+mod postfix;
+mod reliability;
 mod sending;
+mod slow_clients;
 mod subscriber_api;
 mod subscriptions;
 mod unsubscribe;
+mod versions;
+mod webhooks;
 mod workers;
