@@ -44,12 +44,79 @@ pub struct Settings {
     /// endpoint does not exist.
     #[serde(serialize_with = "serialize_secret_opt")]
     pub metrics_token: Option<SecretString>,
+    /// Language of every word readers see: `en`, `zh-CN`, or any tag with
+    /// a catalogue at `<templates_dir>/locales/<tag>.ftl`.
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// Folder whose template files replace the built-in ones of the same
+    /// name (`email/layout.html`, `pages/base.html`, …).
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub brand: BrandSettings,
+    /// The sign-up form embedded in the team's own site.
+    #[serde(default)]
+    pub embed: EmbedSettings,
     pub mail: MailSettings,
     pub delivery: DeliverySettings,
     pub subscription: SubscriptionSettings,
     pub bounces: BounceSettings,
     pub log: LogSettings,
     pub http: HttpSettings,
+}
+
+/// The publication's look, without touching templates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrandSettings {
+    /// Image shown at the top of the email and of every page.
+    pub logo_url: Option<Url>,
+    /// Links, buttons and headings: `#rrggbb` or `#rgb`.
+    pub accent_color: String,
+    /// A line at the foot of the email and of every page.
+    pub footer: Option<String>,
+    /// The sender's postal address, shown under the footer (US law asks it
+    /// of commercial mail; readers elsewhere expect it).
+    pub postal_address: Option<String>,
+    /// Where readers' replies go, when not to the From address.
+    pub reply_to: Option<String>,
+}
+
+impl Default for BrandSettings {
+    fn default() -> Self {
+        BrandSettings {
+            logo_url: None,
+            accent_color: "#0b5cad".into(),
+            footer: None,
+            postal_address: None,
+            reply_to: None,
+        }
+    }
+}
+
+/// Sign-ups from the team's own web site.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmbedSettings {
+    /// Sites whose pages may post the sign-up form or send JSON sign-ups
+    /// from a script, e.g. `https://www.example.com` (scheme, host, port).
+    pub allowed_origins: Vec<Url>,
+    /// Where a reader lands after signing up from one of those sites; it
+    /// must itself be on an allowed origin.
+    pub thank_you_url: Option<Url>,
+}
+
+impl EmbedSettings {
+    /// Whether `origin` (an `Origin` header's value) is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|allowed| allowed.origin().ascii_serialization() == origin)
+    }
+}
+
+fn default_language() -> String {
+    crate::i18n::FALLBACK.into()
 }
 
 /// How mail leaves the service.
@@ -263,6 +330,10 @@ impl Default for Settings {
             secret_key: None,
             client_ip_header: None,
             metrics_token: None,
+            language: default_language(),
+            templates_dir: None,
+            brand: BrandSettings::default(),
+            embed: EmbedSettings::default(),
             mail: MailSettings {
                 smtp_url: None,
                 outbox_dir: PathBuf::from("outbox"),
@@ -418,6 +489,7 @@ impl Settings {
                 "concurrency and batch_size must be at least 1",
             ));
         }
+        self.validate_look()?;
         if self.delivery.lease_secs == 0 {
             return Err(invalid("delivery.lease_secs", "must be at least 1"));
         }
@@ -461,6 +533,61 @@ impl Settings {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
         }
         Ok(())
+    }
+
+    fn validate_look(&self) -> Result<(), ConfigError> {
+        if self
+            .language
+            .parse::<unic_langid::LanguageIdentifier>()
+            .is_err()
+        {
+            return Err(invalid(
+                "language",
+                "must be a language tag such as en or zh-CN",
+            ));
+        }
+        let accent = self.brand.accent_color.strip_prefix('#').unwrap_or("");
+        if !(matches!(accent.len(), 3 | 6) && accent.chars().all(|c| c.is_ascii_hexdigit())) {
+            return Err(invalid(
+                "brand.accent_color",
+                "must be a colour such as #0b5cad",
+            ));
+        }
+        if let Some(url) = &self.brand.logo_url {
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(invalid("brand.logo_url", "must be an https:// URL"));
+            }
+        }
+        self.reply_to()?;
+        for origin in &self.embed.allowed_origins {
+            if !matches!(origin.scheme(), "https" | "http") || origin.host().is_none() {
+                return Err(invalid(
+                    "embed.allowed_origins",
+                    format!("{origin} is not a web origin such as https://www.example.com"),
+                ));
+            }
+        }
+        if let Some(url) = &self.embed.thank_you_url {
+            if !self.embed.allows(&url.origin().ascii_serialization()) {
+                return Err(invalid(
+                    "embed.thank_you_url",
+                    "must be on one of embed.allowed_origins",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed Reply-To mailbox, when one is set.
+    pub fn reply_to(&self) -> Result<Option<Mailbox>, ConfigError> {
+        self.brand
+            .reply_to
+            .as_deref()
+            .map(|r| {
+                r.parse()
+                    .map_err(|e| invalid("brand.reply_to", format!("{e}: {r}")))
+            })
+            .transpose()
     }
 
     /// The parsed From mailbox.

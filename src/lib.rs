@@ -7,7 +7,8 @@
 //! - [`store`]: all SQL, for SQLite and PostgreSQL alike.
 //! - [`delivery`]: the outbox queue, workers, SMTP transport and retries.
 //! - [`report`]: the weekly report format and its rendering.
-//! - [`render`]: templates embedded in the binary.
+//! - [`render`]: templates embedded in the binary, in the configured look.
+//! - [`i18n`]: the message catalogues of every reader-facing word.
 //! - [`http`]: the web interface.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`startup`]: assembling and running the service.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod i18n;
 pub mod metrics;
 pub mod render;
 pub mod report;

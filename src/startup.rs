@@ -16,6 +16,7 @@ use crate::http::limiter::AttemptLimiter;
 use crate::http::password_checks::PasswordChecks;
 use crate::http::server::ConnectionLimits;
 use crate::http::{router, AppState};
+use crate::i18n::Catalogue;
 use crate::render;
 use crate::store::Store;
 
@@ -38,7 +39,11 @@ impl Application {
         store.migrate().await.context("applying migrations")?;
         crate::metrics::install();
         let signer = load_signer(&settings, &store).await?;
-        let tera = Arc::new(render::templates().context("loading templates")?);
+        let tera = Arc::new(render::templates_for(&settings).context("loading templates")?);
+        let catalogue = Arc::new(Catalogue::load(
+            &settings.language,
+            settings.templates_dir.as_deref(),
+        )?);
         let mailer = Arc::new(Mailer::from_settings(&settings.mail)?);
         tracing::info!(
             transport = mailer.description(),
@@ -54,7 +59,9 @@ impl Application {
             settings.site_name.clone(),
         )
         .with_bounce_address(settings.bounce_address()?)
-        .with_confirmation_from(settings.confirmation_sender()?);
+        .with_confirmation_from(settings.confirmation_sender()?)
+        .with_reply_to(settings.reply_to()?)
+        .with_catalogue(catalogue.clone());
         let dispatcher =
             Dispatcher::new(store.clone(), mailer, composer, settings.delivery.clone());
         let signup_limiter = Arc::new(AttemptLimiter::new(
@@ -70,6 +77,7 @@ impl Application {
             settings: Arc::new(settings),
             signer,
             tera,
+            catalogue,
             login_limiter: Arc::new(AttemptLimiter::with_capacity(
                 usize::MAX,
                 std::time::Duration::from_secs(15 * 60),

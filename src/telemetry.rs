@@ -1,4 +1,6 @@
-//! Logging setup: readable text by default, JSON lines when asked.
+//! Logging setup: readable text by default, JSON lines when asked. Logs go
+//! to stderr, always: stdout carries a command's output alone, so that
+//! `TOKEN=$(newsletter admin token …)` captures the token and nothing else.
 
 use tracing_subscriber::EnvFilter;
 

@@ -8,6 +8,8 @@ use secrecy::ExposeSecret;
 use crate::config::{smtp_security, Settings, SmtpSecurity};
 use crate::delivery::dkim::Signer;
 use crate::delivery::Mailer;
+use crate::i18n::Catalogue;
+use crate::render::overrides::render_samples;
 use crate::startup::redact_url;
 use crate::store::Store;
 
@@ -29,6 +31,8 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
             "kept in the database"
         }
     );
+
+    ok &= check_look(settings, &mut out);
 
     let database = redact_url(&settings.database_url);
     match Store::connect(&settings.database_url, 1).await {
@@ -107,6 +111,52 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
         Ok(out)
     } else {
         Err(out)
+    }
+}
+
+/// The language's catalogue (listing messages taken from English) and the
+/// templates, overrides included, rendered with the example report.
+fn check_look(settings: &Settings, out: &mut String) -> bool {
+    let dir = settings.templates_dir.as_deref();
+    match Catalogue::load(&settings.language, dir) {
+        Ok(catalogue) if catalogue.missing_keys().is_empty() => {
+            let _ = writeln!(out, "language: {} (complete)", settings.language);
+        }
+        Ok(catalogue) => {
+            let missing = catalogue.missing_keys();
+            let _ = writeln!(
+                out,
+                "language: {}: {} messages missing, shown in English: {}",
+                settings.language,
+                missing.len(),
+                missing.join(", ")
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "language: NOT usable: {e}");
+            return false;
+        }
+    }
+    let tera = match crate::render::templates_for(settings) {
+        Ok(tera) => tera,
+        Err(e) => {
+            let _ = writeln!(out, "templates: NOT usable: {e}");
+            return false;
+        }
+    };
+    match render_samples(&tera, dir, &settings.language) {
+        Ok(()) => {
+            let source = match dir {
+                Some(dir) => format!("overrides from {}", dir.display()),
+                None => "built-in".to_string(),
+            };
+            let _ = writeln!(out, "templates: {source}; the example report renders");
+            true
+        }
+        Err(e) => {
+            let _ = writeln!(out, "templates: NOT usable: {e}");
+            false
+        }
     }
 }
 

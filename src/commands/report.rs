@@ -52,7 +52,8 @@ pub async fn import(store: &Store, path: &Path) -> anyhow::Result<String> {
 /// `report.eml`, and the web archive page `archive.html`.
 pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let (_, report) = read_report(path)?;
-    let tera = crate::render::templates().context("loading templates")?;
+    // In the publication's language and look, overrides included.
+    let tera = crate::render::templates_for(settings).context("loading templates")?;
     let base = settings.base();
     let context = SendContext {
         base_url: &base,

@@ -48,6 +48,10 @@ pub struct Composer {
     confirmation_from: Mailbox,
     /// The `List-Id` of report mail.
     list_id: String,
+    /// Where replies go, when not to the sender.
+    reply_to: Option<Mailbox>,
+    /// The confirmation mail's subject is built here, not in a template.
+    catalogue: Arc<crate::i18n::Catalogue>,
     /// The VERP base address; every delivery's envelope sender is made
     /// from it when set.
     bounce_address: Option<BounceAddress>,
@@ -117,6 +121,8 @@ impl Composer {
             base,
             site_name,
             message_id_domain,
+            reply_to: None,
+            catalogue: Arc::new(crate::i18n::Catalogue::english()),
             bounce_address: None,
             reports: Arc::default(),
         }
@@ -127,6 +133,18 @@ impl Composer {
         if let Some(from) = from {
             self.confirmation_from = from;
         }
+        self
+    }
+
+    /// Adds a Reply-To header to every message.
+    pub fn with_reply_to(mut self, reply_to: Option<Mailbox>) -> Self {
+        self.reply_to = reply_to;
+        self
+    }
+
+    /// Speaks `catalogue`'s language where no template does (subjects).
+    pub fn with_catalogue(mut self, catalogue: Arc<crate::i18n::Catalogue>) -> Self {
+        self.catalogue = catalogue;
         self
     }
 
@@ -224,7 +242,9 @@ impl Composer {
         let context = tera::Context::from_serialize(&context)?;
         let html = self.tera.render("email/confirmation.html", &context)?;
         let text = self.tera.render("email/confirmation.txt", &context)?;
-        let subject = format!("Please confirm your subscription to {}", self.site_name);
+        let mut args = fluent_bundle::FluentArgs::new();
+        args.set("site", self.site_name.as_str());
+        let subject = self.catalogue.message("confirmation-subject", Some(&args));
         self.build(
             job,
             &subject,
@@ -304,7 +324,14 @@ impl Composer {
         };
         let envelope = self.envelope(job, &to)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
-        let message = assemble(from, to, subject, &message_id, shape, text, html, envelope)?;
+        let mut message = assemble(from, to, subject, &message_id, shape, text, html, envelope)?;
+        if let Some(reply_to) = &self.reply_to {
+            message
+                .headers_mut()
+                .set(lettre::message::header::ReplyTo::from(
+                    lettre::message::Mailboxes::from(reply_to.clone()),
+                ));
+        }
         Ok(Composed {
             message,
             message_id,

@@ -5,7 +5,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::api::helpful_sentence;
 use super::{AppError, AppState};
 use crate::report::{render_archive_index, render_archive_page, ArchiveEntry, Report};
 
@@ -74,8 +73,8 @@ async fn show(
     let not_found = || {
         state.message_page(
             axum::http::StatusCode::NOT_FOUND,
-            "No such report",
-            "There is no published report at this address. The archive lists every one.",
+            "report-not-found-heading",
+            "report-not-found-message",
             false,
         )
     };
@@ -92,7 +91,7 @@ async fn show(
     }
     let report = Report::parse(&stored.source).map_err(|e| AppError::Internal(e.into()))?;
     let votes = state.store.helpfulness(stored.id).await?;
-    let helpful = helpful_sentence(votes.yes, votes.voters());
+    let helpful = state.catalogue.helpful(votes.yes, votes.voters());
     let html = render_archive_page(
         &state.tera,
         &report,

@@ -64,15 +64,15 @@ fn outcome_page(state: &AppState, outcome: ConfirmOutcome) -> Response {
             tracing::info!(subscriber = id, "subscription confirmed");
             state.message_page(
                 StatusCode::OK,
-                "You are subscribed",
-                "Thank you for confirming. The next report will arrive in your inbox.",
+                "confirmed-heading",
+                "confirmed-message",
                 false,
             )
         }
         ConfirmOutcome::Expired => state.message_page(
             StatusCode::GONE,
-            "This link has expired",
-            "Confirmation links work for a limited time. Sign up again and we will send a fresh one.",
+            "confirm-expired-heading",
+            "confirm-expired-message",
             true,
         ),
         ConfirmOutcome::Invalid => invalid_link(state),
@@ -82,8 +82,8 @@ fn outcome_page(state: &AppState, outcome: ConfirmOutcome) -> Response {
 fn invalid_link(state: &AppState) -> Response {
     state.message_page(
         StatusCode::BAD_REQUEST,
-        "This link is not valid",
-        "The confirmation link is unknown or has already been used. If you are not subscribed yet, sign up again.",
+        "link-invalid-heading",
+        "confirm-invalid-message",
         true,
     )
 }

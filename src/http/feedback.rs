@@ -51,15 +51,15 @@ impl Answer {
     }
 }
 
-/// The report, reader and answer of a genuine link, or why not.
+/// The report, reader and answer of a genuine link, or the catalogue
+/// message saying why not.
 fn verify(state: &AppState, params: &FeedbackParams) -> Result<(i64, i64, Answer), &'static str> {
-    let token = params.token.as_deref().ok_or("The link is incomplete.")?;
+    let token = params.token.as_deref().ok_or("feedback-link-incomplete")?;
     let (report, reader) = state
         .signer
         .verify_feedback(token)
-        .map_err(|_| "This feedback link is not valid. Please use the link from the email.")?;
-    let answer =
-        Answer::parse(params.answer.as_deref()).ok_or("The link does not say yes or no.")?;
+        .map_err(|_| "feedback-link-invalid")?;
+    let answer = Answer::parse(params.answer.as_deref()).ok_or("feedback-link-no-answer")?;
     Ok((report, reader, answer))
 }
 
@@ -71,7 +71,7 @@ async fn show(State(state): State<AppState>, Query(params): Query<FeedbackParams
     };
     let report = match state.store.report(report_id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return refused(&state, "This report no longer exists."),
+        Ok(None) => return refused(&state, "feedback-report-gone"),
         Err(e) => return AppError::from(e).into_response(),
     };
     render(
@@ -102,14 +102,14 @@ async fn record(State(state): State<AppState>, Form(params): Form<FeedbackParams
             return render(
                 &state,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({ "stage": "error", "message": format!("Please keep the comment under {MAX_COMMENT_CHARS} characters."),
+                json!({ "stage": "error", "message": "feedback-comment-too-long", "max_comment": MAX_COMMENT_CHARS,
                         "token": params.token, "answer": answer.as_str(), "comment": c }),
             );
         }
     }
     let report = match state.store.report(report_id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return refused(&state, "This report no longer exists."),
+        Ok(None) => return refused(&state, "feedback-report-gone"),
         Err(e) => return AppError::from(e).into_response(),
     };
     if let Err(e) = state
@@ -147,11 +147,11 @@ fn render(state: &AppState, status: StatusCode, context: serde_json::Value) -> R
     }
 }
 
-fn refused(state: &AppState, message: &str) -> Response {
+fn refused(state: &AppState, message_key: &str) -> Response {
     state.message_page(
         StatusCode::BAD_REQUEST,
-        "This link does not work",
-        message,
+        "feedback-link-broken-heading",
+        message_key,
         false,
     )
 }

@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod confirm;
 mod error;
+mod feed;
 mod feedback;
 mod health;
 pub mod limiter;
@@ -15,6 +16,7 @@ mod pages;
 pub mod password_checks;
 pub mod server;
 mod subscribe;
+mod subscribers_api;
 mod unsubscribe;
 mod webhooks;
 
@@ -44,6 +46,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub signer: Signer,
     pub tera: Arc<Tera>,
+    /// Words for the few reader-facing sentences built outside templates.
+    pub catalogue: Arc<crate::i18n::Catalogue>,
     /// Failed editor logins, per address and per client.
     pub login_limiter: Arc<limiter::AttemptLimiter>,
     /// Sign-ups per client address.
@@ -134,13 +138,15 @@ pub fn router(state: AppState) -> Router {
 
     let https = state.settings.base_url.scheme() == "https";
     Router::new()
-        .merge(subscribe::routes())
+        .merge(subscribe::routes(&state.settings.embed))
         .merge(api::routes())
+        .merge(subscribers_api::routes())
         .merge(admin::routes())
         .merge(confirm::routes())
         .merge(unsubscribe::routes())
         .merge(feedback::routes())
         .merge(archive::routes())
+        .merge(feed::routes())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())

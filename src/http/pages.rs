@@ -20,7 +20,9 @@ impl AppState {
         Ok(Html(self.tera.render(template, &context)?))
     }
 
-    /// A short page with a heading and a sentence, with the given status.
+    /// A short page with a heading and a sentence (both catalogue message
+    /// ids, so the page speaks the publication's language), with the given
+    /// status.
     pub fn message_page(
         &self,
         status: StatusCode,

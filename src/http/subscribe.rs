@@ -3,22 +3,53 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{AppError, AppState};
-use crate::domain::{random_token, SubscriberEmail, SubscriberName};
+use crate::config::EmbedSettings;
+use crate::domain::{random_token, EmailError, NameError, SubscriberEmail, SubscriberName};
+use crate::i18n::Catalogue;
 use crate::store::{now_ms, NewSignup, SignupOutcome};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(embed: &EmbedSettings) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/subscriptions", post(subscribe))
+        .route("/subscriptions", post(subscribe).layer(cors(embed)))
+}
+
+/// JSON sign-ups from scripts on the team's own sites get the CORS headers
+/// that let the browser hand them the answer; other sites get none.
+fn cors(embed: &EmbedSettings) -> CorsLayer {
+    let origins: Vec<HeaderValue> = embed
+        .allowed_origins
+        .iter()
+        .filter_map(|url| HeaderValue::from_str(&url.origin().ascii_serialization()).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// The configured thank-you page, when the form was posted from one of the
+/// allowed sites. Only the configured address is ever a target: nothing in
+/// the request chooses where the reader goes, so this is no open redirect.
+fn thank_you(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let url = state.settings.embed.thank_you_url.as_ref()?;
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    state
+        .settings
+        .embed
+        .allows(origin)
+        .then(|| Redirect::to(url.as_str()).into_response())
 }
 
 async fn home(State(state): State<AppState>) -> Result<Html<String>, AppError> {
@@ -28,16 +59,71 @@ async fn home(State(state): State<AppState>) -> Result<Html<String>, AppError> {
 /// The body of a sign-up, as sent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignupPayload {
-    email: String,
+pub(super) struct SignupPayload {
+    pub(super) email: String,
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
 }
 
 /// A sign-up from a form or a JSON client; the answer is given in kind.
 struct SignupRequest {
-    payload: Result<SignupPayload, AppError>,
+    payload: Result<SignupPayload, Refusal>,
     from_form: bool,
+}
+
+/// Why a sign-up was not taken. A form shows the reader the catalogue's
+/// sentence; a JSON client gets the precise English error.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// A form without the fields it needs (serde's account of it).
+    Form(String),
+    Json(AppError),
+    Email(EmailError),
+    Name(NameError),
+    Throttled,
+    Failed(AppError),
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> AppError {
+        match refusal {
+            Refusal::Form(detail) => AppError::Invalid(format!("the form is incomplete: {detail}")),
+            Refusal::Email(e) => AppError::Invalid(e.to_string()),
+            Refusal::Name(e) => AppError::Invalid(e.to_string()),
+            Refusal::Throttled => AppError::TooManyRequests(
+                "too many sign-ups from your network; please try again later",
+            ),
+            Refusal::Json(e) | Refusal::Failed(e) => e,
+        }
+    }
+}
+
+impl Refusal {
+    /// The sentence for the sign-up page, in the publication's language.
+    fn page_message(&self, catalogue: &Catalogue) -> String {
+        let key = match self {
+            Refusal::Form(detail) => {
+                let mut args = fluent_bundle::FluentArgs::new();
+                args.set("detail", detail.clone());
+                return catalogue.message("signup-error-form", Some(&args));
+            }
+            Refusal::Email(e) => match e {
+                EmailError::Empty => "email-error-empty",
+                EmailError::TooLong => "email-error-too-long",
+                EmailError::ControlCharacter => "email-error-control",
+                EmailError::Whitespace => "email-error-space",
+                EmailError::NonAscii => "email-error-non-ascii",
+                EmailError::MissingAt => "email-error-no-at",
+                EmailError::BadDomain => "email-error-domain",
+                EmailError::Invalid(_) => "email-error-invalid",
+            },
+            Refusal::Name(NameError::TooLong) => "name-error-too-long",
+            Refusal::Name(NameError::ControlCharacter) => "name-error-control",
+            Refusal::Throttled => "signup-error-throttled",
+            Refusal::Json(e) | Refusal::Failed(e) => return e.public_message(),
+        };
+        catalogue.text(key)
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for SignupRequest {
@@ -60,10 +146,10 @@ impl<S: Send + Sync> FromRequest<S> for SignupRequest {
         let (payload, from_form) = match content_type.as_str() {
             "application/x-www-form-urlencoded" => (
                 serde_urlencoded::from_bytes::<SignupPayload>(&body)
-                    .map_err(|e| AppError::Invalid(format!("the form is incomplete: {e}"))),
+                    .map_err(|e| Refusal::Form(e.to_string())),
                 true,
             ),
-            "application/json" => (parse_json(&body), false),
+            "application/json" => (parse_json(&body).map_err(Refusal::Json), false),
             _ => {
                 return Err(AppError::UnsupportedMediaType(
                     "send the sign-up as application/x-www-form-urlencoded or application/json"
@@ -92,10 +178,8 @@ fn parse_json(body: &[u8]) -> Result<SignupPayload, AppError> {
 }
 
 /// The same answer for a new, pending or confirmed address, so the endpoint
-/// cannot be used to learn who subscribes.
-const ACCEPTED: &str =
-    "Thanks! If the address can receive mail, a confirmation link is on its way. \
-                        Please check your inbox.";
+/// cannot be used to learn who subscribes (a catalogue message).
+const ACCEPTED: &str = "signup-accepted";
 
 #[tracing::instrument(skip_all)]
 async fn subscribe(
@@ -111,13 +195,10 @@ async fn subscribe(
         let key = state.client_ip(&headers, peer).to_string();
         if !state.signup_limiter.try_acquire(&key) {
             tracing::warn!("sign-up throttled for a client");
-            let e = AppError::TooManyRequests(
-                "too many sign-ups from your network; please try again later",
-            );
             return if from_form {
-                form_error(&state, e)
+                form_error(&state, Refusal::Throttled)
             } else {
-                e.into_response()
+                AppError::from(Refusal::Throttled).into_response()
             };
         }
     }
@@ -126,22 +207,26 @@ async fn subscribe(
         Err(e) => Err(e),
     };
     match (result, from_form) {
-        (Ok(()), true) => state.message_page(StatusCode::OK, "Check your inbox", ACCEPTED, false),
+        (Ok(()), true) => thank_you(&state, &headers).unwrap_or_else(|| {
+            state.message_page(StatusCode::OK, "signup-accepted-heading", ACCEPTED, false)
+        }),
         (Ok(()), false) => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "message": ACCEPTED })),
+            Json(json!({ "status": "ok", "message": state.catalogue.text(ACCEPTED) })),
         )
             .into_response(),
-        (Err(e @ AppError::Internal(_)), _) | (Err(e), false) => e.into_response(),
+        (Err(Refusal::Failed(e)), _) => e.into_response(),
+        (Err(e), false) => AppError::from(e).into_response(),
         (Err(e), true) => form_error(&state, e),
     }
 }
 
-async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), AppError> {
-    let email =
-        SubscriberEmail::parse(&payload.email).map_err(|e| AppError::Invalid(e.to_string()))?;
+/// Double opt-in, step one: records the sign-up and queues the
+/// confirmation mail (also the subscriber API's default way in).
+pub(super) async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), Refusal> {
+    let email = SubscriberEmail::parse(&payload.email).map_err(Refusal::Email)?;
     let name = match payload.name.as_deref() {
-        Some(n) => SubscriberName::parse(n).map_err(|e| AppError::Invalid(e.to_string()))?,
+        Some(n) => SubscriberName::parse(n).map_err(Refusal::Name)?,
         None => None,
     };
     let seed = random_token();
@@ -157,7 +242,8 @@ async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), AppErr
             expires_at: now_ms() + state.settings.confirmation_ttl().as_millis() as i64,
             confirmations_per_day: state.settings.subscription.confirmations_per_day,
         })
-        .await?;
+        .await
+        .map_err(|e| Refusal::Failed(e.into()))?;
     let label = match outcome {
         SignupOutcome::ConfirmationQueued => "confirmation_queued",
         SignupOutcome::AlreadyConfirmed => "already_confirmed",
@@ -170,13 +256,11 @@ async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result<(), AppErr
     Ok(())
 }
 
-/// Shows the form again with the problem, status 422.
-fn form_error(state: &AppState, error: AppError) -> Response {
-    let status = error.status();
-    match state.page(
-        "pages/home.html",
-        json!({ "error": error.public_message() }),
-    ) {
+/// Shows the form again with the problem, status 422 (429 when throttled).
+fn form_error(state: &AppState, refusal: Refusal) -> Response {
+    let message = refusal.page_message(&state.catalogue);
+    let status = AppError::from(refusal).status();
+    match state.page("pages/home.html", json!({ "error": message })) {
         Ok(html) => (status, html).into_response(),
         Err(e) => e.into_response(),
     }

@@ -50,8 +50,8 @@ async fn unsubscribe(State(state): State<AppState>, Query(param): Query<TokenPar
             tracing::info!(subscriber = id, "unsubscribed");
             state.message_page(
                 StatusCode::OK,
-                "You are unsubscribed",
-                "You will receive no more reports. Changed your mind? You can sign up again at any time.",
+                "unsubscribed-heading",
+                "unsubscribed-message",
                 true,
             )
         }
@@ -62,8 +62,8 @@ async fn unsubscribe(State(state): State<AppState>, Query(param): Query<TokenPar
 fn invalid_link(state: &AppState) -> Response {
     state.message_page(
         StatusCode::BAD_REQUEST,
-        "This link is not valid",
-        "The unsubscribe link is damaged. Please use the link from the most recent email, or contact us.",
+        "link-invalid-heading",
+        "unsubscribe-invalid-message",
         false,
     )
 }

@@ -123,45 +123,110 @@ fn to_text(events: &[Event<'_>]) -> String {
     wrap(out.trim())
 }
 
-/// Wraps long lines at word boundaries; list items keep their indent.
+/// Wraps long lines at word boundaries, measuring by display width (a
+/// Chinese character takes two columns) and breaking between CJK
+/// characters, which have no spaces between words; list items keep their
+/// indent. URLs and other space-free Latin runs are never split.
 pub fn wrap(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / TEXT_WIDTH);
     for (i, line) in text.lines().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        if line.chars().count() <= TEXT_WIDTH {
+        if textwrap::core::display_width(line) <= TEXT_WIDTH {
             out.push_str(line);
             continue;
         }
-        let indent = line.len()
-            - line
-                .trim_start_matches([
-                    ' ', '-', '.', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
-                ])
-                .len();
-        let hang = " ".repeat(indent.min(8));
-        let mut width = 0;
-        for (j, word) in line.split(' ').enumerate() {
-            let len = word.chars().count();
-            if j > 0 && width + 1 + len > TEXT_WIDTH && width > indent {
-                out.push('\n');
-                out.push_str(&hang);
-                width = hang.len();
-            } else if j > 0 {
-                out.push(' ');
-                width += 1;
-            }
-            out.push_str(word);
-            width += len;
-        }
+        let hang = " ".repeat(list_indent(line).min(8));
+        let options = textwrap::Options::new(TEXT_WIDTH)
+            .subsequent_indent(&hang)
+            .break_words(false)
+            .word_separator(textwrap::WordSeparator::Custom(cjk_aware_words))
+            .word_splitter(textwrap::WordSplitter::NoHyphenation);
+        out.push_str(&textwrap::wrap(line, &options).join("\n"));
     }
     out
+}
+
+/// Columns before a list item's text ("- ", "12. ", with any leading
+/// spaces), so its continuation lines hang under the text; 0 for prose.
+fn list_indent(line: &str) -> usize {
+    let body = line.trim_start_matches(' ');
+    let lead = line.len() - body.len();
+    let digits = body.len() - body.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let marker = if body.starts_with("- ") || body.starts_with("* ") {
+        2
+    } else if digits > 0 && body[digits..].starts_with(". ") {
+        digits + 2
+    } else {
+        0
+    };
+    lead + marker
+}
+
+/// Words split at spaces; a word with wide (CJK) characters is split
+/// further where the Unicode line-breaking rules allow, so a Chinese
+/// sentence wraps while a URL stays whole.
+fn cjk_aware_words(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    use textwrap::WordSeparator;
+    Box::new(WordSeparator::AsciiSpace.find_words(line).flat_map(|word| {
+        let wide = textwrap::core::display_width(word.word) > word.word.chars().count();
+        if !wide {
+            return vec![word];
+        }
+        let mut parts: Vec<_> = WordSeparator::UnicodeBreakProperties
+            .find_words(word.word)
+            .collect();
+        if let Some(last) = parts.last_mut() {
+            last.whitespace = word.whitespace;
+        }
+        parts
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chinese_wraps_by_display_width_and_urls_stay_whole() {
+        let paragraph = "中国移动发布智慧城市计划，由地市一级负责建设和运营五大平台。".repeat(8);
+        let url = format!("<https://example.com/{}>", "a/b".repeat(40));
+        let wrapped = wrap(&format!("{paragraph} {url} 点评"));
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert!(lines.len() > 4, "{wrapped}");
+        for line in &lines {
+            let width = textwrap::core::display_width(line);
+            assert!(
+                width <= TEXT_WIDTH || line.contains("https://"),
+                "{width}: {line}"
+            );
+        }
+        // Nothing lost, nothing added but line breaks.
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        assert_eq!(
+            squeeze(&wrapped),
+            squeeze(&format!("{paragraph}{url} 点评"))
+        );
+        assert!(
+            lines.iter().any(|l| *l == url),
+            "the URL is split: {wrapped}"
+        );
+    }
+
+    #[test]
+    fn list_items_keep_their_hanging_indent() {
+        let item = format!("- {}", "word ".repeat(30));
+        let wrapped = wrap(item.trim_end());
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert!(lines.len() > 1);
+        assert!(
+            lines[1..]
+                .iter()
+                .all(|l| l.starts_with("  ") && !l.starts_with("   ")),
+            "{wrapped}"
+        );
+    }
 
     #[test]
     fn raw_html_never_passes() {

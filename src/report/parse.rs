@@ -1,6 +1,7 @@
 //! Reading the authoring format: YAML front matter, then Markdown in which
 //! `#` starts a section, `##` a news item, and the lines `Source:` and
-//! `Comment:` close an item. A section whose heading ends in `{related}` is
+//! `Comment:` close an item (or their Chinese forms `来源：` and `点评：`,
+//! so an editor writes the labels of the report's own language). A section whose heading ends in `{related}` is
 //! the related-reading list.
 
 use std::fmt;
@@ -10,6 +11,16 @@ use serde::Deserialize;
 
 use super::markdown;
 use super::model::{Block, Item, RelatedLink, RelatedReading, Report, ReportMeta, Section, Source};
+
+/// Line prefixes that give an item's source, in the languages we ship.
+const SOURCE_LABELS: &[&str] = &["Source:", "来源：", "来源:"];
+/// Line prefixes that start the editors' comment on an item.
+const COMMENT_LABELS: &[&str] = &["Comment:", "点评：", "点评:", "评论：", "评论:"];
+
+/// The rest of `line` after the first of `labels` it starts with.
+fn strip_label<'a>(line: &'a str, labels: &[&str]) -> Option<&'a str> {
+    labels.iter().find_map(|label| line.strip_prefix(label))
+}
 
 /// Why a report file was refused. The message names the line when there is
 /// one, so an editor can go straight to it.
@@ -180,7 +191,7 @@ impl Report {
                 continue;
             }
             let item = sections.last_mut().and_then(|s| s.items.last_mut());
-            if let Some(value) = line.strip_prefix("Source:") {
+            if let Some(value) = strip_label(line, SOURCE_LABELS) {
                 let Some(item) = item else {
                     return Err(at(
                         n,
@@ -197,7 +208,7 @@ impl Report {
                 item.source = Some(parse_source(n, value.trim())?);
                 continue;
             }
-            if let Some(value) = line.strip_prefix("Comment:") {
+            if let Some(value) = strip_label(line, COMMENT_LABELS) {
                 let Some(item) = item else {
                     return Err(at(
                         n,

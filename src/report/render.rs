@@ -74,7 +74,7 @@ fn underline(
 ) -> tera::Result<tera::Value> {
     let text = tera::try_get_value!("underline", "value", String, value);
     let with = args.get("with").and_then(|v| v.as_str()).unwrap_or("-");
-    let width = text.chars().count().min(super::markdown::TEXT_WIDTH);
+    let width = textwrap::core::display_width(&text).min(super::markdown::TEXT_WIDTH);
     Ok(tera::Value::String(with.repeat(width)))
 }
 
@@ -107,6 +107,8 @@ pub enum RenderError {
     Template(#[from] tera::Error),
     #[error("inlining CSS: {0}")]
     Inline(String),
+    #[error("{0}")]
+    Greeting(&'static str),
 }
 
 /// What every copy of one send shares.
@@ -149,15 +151,50 @@ enum Segment {
     Slot(Slot),
 }
 
+/// The greeting in the publication's language, rendered once from
+/// `email/greeting.txt`: the text around a reader's name, or the greeting
+/// for a reader without one.
+#[derive(Debug, Clone)]
+pub struct Greeting {
+    before_name: String,
+    after_name: String,
+    anonymous: String,
+}
+
+/// Stands for the name while the greeting template is rendered.
+const NAME_MARKER: &str = "NLNAMEQZ";
+
+impl Greeting {
+    fn render(tera: &Tera) -> Result<Greeting, RenderError> {
+        let named = tera.render(
+            "email/greeting.txt",
+            &tera::Context::from_value(json!({ "name": NAME_MARKER }))?,
+        )?;
+        let anonymous = tera.render(
+            "email/greeting.txt",
+            &tera::Context::from_value(json!({ "name": null }))?,
+        )?;
+        let (before, after) = named.trim().split_once(NAME_MARKER).ok_or_else(|| {
+            RenderError::Greeting("email/greeting.txt must show the reader's name")
+        })?;
+        Ok(Greeting {
+            before_name: before.to_string(),
+            after_name: after.to_string(),
+            anonymous: anonymous.trim().to_string(),
+        })
+    }
+}
+
 /// A rendered part, split once into literal text and per-reader slots.
 #[derive(Debug, Clone)]
 pub struct Personalisable {
     segments: Vec<Segment>,
     literal_len: usize,
+    greeting: Greeting,
 }
 
 impl Personalisable {
-    fn split(rendered: &str) -> Personalisable {
+    fn split(rendered: &str, greeting: &Greeting) -> Personalisable {
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut rest = rendered;
@@ -191,6 +228,7 @@ impl Personalisable {
         Personalisable {
             segments,
             literal_len,
+            greeting: greeting.clone(),
         }
     }
 
@@ -200,7 +238,7 @@ impl Personalisable {
         for segment in &self.segments {
             match segment {
                 Segment::Text(t, _) => out.push_str(t),
-                Segment::Slot(slot) => slot_value(&mut out, *slot, reader, html),
+                Segment::Slot(slot) => slot_value(&mut out, *slot, reader, &self.greeting, html),
             }
         }
         out
@@ -218,7 +256,7 @@ impl Personalisable {
                 Segment::Text(_, encoded) => out.extend_from_slice(encoded),
                 Segment::Slot(slot) => {
                     value.clear();
-                    slot_value(&mut value, *slot, reader, html);
+                    slot_value(&mut value, *slot, reader, &self.greeting, html);
                     out.extend_from_slice(&quoted_printable_segment(&value));
                 }
             }
@@ -232,7 +270,7 @@ impl Personalisable {
 }
 
 /// Writes a reader's value for `slot`; with `html`, escaped.
-fn slot_value(out: &mut String, slot: Slot, reader: &Reader<'_>, html: bool) {
+fn slot_value(out: &mut String, slot: Slot, reader: &Reader<'_>, greeting: &Greeting, html: bool) {
     let push = |out: &mut String, value: &str| {
         if html {
             escape_html_into(out, value)
@@ -243,11 +281,11 @@ fn slot_value(out: &mut String, slot: Slot, reader: &Reader<'_>, html: bool) {
     match slot {
         Slot::Greeting => match reader.name {
             Some(name) => {
-                out.push_str("Hi ");
+                push(out, &greeting.before_name);
                 push(out, name);
-                out.push(',');
+                push(out, &greeting.after_name);
             }
-            None => out.push_str("Hello,"),
+            None => push(out, &greeting.anonymous),
         },
         Slot::Unsubscribe => push(out, reader.unsubscribe_url),
         Slot::FeedbackYes => push(out, reader.feedback_yes_url),
@@ -296,13 +334,14 @@ pub struct RenderedReport {
     pub text: Personalisable,
 }
 
-/// "6–12 March 2020", or the date, or nothing.
+/// "6–12 March 2020", or the date as `YYYY-MM-DD` (which the templates'
+/// `long_date` filter writes out in the publication's language), or nothing.
 fn dateline(report: &Report) -> Option<String> {
     report
         .meta
         .period
         .clone()
-        .or_else(|| report.meta.date.map(|d| d.format("%-d %B %Y").to_string()))
+        .or_else(|| report.meta.date.map(|d| d.format("%Y-%m-%d").to_string()))
 }
 
 #[derive(Serialize)]
@@ -342,10 +381,11 @@ pub fn render_report(
         .inline(&html)
         .map_err(|e| RenderError::Inline(e.to_string()))?;
     let text = tidy_text(&tera.render("email/report.txt", &context)?);
+    let greeting = Greeting::render(tera)?;
     Ok(RenderedReport {
         subject: report.meta.title.clone(),
-        html: Personalisable::split(&html),
-        text: Personalisable::split(&text),
+        html: Personalisable::split(&html, &greeting),
+        text: Personalisable::split(&text, &greeting),
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod admins;
 mod bounces;
+mod consents;
 mod error;
 mod outbox;
 mod readers;
@@ -29,6 +30,7 @@ pub use bounces::{
     BounceEffect, BounceMessage, BounceStats, BouncedDelivery, NewBounce, SoftBouncePolicy,
     Suppression,
 };
+pub use consents::{Consent, PreconfirmedOutcome};
 pub use error::{StorageProblem, StoreError};
 pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};

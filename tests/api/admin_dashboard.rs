@@ -284,7 +284,7 @@ async fn a_deleted_reader_leaves_only_anonymous_counts(backend: Backend) {
     );
     let archive = app.get("/archive/helpful").await.text().await.unwrap();
     assert!(
-        archive.contains("1 out of 2 found this helpful"),
+        archive.contains("1 out of 2 readers found this helpful"),
         "the vote still counts"
     );
     let csv = feedback_csv(&app, id).await;

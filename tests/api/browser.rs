@@ -274,7 +274,7 @@ async fn an_editor_sends_a_report_and_sees_the_feedback() {
         .unwrap();
     let archive = wait_for_text(&browser, "body", |t| t.contains("found this helpful")).await;
     assert!(
-        archive.contains("1 out of 1 found this helpful"),
+        archive.contains("1 out of 1 reader found this helpful"),
         "{archive}"
     );
     screenshot(&browser, "09-archive").await;
@@ -304,4 +304,96 @@ async fn an_editor_sends_a_report_and_sees_the_feedback() {
 
     browser.close().await.unwrap();
     worker.cancel();
+}
+
+/// What the browser shows of the page: its language and its visible text.
+async fn lang_and_text(browser: &Client) -> (String, String) {
+    let lang = browser
+        .execute("return document.documentElement.lang;", vec![])
+        .await
+        .unwrap();
+    let text = browser
+        .execute("return document.body.innerText;", vec![])
+        .await
+        .unwrap();
+    (
+        lang.as_str().unwrap_or_default().to_string(),
+        text.as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A Chinese publication as its readers see it: the sign-up page, the
+/// report email, the archive, the feedback and unsubscribe pages, each in
+/// Chinese with no English chrome, each screenshotted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chinese_reader_sees_chinese_pages_and_mail() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let app = crate::language::spawn_chinese_app(Backend::Sqlite).await;
+    let browser = browser(&driver).await;
+    let check = |name: &'static str, expected: &'static str| {
+        let browser = browser.clone();
+        async move {
+            wait_for_text(&browser, "body", |t| t.contains(expected)).await;
+            let (lang, text) = lang_and_text(&browser).await;
+            assert_eq!(lang, "zh-CN", "{name}");
+            crate::language::assert_no_english_chrome(name, &text);
+            screenshot(&browser, name).await;
+        }
+    };
+
+    browser.goto(&app.url("/")).await.unwrap();
+    check("zh-01-sign-up", "电子邮件地址").await;
+    type_into(&browser, "#email", "reader@example.com").await;
+    type_into(&browser, "#name", "安娜").await;
+    click(
+        &browser,
+        "form[action='/subscriptions'] button[type=submit]",
+    )
+    .await;
+    check("zh-02-check-your-inbox", "请查收邮件").await;
+    app.dispatch_all_pending().await;
+    let confirmation = app.smtp.received_for("reader@example.com").pop().unwrap();
+    browser
+        .goto(&crate::helpers::confirmation_link(&confirmation))
+        .await
+        .unwrap();
+    // The page's script confirms at once.
+    check("zh-03-subscribed", "订阅成功").await;
+
+    let id = app
+        .create_report(include_str!("../../reports/example.zh-CN.md"))
+        .await;
+    app.trigger_send(id, "zh").await;
+    app.dispatch_all_pending().await;
+    let mail = app.mail_to("reader@example.com", "产业区块链周报：");
+    let dir = tempfile::tempdir().unwrap();
+    let email = dir.path().join("email.html");
+    std::fs::write(&email, mail.html()).unwrap();
+    browser
+        .goto(&format!("file://{}", email.display()))
+        .await
+        .unwrap();
+    check("zh-04-email", "本期报告对您有帮助吗？").await;
+
+    let yes = feedback_link(&app, &mail, "yes");
+    browser.goto(&yes).await.unwrap();
+    check("zh-05-feedback-thanks", "谢谢！").await;
+    browser
+        .goto(&app.url("/archive/chanye-qukuailian-zhoubao-2020-11"))
+        .await
+        .unwrap();
+    check("zh-06-archive-report", "1 位读者中有 1 位认为有帮助").await;
+    browser.goto(&app.url("/archive")).await.unwrap();
+    check("zh-07-archive", "往期报告").await;
+    let unsubscribe = mail
+        .links_starting_with(&app.url("/unsubscribe"))
+        .pop()
+        .unwrap();
+    browser.goto(&unsubscribe).await.unwrap();
+    check("zh-08-unsubscribe", "不再接收").await;
+    click(&browser, "form button[type=submit]").await;
+    check("zh-09-unsubscribed", "已退订").await;
+    browser.close().await.unwrap();
 }

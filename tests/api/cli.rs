@@ -9,13 +9,24 @@ crate::on_both_backends!(
     an_editor_added_on_the_command_line_can_use_the_api,
     readers_round_trip_through_export_and_import,
     reports_are_imported_updated_and_listed,
+    stdout_carries_only_the_command_output_even_with_chatty_logs,
 );
 
 pub(crate) fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    newsletter_logging(args, env, stdin, "warn")
+}
+
+/// `newsletter` with its log filter set to `log`.
+fn newsletter_logging(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+    log: &str,
+) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
         .args(args)
         .envs(env.iter().copied())
-        .env("NEWSLETTER_LOG__FILTER", "warn")
+        .env("NEWSLETTER_LOG__FILTER", log)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -315,6 +326,61 @@ async fn reports_are_imported_updated_and_listed(backend: Backend) {
         "{list}"
     );
     assert_eq!(app.count("select count(*) from reports").await, 1);
+}
+
+/// `TOKEN=$(newsletter admin token …)` and `subscribers export > file`
+/// capture the output alone, whatever the log level: the migration run by
+/// every command (PostgreSQL answers it with notices) logs to stderr.
+async fn stdout_carries_only_the_command_output_even_with_chatty_logs(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.confirmed_reader("ana@example.com").await;
+    let db = app.app.state.settings.database_url.clone();
+    let env = [("NEWSLETTER_DATABASE_URL", db.as_str())];
+    let run = |args: &[&str], stdin: Option<&str>| newsletter_logging(args, &env, stdin, "trace");
+    let added = run(
+        &["admin", "add", "ed@example.com"],
+        Some("a long enough password\n"),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let token = run(&["admin", "token", "ed@example.com"], None);
+    assert!(token.status.success());
+    let stdout = String::from_utf8(token.stdout).unwrap();
+    let stderr = String::from_utf8(token.stderr).unwrap();
+    assert!(
+        !stderr.trim().is_empty(),
+        "the logs are somewhere: on stderr"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout is the token alone: {stdout:?}"
+    );
+    let token = stdout.trim_end_matches('\n');
+    assert!(
+        token.starts_with("nl_") && !token.contains(' '),
+        "{token:?}"
+    );
+    let response = app
+        .client
+        .get(app.url("/api/reports"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the captured token works");
+
+    let export = run(&["subscribers", "export"], None);
+    assert!(export.status.success());
+    let csv = String::from_utf8(export.stdout).unwrap();
+    let mut reader = ::csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<::csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert_eq!(&rows[0][0], "ana@example.com");
 }
 
 /// `config check` names the algorithm and prints the record an independent

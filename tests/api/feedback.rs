@@ -114,7 +114,7 @@ async fn yes_then_no_the_counts_follow(backend: Backend) {
         .text()
         .await
         .unwrap()
-        .contains("1 out of 2 found this helpful"));
+        .contains("1 out of 2 readers found this helpful"));
     assert_eq!(s["delivered"], 2);
     assert_eq!(s["response_rate"], 1.0);
 }

@@ -260,6 +260,38 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The text of the page at `path`, or at a full link into this app.
+    pub async fn page_text(&self, path: &str) -> String {
+        let path = path.strip_prefix(&self.address).unwrap_or(path);
+        self.get(path).await.text().await.expect("a page")
+    }
+
+    /// Opens the confirmation link of `mail`, then confirms as its button
+    /// does; returns both pages.
+    pub async fn confirm_through_pages(&self, mail: &Received) -> (String, String) {
+        let link = confirmation_link(mail);
+        let page = self.page_text(&link).await;
+        let confirmed = self
+            .post_form(
+                "/subscriptions/confirm",
+                &format!("token={}", token_in(&link)),
+            )
+            .await
+            .text()
+            .await
+            .expect("a page");
+        (page, confirmed)
+    }
+
+    /// The mail to `email` whose subject starts with `subject`.
+    pub fn mail_to(&self, email: &str, subject: &str) -> Received {
+        self.smtp
+            .received_for(email)
+            .into_iter()
+            .find(|m| m.subject().starts_with(subject))
+            .unwrap_or_else(|| panic!("no mail {subject:?} to {email}"))
+    }
+
     /// Signs `email` up through the form and returns the confirmation mail.
     pub async fn sign_up(&self, email: &str) -> Received {
         let before = self.smtp.received_for(email).len();
