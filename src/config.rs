@@ -434,6 +434,10 @@ impl Settings {
                 "soft_bounce_limit and soft_bounce_days must be at least 1",
             ));
         }
+        if let Some(key) = &self.bounces.webhooks.sendgrid_public_key {
+            crate::bounces::webhooks::SendgridKey::parse(key)
+                .map_err(|e| invalid("bounces.webhooks.sendgrid_public_key", e.to_string()))?;
+        }
         if self.delivery.max_attempts <= 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
         }

@@ -73,6 +73,9 @@ enum BouncesCommand {
         #[arg(long)]
         recipient: Option<String>,
     },
+    /// Read the bounce mailbox (bounces.imap) once and exit; `serve`
+    /// polls it on its own.
+    Poll,
 }
 
 #[derive(Subcommand)]
@@ -303,6 +306,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let outcome = bounces::ingest(&intake, &raw, recipient.as_deref()).await;
             store.close().await;
             println!("{}", outcome?);
+            Ok(())
+        }
+        Command::Bounces(BouncesCommand::Poll) => {
+            if settings.bounces.imap.is_none() {
+                anyhow::bail!("no bounce mailbox is configured (bounces.imap)");
+            }
+            let app = Application::build(settings).await?;
+            let summary = app
+                .bounce_mailbox()?
+                .context("no bounce mailbox")?
+                .poll_once()
+                .await?;
+            println!(
+                "{} messages taken, {} left in the mailbox",
+                summary.taken, summary.left
+            );
             Ok(())
         }
         Command::Admin(AdminCommand::Token {

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::bounces::{BounceMailbox, Intake};
 use crate::config::Settings;
 use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
@@ -97,6 +98,25 @@ impl Application {
         self.dispatcher.clone().run(cancel).await;
     }
 
+    /// The bounce intake, as every way in uses it.
+    pub fn intake(&self) -> anyhow::Result<Intake> {
+        let settings = &self.state.settings;
+        Ok(Intake::new(
+            self.state.store.clone(),
+            self.state.signer.clone(),
+            settings.bounce_address()?,
+            settings.bounces.clone(),
+        ))
+    }
+
+    /// The bounce mailbox poller, when one is configured.
+    pub fn bounce_mailbox(&self) -> anyhow::Result<Option<BounceMailbox>> {
+        let Some(imap) = self.state.settings.bounces.imap.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(BounceMailbox::new(imap, self.intake()?)?))
+    }
+
     /// `serve`: HTTP and the worker in one process.
     pub async fn run_all(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let listen = self.state.settings.listen;
@@ -109,6 +129,10 @@ impl Application {
             let cancel = cancel.clone();
             tokio::spawn(async move { dispatcher.run(cancel).await })
         };
+        if let Some(mailbox) = self.bounce_mailbox()? {
+            tracing::info!("polling the bounce mailbox");
+            tokio::spawn(mailbox.run(cancel.clone()));
+        }
         let served = self.serve_http(listener, cancel.clone()).await;
         cancel.cancel();
         worker.await.context("worker task")?;
@@ -155,13 +179,55 @@ pub fn cancel_on_signal(cancel: CancellationToken) {
     });
 }
 
-/// A database URL with any password replaced, for messages and logs.
+/// A database URL with any password replaced (in the user part or as a
+/// `password` parameter), for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        changed = true;
+    }
+    let secret = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        key.contains("password") || key.contains("passwd") || key == "pass"
+    };
+    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_wherever_they_are_given() {
+        let url = redact_url("postgres://app:s3cret@db/news?sslmode=require&password=s3cret");
+        assert!(!url.contains("s3cret"), "{url}");
+        assert!(url.contains("sslmode=require"), "{url}");
+        assert_eq!(
+            redact_url("sqlite://data/newsletter.db"),
+            "sqlite://data/newsletter.db"
+        );
     }
 }

@@ -5,11 +5,14 @@
 
 mod classify;
 mod intake;
+mod mailbox;
 mod parse;
 mod verp;
+pub mod webhooks;
 
 pub use classify::{classify, is_recipient_refusal};
 pub use intake::{Intake, IntakeError, IntakeResult, ProviderEvent, Recorded};
+pub use mailbox::{BounceMailbox, MailboxError, PollSummary};
 pub use parse::{read_notice, Complaint, Failure, Notice, NoticeKind};
 pub use verp::{BounceAddress, BounceAddressError, ForgedToken};
 

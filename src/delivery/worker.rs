@@ -569,7 +569,9 @@ impl Dispatcher {
         if cancel.is_cancelled() {
             return Ok(Handled::Untouched);
         }
-        if job.kind != JobKind::Test
+        // A confirmation still queued is one asked for after the reader
+        // left (leaving withdraws the older ones): it is their way back.
+        if job.kind == JobKind::Report
             && job.subscriber_status == Some(SubscriberStatus::Unsubscribed)
         {
             return Ok(Handled::Outcome(JobOutcome::Skipped {

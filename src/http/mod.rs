@@ -16,6 +16,7 @@ pub mod password_checks;
 pub mod server;
 mod subscribe;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,8 @@ pub struct AppState {
 impl AppState {
     /// The client's address: the peer, or the configured proxy header's
     /// last entry (the one our own proxy appended; earlier ones are the
-    /// client's word and could be forged).
+    /// client's word and could be forged). A header sent on several lines
+    /// is one list, so the last entry is on the last line.
     pub fn client_ip(
         &self,
         headers: &axum::http::HeaderMap,
@@ -63,7 +65,7 @@ impl AppState {
         self.settings
             .client_ip_header
             .as_deref()
-            .and_then(|name| headers.get(name))
+            .and_then(|name| headers.get_all(name).iter().next_back())
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
@@ -128,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
 
+    let https = state.settings.base_url.scheme() == "https";
     Router::new()
         .merge(subscribe::routes())
         .merge(api::routes())
@@ -139,9 +142,39 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(assets::routes())
+        .merge(webhooks::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
+        .layer(axum::middleware::from_fn(move |request, next| {
+            transport_and_cache_policy(https, request, next)
+        }))
         .layer(middleware)
         .with_state(state)
+}
+
+/// Editors' pages, the API and their CSV downloads hold readers' data: no
+/// cache (a shared one, or the browser's on a shared computer) may keep
+/// them. Over https, browsers are told never to use plain http here again.
+async fn transport_and_cache_policy(
+    https: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let private = ["/admin", "/api/"]
+        .iter()
+        .any(|prefix| path == prefix.trim_end_matches('/') || path.starts_with(prefix));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if private {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

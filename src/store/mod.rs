@@ -169,6 +169,7 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         _ => Path::new("."),
     };
     check_data_directory(dir, Path::new(path))?;
+    create_private_file(Path::new(path))?;
     Ok(if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
@@ -184,7 +185,12 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
 fn check_data_directory(dir: &Path, file: &Path) -> Result<(), StoreError> {
     let advice = "make it writable for the user running newsletter, or set database_url to a \
                   file in a writable directory";
-    if let Err(e) = std::fs::create_dir_all(dir) {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    // The directory holds the signing key and password hashes.
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    if let Err(e) = builder.create(dir) {
         return Err(StoreError::Config(format!(
             "the data directory {} does not exist and cannot be created ({e}): create it and {advice}",
             dir.display()
@@ -212,6 +218,25 @@ fn check_data_directory(dir: &Path, file: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Creates the database file readable by this user only: it holds the
+/// signing key and password hashes. SQLite gives its journal files the
+/// database file's permissions. An existing file is left as the operator
+/// made it.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// `$1, $2, …` for a list of `n` values starting at placeholder `first`.

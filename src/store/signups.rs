@@ -100,18 +100,13 @@ async fn write_batch(
     let now = now_ms();
     let mut tx = write.begin().await?;
 
-    // Insert or refresh every reader at once. A confirmed reader stays as
-    // they are; one who left becomes pending again (they asked to return).
-    // Assignments read the row as it was before the statement.
+    // Insert every new reader at once. A sign-up changes nothing about a
+    // reader already here: not the name (a stranger could rename them), not
+    // the status (one who asked never to be mailed again stays so until
+    // they confirm). The no-op update makes the row come back in `returning`.
     let sql = format!(
         "insert into subscribers (email, name, status, created_at) values {} \
-         on conflict (email) do update set \
-         name = case when subscribers.status = 'confirmed' then subscribers.name \
-                else coalesce(excluded.name, subscribers.name) end, \
-         unsubscribed_at = case when subscribers.status = 'unsubscribed' then null \
-                else subscribers.unsubscribed_at end, \
-         status = case when subscribers.status = 'unsubscribed' then 'pending' \
-                else subscribers.status end \
+         on conflict (email) do update set status = subscribers.status \
          returning id, email, status, created_at",
         value_rows(batch.len(), 4)
     );
@@ -139,7 +134,7 @@ async fn write_batch(
     // Readers who were here before may have had confirmation mails lately.
     let returning: Vec<i64> = readers
         .values()
-        .filter(|(_, status, new)| status == "pending" && !new)
+        .filter(|(_, status, new)| status != SubscriberStatus::Confirmed.as_str() && !new)
         .map(|(id, _, _)| *id)
         .collect();
     let mut recent: HashMap<i64, i64> = HashMap::new();
@@ -166,7 +161,9 @@ async fn write_batch(
         })?;
         let outcome = match SubscriberStatus::parse(status) {
             Some(SubscriberStatus::Confirmed) => AlreadyConfirmed,
-            Some(SubscriberStatus::Pending) => {
+            // One who left gets a confirmation too: following it is how
+            // they come back, and nothing else mails them meanwhile.
+            Some(SubscriberStatus::Pending | SubscriberStatus::Unsubscribed) => {
                 if recent.get(id).copied().unwrap_or(0) >= job.confirmations_per_day {
                     RateLimited
                 } else {
@@ -174,16 +171,16 @@ async fn write_batch(
                     ConfirmationQueued
                 }
             }
-            _ => return Err(StoreError::Corrupt(format!("subscriber status {status:?}"))),
+            None => return Err(StoreError::Corrupt(format!("subscriber status {status:?}"))),
         };
         outcomes.push(outcome);
     }
 
     if !confirm.is_empty() {
         let sql = format!(
-            "insert into confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
+            "insert into confirmation_tokens (token_hash, subscriber_id, created_at, expires_at, name) \
              values {}",
-            value_rows(confirm.len(), 4)
+            value_rows(confirm.len(), 5)
         );
         let mut query = sqlx::query(&sql);
         for (id, job) in &confirm {
@@ -191,7 +188,8 @@ async fn write_batch(
                 .bind(job.token_hash.as_str())
                 .bind(*id)
                 .bind(now)
-                .bind(job.expires_at);
+                .bind(job.expires_at)
+                .bind(job.name.as_deref());
         }
         query.execute(&mut *tx).await?;
 

@@ -132,29 +132,43 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // The name is the one sent with the sign-up whose link was followed,
+        // so nobody else's sign-up names this reader.
         sqlx::query(
-            "update subscribers set status = 'confirmed', confirmed_at = $2 \
-             where id = $1 and status = 'pending'",
+            "update subscribers set status = 'confirmed', confirmed_at = $2, unsubscribed_at = null, \
+             name = (select name from confirmation_tokens where token_hash = $3) \
+             where id = $1 and status in ('pending', 'unsubscribed')",
         )
         .bind(id)
         .bind(now)
+        .bind(token_hash)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed(id))
     }
 
-    /// Unsubscribes at once. Returns false for an unknown id.
+    /// Unsubscribes at once, and withdraws any confirmation mail still
+    /// queued for the reader. Returns false for an unknown id.
     pub async fn unsubscribe(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_ms();
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "update subscribers set status = 'unsubscribed', \
              unsubscribed_at = coalesce(unsubscribed_at, $2) where id = $1",
         )
         .bind(id)
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "update outbox set status = 'cancelled' \
+             where subscriber_id = $1 and kind = 'confirmation' and status in ('queued', 'paused')",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -4,11 +4,12 @@
 use reqwest::Method;
 
 use crate::feedback::{feedback_link, sent_report, token_of};
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{confirmation_link, spawn_app, token_in, Backend};
 
 crate::on_both_backends!(
     formulas_in_feedback_and_reader_exports_open_as_text,
     a_confirmation_mail_carries_no_text_chosen_by_the_signer,
+    a_strangers_sign_up_neither_renames_nor_resubscribes_a_reader,
 );
 
 const FORMULAS: &[&str] = &[
@@ -135,4 +136,82 @@ async fn a_confirmation_mail_carries_no_text_chosen_by_the_signer(backend: Backe
         seen.contains("/subscriptions/confirm?token="),
         "still a usable mail"
     );
+}
+
+async fn a_strangers_sign_up_neither_renames_nor_resubscribes_a_reader(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sign_up = |email: &'static str, name: &'static str| {
+        let body = serde_urlencoded::to_string([("email", email), ("name", name)]).unwrap();
+        let app = &app;
+        async move {
+            assert_eq!(app.post_form("/subscriptions", &body).await.status(), 200);
+            app.dispatch_all_pending().await;
+            app.smtp
+                .received_for(email)
+                .pop()
+                .expect("a confirmation mail")
+        }
+    };
+    let name_of = |email: &'static str| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, Option<String>>("select name from subscribers where email = $1")
+                .bind(email)
+                .fetch_one(app.store().pool())
+                .await
+                .unwrap()
+        }
+    };
+
+    // A pending reader keeps the name they gave, through confirmation.
+    let own = sign_up("ana@example.com", "Ana").await;
+    sign_up("ana@example.com", "Mallory says click here").await;
+    assert_eq!(name_of("ana@example.com").await.as_deref(), Some("Ana"));
+    let token = token_in(&confirmation_link(&own));
+    app.post_form("/subscriptions/confirm", &format!("token={token}"))
+        .await;
+    assert_eq!(
+        app.status_of("ana@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(name_of("ana@example.com").await.as_deref(), Some("Ana"));
+
+    // A reader who left is not put back by someone else's sign-up.
+    let mail = app.confirmed_reader("dee@example.com").await;
+    let unsubscribe = mail.header("List-Unsubscribe").unwrap();
+    let unsubscribe = unsubscribe.trim_start_matches('<').trim_end_matches('>');
+    assert_eq!(
+        app.client.post(unsubscribe).send().await.unwrap().status(),
+        200
+    );
+    let offered = sign_up("dee@example.com", "Dee D.").await;
+    assert_eq!(
+        app.status_of("dee@example.com").await.as_deref(),
+        Some("unsubscribed")
+    );
+    let report = app
+        .create_report(&crate::sending::report_source("after-leaving"))
+        .await;
+    assert_eq!(app.trigger_send(report, "k").await.status(), 202);
+    app.dispatch_all_pending().await;
+    let reports_to_dee = app
+        .smtp
+        .received_for("dee@example.com")
+        .iter()
+        .filter(|m| !m.subject().contains("confirm"))
+        .count();
+    assert_eq!(reports_to_dee, 0, "no report for a reader who left");
+    assert!(
+        app.smtp.received_for("ana@example.com").len() >= 2,
+        "Ana got it"
+    );
+    // Following the link is how they come back, with the name sent with it.
+    let token = token_in(&confirmation_link(&offered));
+    app.post_form("/subscriptions/confirm", &format!("token={token}"))
+        .await;
+    assert_eq!(
+        app.status_of("dee@example.com").await.as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(name_of("dee@example.com").await.as_deref(), Some("Dee D."));
 }

@@ -115,6 +115,8 @@ async fn secrets_and_tokens_never_reach_the_logs() {
             "NEWSLETTER_MAIL__SMTP_URL",
             format!("smtp://user:smtp-password-xyz@127.0.0.1:{}", smtp.port),
         )
+        // The test relay is on this machine: no TLS, explicitly allowed.
+        .env("NEWSLETTER_MAIL__ALLOW_PLAINTEXT_AUTH", "true")
         .env("NEWSLETTER_SECRET_KEY", secret)
         .env("NEWSLETTER_DELIVERY__POLL_INTERVAL_MS", "50")
         .env("NEWSLETTER_LOG__FILTER", "debug")

@@ -343,7 +343,8 @@ async fn an_unsubscribed_reader_may_opt_in_again(backend: Backend) {
     let again = app.sign_up("dee@example.com").await;
     assert_eq!(
         app.status_of("dee@example.com").await.as_deref(),
-        Some("pending")
+        Some("unsubscribed"),
+        "until the link is followed"
     );
     let token = token_in(&confirmation_link(&again));
     app.post_form("/subscriptions/confirm", &format!("token={token}"))

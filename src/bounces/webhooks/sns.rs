@@ -1,0 +1,342 @@
+//! Amazon SES notifications delivered by SNS. Every SNS message is signed
+//! with a certificate SNS publishes; the certificate is fetched only from
+//! the configured hosts (Amazon's, in production) and only notifications of
+//! the configured topics are taken. Subscription confirmations are
+//! answered by visiting the confirmation link, under the same host rule.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ring::signature::{
+    UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256,
+};
+use serde::Deserialize;
+use url::Url;
+use x509_cert::der::DecodePem;
+use x509_cert::Certificate;
+
+use super::{malformed, WebhookError};
+use crate::bounces::{BounceKind, ProviderEvent};
+use crate::config::WebhookSettings;
+
+/// What an SNS call was.
+#[derive(Debug)]
+pub enum SnsOutcome {
+    /// The subscription was confirmed.
+    Subscribed,
+    /// A notification, with the bounces and complaints it reports.
+    Events(Vec<ProviderEvent>),
+    /// Nothing for us (an unsubscribe confirmation, a delivery notice).
+    Ignored,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsMessage {
+    #[serde(rename = "Type")]
+    kind: String,
+    message_id: String,
+    topic_arn: String,
+    #[serde(default)]
+    subject: Option<String>,
+    message: String,
+    timestamp: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default, rename = "SubscribeURL")]
+    subscribe_url: Option<String>,
+    signature_version: String,
+    signature: String,
+    #[serde(rename = "SigningCertURL")]
+    signing_cert_url: String,
+}
+
+/// Verifies one SNS call and reads it.
+pub async fn ses_events(
+    body: &[u8],
+    settings: &WebhookSettings,
+) -> Result<SnsOutcome, WebhookError> {
+    if settings.ses_topic_arns.is_empty() {
+        return Err(WebhookError::NotConfigured);
+    }
+    let message: SnsMessage = serde_json::from_slice(body).map_err(malformed)?;
+    if !settings.ses_topic_arns.contains(&message.topic_arn) {
+        return Err(WebhookError::Unauthorized(
+            "notifications of this topic are not taken",
+        ));
+    }
+    let cert_url = allowed_url(&message.signing_cert_url, &settings.sns_certificate_hosts).ok_or(
+        WebhookError::Unauthorized("the signing certificate is not on an SNS host"),
+    )?;
+    let key = public_key(&cert_url).await?;
+    let signature = STANDARD
+        .decode(&message.signature)
+        .map_err(|_| WebhookError::Unauthorized("the signature is not valid"))?;
+    let algorithm: &'static dyn ring::signature::VerificationAlgorithm =
+        match message.signature_version.as_str() {
+            "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "2" => &RSA_PKCS1_2048_8192_SHA256,
+            _ => return Err(WebhookError::Unauthorized("unknown signature version")),
+        };
+    UnparsedPublicKey::new(algorithm, &key)
+        .verify(string_to_sign(&message)?.as_bytes(), &signature)
+        .map_err(|_| WebhookError::Unauthorized("the signature is not valid"))?;
+
+    match message.kind.as_str() {
+        "SubscriptionConfirmation" => {
+            let url = message
+                .subscribe_url
+                .as_deref()
+                .and_then(|u| allowed_url(u, &settings.sns_certificate_hosts))
+                .ok_or(WebhookError::Unauthorized(
+                    "the subscription link is not on an SNS host",
+                ))?;
+            let response =
+                CLIENT.get(url).send().await.map_err(|e| {
+                    WebhookError::Upstream(format!("confirming the subscription: {e}"))
+                })?;
+            if !response.status().is_success() {
+                return Err(WebhookError::Upstream(format!(
+                    "confirming the subscription: SNS answered {}",
+                    response.status()
+                )));
+            }
+            tracing::info!(topic = %message.topic_arn, "SNS subscription confirmed");
+            Ok(SnsOutcome::Subscribed)
+        }
+        "Notification" => Ok(SnsOutcome::Events(ses_notification(&message.message)?)),
+        _ => Ok(SnsOutcome::Ignored),
+    }
+}
+
+/// The canonical text SNS signs: named fields in a fixed order, each name
+/// and value on a line of its own.
+fn string_to_sign(m: &SnsMessage) -> Result<String, WebhookError> {
+    let mut fields: Vec<(&str, &str)> = vec![("Message", &m.message), ("MessageId", &m.message_id)];
+    match m.kind.as_str() {
+        "Notification" => {
+            if let Some(subject) = &m.subject {
+                fields.push(("Subject", subject));
+            }
+        }
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+            let url = m
+                .subscribe_url
+                .as_deref()
+                .ok_or_else(|| malformed("no SubscribeURL"))?;
+            fields.push(("SubscribeURL", url));
+        }
+        other => return Err(malformed(format!("unknown message type {other:?}"))),
+    }
+    fields.push(("Timestamp", &m.timestamp));
+    if m.kind != "Notification" {
+        let token = m.token.as_deref().ok_or_else(|| malformed("no Token"))?;
+        fields.push(("Token", token));
+    }
+    fields.push(("TopicArn", &m.topic_arn));
+    fields.push(("Type", &m.kind));
+    Ok(fields
+        .into_iter()
+        .map(|(name, value)| format!("{name}\n{value}\n"))
+        .collect())
+}
+
+/// `url` when its host is allowed: HTTPS only, except on a loopback
+/// address (for tests).
+fn allowed_url(url: &str, hosts: &[String]) -> Option<Url> {
+    let url = Url::parse(url).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    let loopback = host
+        .trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return None;
+    }
+    let allowed = hosts.iter().any(|allowed| {
+        let allowed = allowed.to_ascii_lowercase();
+        match allowed.strip_prefix('.') {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => host == allowed,
+        }
+    });
+    allowed.then_some(url)
+}
+
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client with static settings")
+});
+
+/// Signing keys by certificate URL: SNS uses few certificates, each for
+/// a long time.
+static KEYS: LazyLock<Mutex<HashMap<String, Vec<u8>>>> = LazyLock::new(Mutex::default);
+
+async fn public_key(url: &Url) -> Result<Vec<u8>, WebhookError> {
+    if let Some(key) = KEYS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(url.as_str())
+    {
+        return Ok(key.clone());
+    }
+    let fetch_failed =
+        |e: String| WebhookError::Upstream(format!("fetching the SNS certificate: {e}"));
+    let response = CLIENT
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| fetch_failed(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(fetch_failed(format!("answered {}", response.status())));
+    }
+    let pem = response
+        .bytes()
+        .await
+        .map_err(|e| fetch_failed(e.to_string()))?;
+    let cert = Certificate::from_pem(&pem).map_err(|e| fetch_failed(e.to_string()))?;
+    let key = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes()
+        .to_vec();
+    let mut keys = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    if keys.len() > 64 {
+        keys.clear();
+    }
+    keys.insert(url.to_string(), key.clone());
+    Ok(key)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesNotification {
+    #[serde(default)]
+    notification_type: Option<String>,
+    /// Configuration-set event publishing names it so.
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    bounce: Option<SesBounce>,
+    #[serde(default)]
+    complaint: Option<SesComplaint>,
+    #[serde(default)]
+    mail: Option<SesMail>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesBounce {
+    bounce_type: String,
+    bounced_recipients: Vec<SesRecipient>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesRecipient {
+    email_address: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    diagnostic_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesComplaint {
+    complained_recipients: Vec<SesRecipient>,
+    #[serde(default)]
+    complaint_feedback_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesMail {
+    #[serde(default)]
+    common_headers: Option<SesCommonHeaders>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesCommonHeaders {
+    #[serde(default)]
+    message_id: Option<String>,
+}
+
+/// The bounces and complaints in an SES notification.
+fn ses_notification(text: &str) -> Result<Vec<ProviderEvent>, WebhookError> {
+    let n: SesNotification = serde_json::from_str(text).map_err(malformed)?;
+    let message_id = n
+        .mail
+        .and_then(|m| m.common_headers)
+        .and_then(|h| h.message_id);
+    let kind = n.notification_type.or(n.event_type).unwrap_or_default();
+    let events = match (kind.as_str(), n.bounce, n.complaint) {
+        ("Bounce", Some(bounce), _) => {
+            let kind = match bounce.bounce_type.as_str() {
+                "Permanent" => BounceKind::Hard,
+                _ => BounceKind::Soft,
+            };
+            bounce
+                .bounced_recipients
+                .into_iter()
+                .map(|r| ProviderEvent {
+                    kind,
+                    recipient: r.email_address,
+                    message_id: message_id.clone(),
+                    status: r.status,
+                    diagnostic: r.diagnostic_code.unwrap_or_default(),
+                })
+                .collect()
+        }
+        ("Complaint", _, Some(complaint))
+            if complaint.complaint_feedback_type.as_deref() != Some("not-spam") =>
+        {
+            complaint
+                .complained_recipients
+                .into_iter()
+                .map(|r| ProviderEvent {
+                    kind: BounceKind::Complaint,
+                    recipient: r.email_address,
+                    message_id: message_id.clone(),
+                    status: None,
+                    diagnostic: complaint
+                        .complaint_feedback_type
+                        .clone()
+                        .unwrap_or_default(),
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listed_hosts_serve_certificates() {
+        let aws = vec![".amazonaws.com".to_string()];
+        assert!(allowed_url(
+            "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",
+            &aws
+        )
+        .is_some());
+        assert!(allowed_url("http://sns.eu-west-1.amazonaws.com/x.pem", &aws).is_none());
+        assert!(allowed_url("https://amazonaws.com.evil.example/x.pem", &aws).is_none());
+        assert!(allowed_url("https://evilamazonaws.com/x.pem", &aws).is_none());
+        assert!(allowed_url("http://127.0.0.1:9/x.pem", &aws).is_none());
+        let local = vec!["127.0.0.1".to_string()];
+        assert!(allowed_url("http://127.0.0.1:9/x.pem", &local).is_some());
+    }
+}
