@@ -42,6 +42,7 @@ pub struct Settings {
     pub subscription: SubscriptionSettings,
     pub bounces: BounceSettings,
     pub log: LogSettings,
+    pub http: HttpSettings,
 }
 
 /// How mail leaves the service.
@@ -61,6 +62,10 @@ pub struct MailSettings {
     pub timeout_secs: u64,
     /// Optional DKIM signing.
     pub dkim: Option<DkimSettings>,
+    /// Let a relay's user name and password travel unencrypted
+    /// (`smtp://user:pass@host` without `?tls=required`). Off: such a URL is
+    /// refused, because anyone on the path could read the password.
+    pub allow_plaintext_auth: bool,
     /// Where bounces go, e.g. `bounces@bounce.example.com`. When set, every
     /// delivery leaves with its own envelope sender
     /// `bounces+<signed token>@bounce.example.com`, so a bounce names the
@@ -96,6 +101,13 @@ pub struct DeliverySettings {
     pub poll_interval_ms: u64,
     /// Messages per second across this process (0 = unlimited).
     pub rate_limit_per_sec: u32,
+    /// Failures in a row to reach the relay at all (connection refused, TLS
+    /// or credentials refused) after which every send in progress pauses
+    /// itself, with the reason, until an editor resumes it (0 = never).
+    pub pause_after_relay_failures: u32,
+    /// A scheduled send found more than this late (the service was down at
+    /// its time) does not start on its own; it waits for an editor.
+    pub overdue_after_secs: u64,
 }
 
 /// Double opt-in.
@@ -107,6 +119,25 @@ pub struct SubscriptionSettings {
     pub confirmations_per_day: i64,
     /// Sign-up requests one client address may make per hour (0 = no limit).
     pub signups_per_ip_per_hour: usize,
+}
+
+/// The HTTP server's own limits, so that slow, idle or numerous clients
+/// cannot take the service from everybody else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSettings {
+    /// Connections served at once; more are closed as they arrive. Keep it
+    /// under the process's open-file limit (`LimitNOFILE`).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's start or the previous response: idle and trickling
+    /// connections are closed after this.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may go with no byte moving either way while a
+    /// request is read or answered.
+    pub idle_timeout_secs: u64,
+    /// Password checks run at once (Argon2id, about 19 MiB each); a login
+    /// beyond these is answered 503 at once.
+    pub login_concurrency: usize,
 }
 
 /// What bounces and complaints do, and where they come from besides the
@@ -194,6 +225,7 @@ impl Default for Settings {
                 pool_size: 8,
                 timeout_secs: 30,
                 dkim: None,
+                allow_plaintext_auth: false,
                 bounce_address: None,
             },
             delivery: DeliverySettings {
@@ -205,6 +237,8 @@ impl Default for Settings {
                 retry_max_secs: 6.0 * 3600.0,
                 poll_interval_ms: 1000,
                 rate_limit_per_sec: 0,
+                pause_after_relay_failures: 20,
+                overdue_after_secs: 3600,
             },
             subscription: SubscriptionSettings {
                 confirmation_ttl_hours: 48,
@@ -230,6 +264,12 @@ impl Default for Settings {
             log: LogSettings {
                 filter: "info".into(),
                 json: false,
+            },
+            http: HttpSettings {
+                max_connections: 1024,
+                header_timeout_secs: 10,
+                idle_timeout_secs: 60,
+                login_concurrency: 2,
             },
         }
     }
@@ -296,6 +336,17 @@ impl Settings {
                     "must be an smtp:// or smtps:// URL",
                 ));
             }
+            if url.password().is_some()
+                && smtp_security(&url) != SmtpSecurity::Encrypted
+                && !self.mail.allow_plaintext_auth
+            {
+                return Err(invalid(
+                    "mail.smtp_url",
+                    "has a user name and password but no guaranteed encryption, so the password \
+                     would cross the network in clear: use smtps://… or add ?tls=required, \
+                     or set mail.allow_plaintext_auth = true if the relay is on a trusted network",
+                ));
+            }
         }
         if let Some(key) = &self.secret_key {
             if key.expose_secret().len() < 32 {
@@ -306,6 +357,20 @@ impl Settings {
             return Err(invalid(
                 "delivery",
                 "concurrency and batch_size must be at least 1",
+            ));
+        }
+        if self.delivery.lease_secs == 0 {
+            return Err(invalid("delivery.lease_secs", "must be at least 1"));
+        }
+        let http = &self.http;
+        if http.max_connections == 0
+            || http.header_timeout_secs == 0
+            || http.idle_timeout_secs == 0
+            || http.login_concurrency == 0
+        {
+            return Err(invalid(
+                "http",
+                "max_connections, header_timeout_secs, idle_timeout_secs and login_concurrency must be at least 1",
             ));
         }
         if let Some(address) = &self.mail.bounce_address {
@@ -356,6 +421,47 @@ impl Settings {
     }
 }
 
+/// How an SMTP URL protects what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtps://` or `?tls=required`: always encrypted, or no mail at all.
+    Encrypted,
+    /// `?tls=opportunistic`: encrypted when the relay offers STARTTLS.
+    WhenOffered,
+    /// Plain `smtp://`: never encrypted.
+    None,
+}
+
+impl SmtpSecurity {
+    /// The sentence `config check` prints.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SmtpSecurity::Encrypted => "TLS required (smtps:// or ?tls=required)",
+            SmtpSecurity::WhenOffered => {
+                "STARTTLS when the relay offers it, otherwise unencrypted (?tls=opportunistic)"
+            }
+            SmtpSecurity::None => "no encryption (plain smtp://)",
+        }
+    }
+}
+
+/// The protection an `smtp://`/`smtps://` URL asks for.
+pub fn smtp_security(url: &Url) -> SmtpSecurity {
+    if url.scheme() == "smtps" {
+        return SmtpSecurity::Encrypted;
+    }
+    match url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned())
+        .as_deref()
+    {
+        Some("required") => SmtpSecurity::Encrypted,
+        Some("opportunistic") => SmtpSecurity::WhenOffered,
+        _ => SmtpSecurity::None,
+    }
+}
+
 fn serialize_secret<S: serde::Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.expose_secret())
 }
@@ -393,6 +499,38 @@ mod tests {
             assert_eq!(s.delivery.concurrency, 5);
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_password_without_tls_is_refused_unless_allowed() {
+        let mut s = Settings::default();
+        for url in [
+            "smtp://user:secret@relay.example.com",
+            "smtp://user:secret@relay.example.com?tls=opportunistic",
+        ] {
+            s.mail.smtp_url = Some(url.to_string().into());
+            s.mail.allow_plaintext_auth = false;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("in clear") && err.contains("tls=required"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("secret"),
+                "the password is not repeated: {err}"
+            );
+            s.mail.allow_plaintext_auth = true;
+            s.validate().unwrap();
+        }
+        s.mail.allow_plaintext_auth = false;
+        for url in [
+            "smtps://user:secret@relay.example.com",
+            "smtp://user:secret@relay.example.com?tls=required",
+            "smtp://relay.example.com",
+        ] {
+            s.mail.smtp_url = Some(url.to_string().into());
+            s.validate().unwrap();
+        }
     }
 
     #[test]

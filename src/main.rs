@@ -92,6 +92,10 @@ enum ReportCommand {
     },
     /// List the stored reports and where their sends stand.
     List,
+    /// Give every failed delivery of a report's send one more attempt (a
+    /// reader who got the report never gets it twice). REPORT is a slug or
+    /// an id.
+    RetryFailed { report: String },
 }
 
 #[derive(Subcommand)]
@@ -142,7 +146,23 @@ enum AdminCommand {
     Token {
         /// The editor the token acts for.
         email: String,
+        /// Days after which the token stops working; it never expires
+        /// when not given.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// List or revoke API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Every token: its id, editor, when it was created, last used and
+    /// when it expires. Tokens themselves are not stored, so not shown.
+    List,
+    /// Revoke a token by its id: requests with it are refused at once.
+    Revoke { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -206,6 +226,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(ReportCommand::List) => {
             let store = open_store(&settings).await?;
             print!("{}", report::list(&store).await?);
+            Ok(())
+        }
+        Command::Report(ReportCommand::RetryFailed { report }) => {
+            let store = open_store(&settings).await?;
+            let max_attempts = settings.delivery.max_attempts;
+            println!(
+                "{}",
+                report::retry_failed(&store, &report, max_attempts).await?
+            );
             Ok(())
         }
         Command::Subscribers(SubscribersCommand::Export { format, out }) => {
@@ -295,11 +324,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Admin(AdminCommand::Token { email }) => {
+        Command::Admin(AdminCommand::Token {
+            email,
+            expires_in_days,
+        }) => {
             let store = open_store(&settings).await?;
-            let token = admin::create_token(&store, &email).await?;
+            let token = admin::create_token_expiring(&store, &email, expires_in_days).await?;
             println!("{token}");
             eprintln!("Keep this token safe: it is shown only once.");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Tokens(TokensCommand::List)) => {
+            let store = open_store(&settings).await?;
+            print!("{}", admin::list_tokens(&store).await?);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Tokens(TokensCommand::Revoke { id })) => {
+            let store = open_store(&settings).await?;
+            admin::revoke_token(&store, id).await?;
+            println!("API token {id} revoked");
             Ok(())
         }
     }

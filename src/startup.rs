@@ -13,9 +13,14 @@ use crate::config::Settings;
 use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
 use crate::http::limiter::AttemptLimiter;
+use crate::http::password_checks::PasswordChecks;
+use crate::http::server::ConnectionLimits;
 use crate::http::{router, AppState};
 use crate::render;
 use crate::store::Store;
+
+/// Login throttling keys kept at once (a few hundred bytes each).
+const LOGIN_KEYS: usize = 20_000;
 
 /// The assembled service.
 pub struct Application {
@@ -55,16 +60,22 @@ impl Application {
             settings.subscription.signups_per_ip_per_hour,
             std::time::Duration::from_secs(3600),
         ));
+        let password_checks = Arc::new(
+            PasswordChecks::new(settings.http.login_concurrency)
+                .context("preparing password checks")?,
+        );
         let state = AppState {
             store,
             settings: Arc::new(settings),
             signer,
             tera,
-            login_limiter: Arc::new(AttemptLimiter::new(
-                5,
+            login_limiter: Arc::new(AttemptLimiter::with_capacity(
+                usize::MAX,
                 std::time::Duration::from_secs(15 * 60),
+                LOGIN_KEYS,
             )),
             signup_limiter,
+            password_checks,
         };
         Ok(Application { state, dispatcher })
     }
@@ -76,12 +87,9 @@ impl Application {
         listener: TcpListener,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
-        let app = router(self.state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await
-            .context("HTTP server")
+        let limits = ConnectionLimits::from(&self.state.settings.http);
+        crate::http::server::serve(listener, router(self.state.clone()), limits, cancel).await;
+        Ok(())
     }
 
     /// Runs the delivery worker until `cancel` fires.

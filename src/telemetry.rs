@@ -8,7 +8,9 @@ use crate::config::LogSettings;
 pub fn init(settings: &LogSettings) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    // stdout is for command output (a token, a CSV); the log goes to stderr.
     let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
         // stdout belongs to the commands' output (a token, a CSV, a

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::config::Settings;
+use secrecy::ExposeSecret;
+
+use crate::config::{smtp_security, Settings, SmtpSecurity};
 use crate::delivery::Mailer;
 use crate::startup::redact_url;
 use crate::store::Store;
@@ -42,6 +44,31 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
         Err(e) => {
             ok = false;
             let _ = writeln!(out, "database: NOT reachable ({database}): {e}");
+        }
+    }
+
+    if let Some(url) = settings
+        .mail
+        .smtp_url
+        .as_ref()
+        .and_then(|u| url::Url::parse(u.expose_secret()).ok())
+    {
+        let security = smtp_security(&url);
+        let _ = writeln!(out, "  smtp tls    {}", security.describe());
+        if security != SmtpSecurity::Encrypted {
+            if url.password().is_some() {
+                let _ = writeln!(
+                    out,
+                    "WARNING: the relay's password is sent unencrypted (mail.allow_plaintext_auth \
+                     is on); use smtps:// or ?tls=required unless the relay is on a trusted network"
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "WARNING: mail may cross the network to the relay unencrypted; use smtps:// \
+                     or ?tls=required unless the relay is on this machine or a trusted network"
+                );
+            }
         }
     }
 

@@ -125,3 +125,32 @@ pub async fn list(store: &Store) -> anyhow::Result<String> {
     }
     Ok(out)
 }
+
+/// Gives the failed deliveries of a report's send (by slug or id) one more
+/// attempt each; the running service or worker sends them.
+pub async fn retry_failed(
+    store: &Store,
+    report: &str,
+    max_attempts: i64,
+) -> anyhow::Result<String> {
+    let found = match report.parse::<i64>() {
+        Ok(id) => store.report(id).await?,
+        Err(_) => store.report_by_slug(report).await?,
+    };
+    let Some(found) = found else {
+        bail!("no report {report:?}; `newsletter report list` shows them");
+    };
+    match store
+        .retry_failed(found.id, max_attempts, crate::store::now_ms())
+        .await?
+    {
+        Some(n) => Ok(format!(
+            "{n} failed deliveries of {} queued once more",
+            found.slug
+        )),
+        None => bail!(
+            "{} has no send whose failures can be retried (it is a draft, scheduled or cancelled)",
+            found.slug
+        ),
+    }
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
-use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::domain::{spreadsheet_text, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::store::{now_ms, ImportedSubscriber, Store};
 
 /// Output formats of an export.
@@ -17,7 +17,7 @@ pub enum ExportFormat {
     Json,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct ExportRow {
     email: String,
     name: String,
@@ -53,7 +53,11 @@ pub async fn export(store: &Store, format: ExportFormat) -> anyhow::Result<Vec<u
         ExportFormat::Csv => {
             let mut csv = csv::Writer::from_writer(Vec::new());
             for row in &rows {
-                csv.serialize(row)?;
+                csv.serialize(ExportRow {
+                    email: spreadsheet_text(&row.email).into_owned(),
+                    name: spreadsheet_text(&row.name).into_owned(),
+                    ..row.clone()
+                })?;
             }
             if rows.is_empty() {
                 csv.write_record([

@@ -14,7 +14,7 @@ use super::headers::{ListUnsubscribe, ListUnsubscribePost};
 use crate::bounces::BounceAddress;
 use crate::domain::Signer;
 use crate::report::{Reader, RenderedReport, SendContext};
-use crate::store::{ClaimedJob, JobKind, StoredReport};
+use crate::store::{ClaimedJob, JobKind, ReportVersion};
 
 /// Why a message could not be built. These are our faults, not the relay's:
 /// the row is failed with the reason rather than retried forever.
@@ -44,8 +44,38 @@ pub struct Composer {
     /// The VERP base address; every delivery's envelope sender is made
     /// from it when set.
     bounce_address: Option<BounceAddress>,
-    /// Reports rendered once per process, then personalised per reader.
-    reports: Arc<Mutex<HashMap<i64, Arc<RenderedReport>>>>,
+    /// Report revisions rendered once per process, then personalised per
+    /// reader.
+    reports: Arc<Mutex<RenderCache>>,
+}
+
+/// Identifies the exact text a delivery carries: a report and a revision of
+/// its source. A render is only ever reused for the same text.
+pub type ReportKey = (i64, i64);
+
+/// Renders kept per process. A draft's revisions are rendered one after
+/// another as an editor tests them, so only the latest few are kept.
+#[derive(Default)]
+struct RenderCache {
+    renders: HashMap<ReportKey, Arc<RenderedReport>>,
+    /// Keys in the order they were rendered, oldest first.
+    order: std::collections::VecDeque<ReportKey>,
+}
+
+/// Renders kept at most: the revisions in flight at once are few.
+const KEPT_RENDERS: usize = 16;
+
+impl RenderCache {
+    fn insert(&mut self, key: ReportKey, rendered: Arc<RenderedReport>) {
+        if self.renders.insert(key, rendered).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > KEPT_RENDERS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.renders.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// A built message and the Message-ID it carries.
@@ -57,7 +87,6 @@ pub struct Composed {
 #[derive(Serialize)]
 struct ConfirmationContext<'a> {
     site_name: &'a str,
-    name: Option<&'a str>,
     confirm_url: &'a str,
     unsubscribe_url: &'a str,
     home_url: &'a str,
@@ -100,27 +129,29 @@ impl Composer {
         Ok(Some(Envelope::new(Some(sender), vec![to.email.clone()])?))
     }
 
-    /// Whether `report_id` is rendered and ready to personalise.
-    pub fn has_report(&self, report_id: i64) -> bool {
-        self.lock_reports().contains_key(&report_id)
+    /// Whether this revision of a report is rendered and ready to personalise.
+    pub fn has_report(&self, key: ReportKey) -> bool {
+        self.lock_reports().renders.contains_key(&key)
     }
 
-    /// Renders a stored report once; every reader's copy is filled from it.
-    pub fn prepare_report(&self, stored: &StoredReport) -> Result<(), ComposeError> {
-        let report = crate::report::Report::parse(&stored.source)
+    /// Renders a revision of a report once; every copy of it is filled from
+    /// that render.
+    pub fn prepare_report(&self, version: &ReportVersion) -> Result<(), ComposeError> {
+        let report = crate::report::Report::parse(&version.source)
             .map_err(|e| ComposeError::Report(e.to_string()))?;
         let context = SendContext {
             base_url: &self.base,
             site_name: &self.site_name,
-            archive_url: format!("{}/archive/{}", self.base, stored.slug),
+            archive_url: format!("{}/archive/{}", self.base, version.slug),
         };
         let rendered = crate::report::render_report(&self.tera, &report, &context)
             .map_err(|e| ComposeError::Report(e.to_string()))?;
-        self.lock_reports().insert(stored.id, Arc::new(rendered));
+        self.lock_reports()
+            .insert((version.report_id, version.revision), Arc::new(rendered));
         Ok(())
     }
 
-    fn lock_reports(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<RenderedReport>>> {
+    fn lock_reports(&self) -> std::sync::MutexGuard<'_, RenderCache> {
         self.reports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -165,9 +196,10 @@ impl Composer {
             token.as_str()
         );
         let unsubscribe_url = self.unsubscribe_url(subscriber_id);
+        // No name: until the address confirms, it is whatever the person
+        // who typed the address chose, and our mail must not carry it.
         let context = ConfirmationContext {
             site_name: &self.site_name,
-            name: job.subscriber_name.as_deref(),
             confirm_url: &confirm_url,
             unsubscribe_url: &unsubscribe_url,
             home_url: &self.base,
@@ -188,12 +220,12 @@ impl Composer {
     /// A reader's copy of a report (or an editor's test copy, whose links
     /// lead nowhere on purpose).
     fn report(&self, job: &ClaimedJob) -> Result<Composed, ComposeError> {
-        let report_id = job
-            .report_id
-            .ok_or(ComposeError::Missing("report delivery without a report"))?;
+        let key = report_key(job)?;
+        let report_id = key.0;
         let rendered = self
             .lock_reports()
-            .get(&report_id)
+            .renders
+            .get(&key)
             .cloned()
             .ok_or(ComposeError::Missing("report not prepared"))?;
         let (unsubscribe_url, yes, no, subject) = match (job.kind, job.subscriber_id) {
@@ -259,8 +291,25 @@ impl Composer {
             .recipient
             .parse()
             .map_err(|_| ComposeError::Recipient(job.recipient.clone()))?;
-        Ok(Mailbox::new(job.subscriber_name.clone(), address))
+        // A confirmation goes to an address that has not agreed to anything
+        // yet: no display name chosen by whoever signed it up.
+        let name = match job.kind {
+            JobKind::Confirmation => None,
+            JobKind::Report | JobKind::Test => job.subscriber_name.clone(),
+        };
+        Ok(Mailbox::new(name, address))
     }
+}
+
+/// The report revision a report or test delivery carries.
+pub fn report_key(job: &ClaimedJob) -> Result<ReportKey, ComposeError> {
+    let report_id = job
+        .report_id
+        .ok_or(ComposeError::Missing("report delivery without a report"))?;
+    let revision = job
+        .report_revision
+        .ok_or(ComposeError::Missing("report delivery without a revision"))?;
+    Ok((report_id, revision))
 }
 
 /// A part already in quoted-printable form, as a report's personalised

@@ -219,9 +219,11 @@ impl SmtpPool {
             }
             Ok(conn)
         };
+        // Whatever fails before a message is handed over fails for every
+        // message alike.
         match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(result) => result,
-            Err(_) => Err(MailError::Transient(format!(
+            Ok(result) => result.map_err(MailError::at_relay),
+            Err(_) => Err(MailError::Relay(format!(
                 "connecting to the relay took longer than {} s",
                 self.timeout.as_secs_f32()
             ))),

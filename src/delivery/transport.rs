@@ -19,6 +19,22 @@ pub enum MailError {
     /// Do not retry: a 5xx reply.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The relay itself cannot be used (connection refused, TLS handshake
+    /// failed, credentials refused): every message would fail the same way,
+    /// so this says nothing about the message.
+    #[error("the relay cannot be used: {0}")]
+    Relay(String),
+}
+
+impl MailError {
+    /// The same failure, seen before any message was handed over.
+    pub(super) fn at_relay(self) -> MailError {
+        match self {
+            MailError::Transient(m) | MailError::Permanent(m) | MailError::Relay(m) => {
+                MailError::Relay(m)
+            }
+        }
+    }
 }
 
 enum Transport {

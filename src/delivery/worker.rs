@@ -1,6 +1,8 @@
 //! The worker loop: claim a batch, send it with bounded concurrency, record
 //! the outcomes, repeat until cancelled.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +11,19 @@ use tokio::sync::Mutex;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::compose::Composer;
+use super::compose::{report_key, Composer, ReportKey};
 use super::retry::retry_delay;
 use super::transport::{MailError, Mailer};
 use crate::config::DeliverySettings;
 use crate::domain::SubscriberStatus;
-use crate::store::{now_ms, ClaimedJob, JobKind, JobOutcome, Store, StoreError};
+use crate::store::{now_ms, ClaimCheck, ClaimedJob, JobKind, JobOutcome, Store, StoreError};
+
+/// Longest wait for the database before a sender gives up on a message:
+/// a worker cut off from its database stops starting new messages within it.
+const DATABASE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long outcomes are still retried once shutdown has begun.
+const RECORD_AT_SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// Why a delivery run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +33,21 @@ pub enum DispatchError {
     /// One of the run's own tasks ended (a panic, or its partner gone).
     #[error("{0} stopped unexpectedly")]
     Stopped(&'static str),
+    /// The database did not answer in time, or leases could not be renewed:
+    /// no new message is started until it does.
+    #[error("the database is out of reach: {0}")]
+    Unreachable(String),
+}
+
+/// What a sender did with one claimed message.
+enum Handled {
+    /// Sent or tried: the outcome to record.
+    Outcome(JobOutcome),
+    /// Not sent because its send was paused or cancelled: hand the row back.
+    Withdrawn,
+    /// Not sent, and nothing to write: shutdown began, or the row is no
+    /// longer this worker's.
+    Untouched,
 }
 
 /// A claimed batch: messages to send, and those that fail at once because
@@ -51,6 +75,8 @@ pub struct Dispatcher {
     settings: DeliverySettings,
     worker_id: Arc<str>,
     pace: Option<Arc<Mutex<Interval>>>,
+    /// Relay-wide failures in a row, across this worker's senders.
+    relay_failures: Arc<AtomicU32>,
 }
 
 impl Dispatcher {
@@ -76,6 +102,74 @@ impl Dispatcher {
             settings,
             worker_id,
             pace,
+            relay_failures: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.settings.lease_secs.max(1))
+    }
+
+    /// Keeps this worker's leases alive until the returned token is
+    /// cancelled: every row it holds, waiting or on the wire, stays its own
+    /// however long the relay or the rate limit makes it wait.
+    fn start_renewer(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let stop = CancellationToken::new();
+        let every = (self.lease() / 4).max(Duration::from_millis(100));
+        let (this, until) = (self.clone(), stop.clone());
+        let handle = tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::select! {
+                    _ = until.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let lease_until = now_ms() + this.lease().as_millis() as i64;
+                let renewed = tokio::time::timeout(
+                    DATABASE_DEADLINE,
+                    this.store.renew_leases(&this.worker_id, lease_until),
+                )
+                .await;
+                match renewed {
+                    Ok(Ok(_)) if failing => {
+                        failing = false;
+                        tracing::info!("lease renewal works again");
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "cannot renew leases; no new message starts until this works");
+                    }
+                    Err(_) if !failing => {
+                        failing = true;
+                        tracing::warn!("cannot renew leases: the database does not answer");
+                    }
+                    _ => {}
+                }
+            }
+        });
+        (stop, handle)
+    }
+
+    /// Reads, just before a message goes out, whether it may: still queued,
+    /// still this worker's, with lease time to spare.
+    async fn gate(&self, id: i64) -> Result<ClaimCheck, DispatchError> {
+        let valid_until = now_ms() + (self.lease() / 3).as_millis() as i64;
+        match tokio::time::timeout(
+            DATABASE_DEADLINE,
+            self.store.check_claim(id, &self.worker_id, valid_until),
+        )
+        .await
+        {
+            Ok(Ok(ClaimCheck::Expiring)) => Err(DispatchError::Unreachable(
+                "leases are not being renewed".into(),
+            )),
+            Ok(Ok(check)) => Ok(check),
+            Ok(Err(e)) => Err(DispatchError::Unreachable(e.to_string())),
+            Err(_) => Err(DispatchError::Unreachable(format!(
+                "no answer within {} s",
+                DATABASE_DEADLINE.as_secs()
+            ))),
         }
     }
 
@@ -85,9 +179,10 @@ impl Dispatcher {
             return Ok(0);
         };
         let count = claimed.jobs.len() + claimed.unusable.len();
+        let (stop_renewing, renewer) = self.start_renewer();
         // Outcomes are written as they come in by a task of their own, so
         // sending never waits for the database.
-        let (outcomes, recorder) = self.start_recorder();
+        let (outcomes, recorder) = self.start_recorder(cancel);
         let mut recorder_gone = false;
         for failed in claimed.unusable {
             recorder_gone |= outcomes.send(failed).await.is_err();
@@ -98,22 +193,35 @@ impl Dispatcher {
             .map(|job| {
                 let this = self.clone();
                 let cancel = cancel.clone();
-                tokio::spawn(async move { this.deliver(job, &cancel).await })
+                tokio::spawn(async move { this.handle(job, &cancel).await })
             })
             .buffer_unordered(self.concurrency());
-        while !recorder_gone {
+        let mut failure = None;
+        while !recorder_gone && failure.is_none() {
             let Some(done) = finished.next().await else {
                 break;
             };
             // A task that panicked leaves its lease to expire.
-            let Ok(Some(outcome)) = done else { continue };
-            recorder_gone = outcomes.send(outcome).await.is_err();
+            let Ok(handled) = done else { continue };
+            match handled {
+                Ok(Handled::Outcome(outcome)) => {
+                    recorder_gone = outcomes.send(outcome).await.is_err()
+                }
+                Ok(Handled::Withdrawn | Handled::Untouched) => {}
+                Err(e) => failure = Some(e),
+            }
         }
         drop(finished);
         drop(outcomes);
-        joined(recorder.await)?;
+        let recorded = joined(recorder.await);
+        stop_renewing.cancel();
+        let _ = renewer.await;
+        recorded?;
         if recorder_gone {
             return Err(DispatchError::Stopped("the outcome writer"));
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         if cancel.is_cancelled() {
             self.store.release_leases(&self.worker_id).await?;
@@ -136,11 +244,17 @@ impl Dispatcher {
         let reasons = self.prepare_reports(&batch).await?;
         let mut claimed = Claimed::default();
         for job in batch {
-            match job.report_id.and_then(|id| reasons.get(&id)) {
-                Some(reason) => claimed.unusable.push(JobOutcome::Failed {
-                    id: job.id,
-                    reason: reason.clone(),
-                }),
+            let reason = match job.kind {
+                JobKind::Confirmation => None,
+                JobKind::Report | JobKind::Test => match report_key(&job) {
+                    Ok(key) => reasons.get(&key).cloned(),
+                    Err(e) => Some(e.to_string()),
+                },
+            };
+            match reason {
+                Some(reason) => claimed
+                    .unusable
+                    .push(JobOutcome::Failed { id: job.id, reason }),
                 None => claimed.jobs.push(job),
             }
         }
@@ -151,58 +265,84 @@ impl Dispatcher {
         self.settings.concurrency.max(1)
     }
 
-    /// Writes outcomes, retrying for a while: the messages are already
-    /// sent, and losing their outcome would send them again.
-    async fn record(&self, outcomes: &[JobOutcome]) -> Result<(), StoreError> {
+    /// Writes outcomes, retrying until it works: the messages are already
+    /// sent, and losing their outcome would send them again. The leases stay
+    /// renewed meanwhile, so nobody else takes the rows. Only once shutdown
+    /// has begun does it give up, after a while.
+    async fn record(
+        &self,
+        outcomes: &[JobOutcome],
+        cancel: &CancellationToken,
+    ) -> Result<(), StoreError> {
         for outcome in outcomes {
             let label = match outcome {
                 JobOutcome::Sent { .. } => "sent",
                 JobOutcome::Retry { .. } => "retry",
                 JobOutcome::Failed { .. } | JobOutcome::Refused { .. } => "failed",
                 JobOutcome::Skipped { .. } => "skipped",
+                JobOutcome::Deferred { .. } => "deferred",
             };
             metrics::counter!(crate::metrics::DELIVERIES, "outcome" => label).increment(1);
         }
         let mut delay = Duration::from_millis(100);
-        let mut tries = 0;
+        let mut tries = 0u32;
+        let mut shutdown_since: Option<Instant> = None;
         loop {
-            match self.store.record_outcomes(outcomes).await {
-                Ok(()) => return Ok(()),
-                Err(e) if tries < 12 => {
-                    tries += 1;
-                    tracing::warn!(error = %e, "recording outcomes failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+            let error = match tokio::time::timeout(
+                DATABASE_DEADLINE * 6,
+                self.store.record_outcomes(outcomes),
+            )
+            .await
+            {
+                Ok(Ok(())) => {
+                    if tries > 0 {
+                        tracing::info!(tries, "outcomes recorded after the database came back");
+                    }
+                    return Ok(());
                 }
-                Err(e) => return Err(e),
+                Ok(Err(e)) => e,
+                Err(_) => StoreError::Batch("the database did not answer".into()),
+            };
+            if cancel.is_cancelled() {
+                let since = *shutdown_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RECORD_AT_SHUTDOWN {
+                    return Err(error);
+                }
             }
+            tries += 1;
+            // Once at first, then now and then: an outage is one story.
+            if tries == 1 || tries.is_multiple_of(30) {
+                tracing::warn!(error = %error, tries, "recording outcomes failed; retrying");
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 
-    /// Renders each report of the batch not rendered yet. Returns the
-    /// reports that cannot be rendered, with the reason, so that their
+    /// Renders each report revision of the batch not rendered yet. Returns
+    /// the revisions that cannot be rendered, with the reason, so that their
     /// deliveries fail with it instead of retrying forever.
     async fn prepare_reports(
         &self,
         jobs: &[ClaimedJob],
-    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
-        let mut unusable = std::collections::HashMap::new();
-        let mut ids: Vec<i64> = jobs.iter().filter_map(|j| j.report_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            if self.composer.has_report(id) {
+    ) -> Result<HashMap<ReportKey, String>, StoreError> {
+        let mut unusable = HashMap::new();
+        let mut keys: Vec<ReportKey> = jobs.iter().filter_map(|j| report_key(j).ok()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            if self.composer.has_report(key) {
                 continue;
             }
-            match self.store.report(id).await? {
-                Some(stored) => {
-                    if let Err(e) = self.composer.prepare_report(&stored) {
-                        tracing::error!(report = id, error = %e, "cannot render report");
-                        unusable.insert(id, e.to_string());
+            match self.store.report_version(key.0, key.1).await? {
+                Some(version) => {
+                    if let Err(e) = self.composer.prepare_report(&version) {
+                        tracing::error!(report = key.0, revision = key.1, error = %e, "cannot render report");
+                        unusable.insert(key, e.to_string());
                     }
                 }
                 None => {
-                    unusable.insert(id, "the report no longer exists".to_string());
+                    unusable.insert(key, "the report no longer exists".to_string());
                 }
             }
         }
@@ -212,7 +352,8 @@ impl Dispatcher {
     /// Starts scheduled sends that are due and closes finished ones.
     pub async fn tend_sends(&self) -> Result<(), StoreError> {
         let now = now_ms();
-        let started = self.store.start_due_sends(now).await?;
+        let overdue_after = (self.settings.overdue_after_secs * 1000) as i64;
+        let started = self.store.start_due_sends(now, overdue_after).await?;
         if started > 0 {
             tracing::info!(started, "scheduled sends started");
         }
@@ -269,27 +410,56 @@ impl Dispatcher {
     /// message from a short queue, build it and send it, as a bare SMTP loop
     /// would; this task keeps the queue filled, claiming the next batch while
     /// the last messages of the previous one are still on the wire, so the
-    /// connections never wait for a claim. Returns when `cancel` fires (Ok)
-    /// or when the database fails (Err).
+    /// connections never wait for a claim. Leases are renewed all along, and
+    /// each message is checked just before it goes out. Returns when `cancel`
+    /// fires (Ok) or when the database fails (Err), in both cases only once
+    /// every outcome is written.
     async fn pump(&self, cancel: &CancellationToken) -> Result<(), DispatchError> {
+        // Whatever an earlier, failed run still held goes back first.
+        self.store.release_leases(&self.worker_id).await?;
+        let (stop_renewing, renewer) = self.start_renewer();
+        // Cancelled when a sender finds the database out of reach: feeding
+        // stops and the run ends.
+        let broken = CancellationToken::new();
+        let failure: Arc<std::sync::Mutex<Option<DispatchError>>> = Arc::default();
         let (jobs, queue) = tokio::sync::mpsc::channel::<ClaimedJob>(self.concurrency());
         let queue = Arc::new(Mutex::new(queue));
-        let (outcomes, recorder) = self.start_recorder();
+        let (outcomes, recorder) = self.start_recorder(cancel);
         let senders: Vec<_> = (0..self.concurrency())
             .map(|_| {
-                let (this, queue, outcomes, cancel) = (
+                let (this, queue, outcomes, cancel, broken, failure) = (
                     self.clone(),
                     queue.clone(),
                     outcomes.clone(),
                     cancel.clone(),
+                    broken.clone(),
+                    failure.clone(),
                 );
                 tokio::spawn(async move {
-                    loop {
+                    while !broken.is_cancelled() {
                         let job = queue.lock().await.recv().await;
                         let Some(job) = job else { break };
-                        if let Some(outcome) = this.deliver(job, &cancel).await {
-                            if outcomes.send(outcome).await.is_err() {
-                                break;
+                        let id = job.id;
+                        let handled = match this.handle(job, &cancel).await {
+                            Ok(Handled::Withdrawn) => this
+                                .store
+                                .release_job(id, &this.worker_id)
+                                .await
+                                .map(|()| Handled::Untouched)
+                                .map_err(DispatchError::from),
+                            other => other,
+                        };
+                        match handled {
+                            Ok(Handled::Outcome(outcome)) => {
+                                if outcomes.send(outcome).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "no new message starts until the database answers");
+                                failure.lock().expect("not poisoned").get_or_insert(e);
+                                broken.cancel();
                             }
                         }
                     }
@@ -299,26 +469,34 @@ impl Dispatcher {
         // Only the senders hold the queue now: if they all stop, feeding it
         // fails instead of waiting forever.
         drop(queue);
-        let fed = self.feed(cancel, &jobs, &outcomes).await;
+        let fed = self.feed(cancel, &broken, &jobs, &outcomes).await;
         drop(jobs);
         drop(outcomes);
         for sender in senders {
             let _ = sender.await;
         }
         let recorded = joined(recorder.await);
-        fed.and(recorded)
+        stop_renewing.cancel();
+        let _ = renewer.await;
+        let failed = failure.lock().expect("not poisoned").take();
+        match failed {
+            Some(e) => Err(e),
+            None => fed.and(recorded),
+        }
     }
 
-    /// Claims batches and queues their messages until `cancel` fires.
+    /// Claims batches and queues their messages until `cancel` fires or a
+    /// sender finds the database gone (`broken`).
     async fn feed(
         &self,
         cancel: &CancellationToken,
+        broken: &CancellationToken,
         jobs: &tokio::sync::mpsc::Sender<ClaimedJob>,
         outcomes: &tokio::sync::mpsc::Sender<JobOutcome>,
     ) -> Result<(), DispatchError> {
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
         let mut last_tended = Instant::now() - Duration::from_secs(60);
-        while !cancel.is_cancelled() {
+        while !cancel.is_cancelled() && !broken.is_cancelled() {
             if last_tended.elapsed() >= Duration::from_secs(1) {
                 last_tended = Instant::now();
                 if let Err(e) = self.tend_sends().await {
@@ -328,6 +506,7 @@ impl Dispatcher {
             let Some(claimed) = self.claim().await? else {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
+                    _ = broken.cancelled() => break,
                     _ = tokio::time::sleep(idle) => {}
                 }
                 continue;
@@ -338,8 +517,16 @@ impl Dispatcher {
                 }
             }
             for job in claimed.jobs {
-                if jobs.send(job).await.is_err() {
-                    return Err(DispatchError::Stopped("the senders"));
+                tokio::select! {
+                    sent = jobs.send(job) => if sent.is_err() {
+                        if broken.is_cancelled() {
+                            return Ok(());
+                        }
+                        return Err(DispatchError::Stopped("the senders"));
+                    },
+                    // The rows not queued yet stay leased to this worker and
+                    // are handed back when the run ends.
+                    _ = broken.cancelled() => return Ok(()),
                 }
             }
         }
@@ -351,17 +538,19 @@ impl Dispatcher {
     /// messages on the wire, those waiting here and those being written.
     fn start_recorder(
         &self,
+        cancel: &CancellationToken,
     ) -> (
         tokio::sync::mpsc::Sender<JobOutcome>,
         tokio::task::JoinHandle<Result<(), StoreError>>,
     ) {
         let (outcomes, mut incoming) = tokio::sync::mpsc::channel::<JobOutcome>(self.concurrency());
         let this = self.clone();
+        let cancel = cancel.clone();
         let most = self.concurrency();
         let recorder = tokio::spawn(async move {
             let mut chunk = Vec::with_capacity(most);
             while incoming.recv_many(&mut chunk, most).await > 0 {
-                this.record(&chunk).await?;
+                this.record(&chunk, &cancel).await?;
                 chunk.clear();
             }
             Ok(())
@@ -369,38 +558,52 @@ impl Dispatcher {
         (outcomes, recorder)
     }
 
-    /// Sends one message. `None` means "not attempted": the lease is handed
-    /// back by the caller.
-    async fn deliver(&self, job: ClaimedJob, cancel: &CancellationToken) -> Option<JobOutcome> {
+    /// Sends one message, unless its send was paused or cancelled meanwhile
+    /// or its claim is no longer certain: checked just before it is built
+    /// and, when the rate limit made it wait, again just before it goes out.
+    async fn handle(
+        &self,
+        job: ClaimedJob,
+        cancel: &CancellationToken,
+    ) -> Result<Handled, DispatchError> {
         if cancel.is_cancelled() {
-            return None;
+            return Ok(Handled::Untouched);
         }
         if job.kind != JobKind::Test
             && job.subscriber_status == Some(SubscriberStatus::Unsubscribed)
         {
-            return Some(JobOutcome::Skipped {
+            return Ok(Handled::Outcome(JobOutcome::Skipped {
                 id: job.id,
                 reason: "reader unsubscribed before delivery".into(),
-            });
+            }));
         }
         if let (Some(reason), false) = (job.suppressed, job.kind == JobKind::Test) {
-            return Some(JobOutcome::Skipped {
+            return Ok(Handled::Outcome(JobOutcome::Skipped {
                 id: job.id,
                 reason: format!("the address is suppressed ({})", reason.as_str()),
-            });
+            }));
+        }
+        if let Some(not_now) = self.may_send(job.id).await? {
+            return Ok(not_now);
         }
         let composed = match self.composer.compose(&job) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(job = job.id, error = %e, "cannot build message");
-                return Some(JobOutcome::Failed {
+                return Ok(Handled::Outcome(JobOutcome::Failed {
                     id: job.id,
                     reason: e.to_string(),
-                });
+                }));
             }
         };
         if let Some(pace) = &self.pace {
             pace.lock().await.tick().await;
+            if cancel.is_cancelled() {
+                return Ok(Handled::Untouched);
+            }
+            if let Some(not_now) = self.may_send(job.id).await? {
+                return Ok(not_now);
+            }
         }
         let started = Instant::now();
         let result = self.mailer.send(composed.message).await;
@@ -410,12 +613,16 @@ impl Dispatcher {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "smtp send"
         );
-        Some(match result {
+        if !matches!(result, Err(MailError::Relay(_))) {
+            self.relay_failures.store(0, Ordering::Relaxed);
+        }
+        Ok(Handled::Outcome(match result {
             Ok(()) => JobOutcome::Sent {
                 id: job.id,
                 message_id: composed.message_id,
                 at: now_ms(),
             },
+            Err(MailError::Relay(reason)) => self.relay_failed(&job, reason).await,
             Err(MailError::Permanent(reason)) if crate::bounces::is_recipient_refusal(&reason) => {
                 tracing::warn!(job = job.id, %reason, "the relay refused the recipient");
                 JobOutcome::Refused { id: job.id, reason }
@@ -444,6 +651,48 @@ impl Dispatcher {
                     reason,
                 }
             }
+        }))
+    }
+
+    /// `None` when the message may go out now; otherwise what to do instead.
+    async fn may_send(&self, id: i64) -> Result<Option<Handled>, DispatchError> {
+        Ok(match self.gate(id).await? {
+            ClaimCheck::Held => None,
+            ClaimCheck::Withdrawn => Some(Handled::Withdrawn),
+            ClaimCheck::Lost | ClaimCheck::Expiring => Some(Handled::Untouched),
         })
+    }
+
+    /// The relay cannot be used: the message is put back without using an
+    /// attempt, and after enough such failures in a row every send in
+    /// progress is paused with the reason, for an editor to resume once the
+    /// relay is fixed.
+    async fn relay_failed(&self, job: &ClaimedJob, reason: String) -> JobOutcome {
+        let failures = self.relay_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let threshold = self.settings.pause_after_relay_failures;
+        if threshold > 0 && failures >= threshold {
+            self.relay_failures.store(0, Ordering::Relaxed);
+            let why = format!(
+                "paused after {failures} failures in a row to reach the mail relay: {reason}"
+            );
+            match self.store.pause_sends_in_progress(&why).await {
+                Ok(paused) if !paused.is_empty() => {
+                    tracing::error!(reports = ?paused, reason = %why, "sends paused: the mail relay cannot be used; fix the mail settings, then resume");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not pause the sends"),
+            }
+        }
+        let delay = retry_delay(
+            job.attempts.max(1),
+            self.settings.retry_base_secs,
+            self.settings.retry_max_secs,
+        )
+        .max(Duration::from_millis(self.settings.poll_interval_ms));
+        JobOutcome::Deferred {
+            id: job.id,
+            at: now_ms() + delay.as_millis() as i64,
+            reason,
+        }
     }
 }

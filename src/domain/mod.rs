@@ -4,11 +4,16 @@
 mod email;
 mod name;
 mod password;
+mod spreadsheet;
 mod token;
 
 pub use email::{EmailError, SubscriberEmail};
 pub use name::{NameError, SubscriberName};
-pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_CHARS};
+pub use password::{
+    check_strength, hash_password, verify_password, verify_password_in, PasswordError,
+    MIN_PASSWORD_CHARS,
+};
+pub use spreadsheet::spreadsheet_text;
 pub use token::{
     random_token, sha256_hex, ConfirmationToken, Signer, TokenError, UnsubscribeToken,
 };

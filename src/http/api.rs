@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::auth::ApiEditor;
 use super::{AppError, AppState};
-use crate::domain::SubscriberEmail;
+use crate::domain::{spreadsheet_text, SubscriberEmail};
 use crate::store::{now_ms, SaveOutcome, Send, TriggerOutcome};
 
 /// Reports are larger than sign-ups; this is plenty for a weekly issue.
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/reports/{id}/pause", post(pause))
         .route("/api/reports/{id}/resume", post(resume))
         .route("/api/reports/{id}/cancel", post(cancel))
+        .route("/api/reports/{id}/retry-failed", post(retry_failed))
         .route("/api/reports/{id}/stats", get(stats))
         .route("/api/reports/{id}/feedback", get(feedback))
         .route("/api/reports/{id}/feedback.csv", get(feedback_csv))
@@ -238,6 +239,15 @@ async fn cancel(
     Ok(Json(json!({ "send": send })).into_response())
 }
 
+async fn retry_failed(
+    _: ApiEditor,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let requeued = state.retry_failed(id).await?;
+    Ok(Json(json!({ "requeued": requeued })).into_response())
+}
+
 async fn stats(
     _: ApiEditor,
     State(state): State<AppState>,
@@ -356,6 +366,37 @@ impl AppState {
         Ok(send)
     }
 
+    /// Gives every failed delivery of a report's send one more attempt;
+    /// returns how many were queued again.
+    pub async fn retry_failed(&self, report_id: i64) -> Result<u64, AppError> {
+        let last_attempt = self.settings.delivery.max_attempts;
+        let moved = self
+            .store
+            .retry_failed(report_id, last_attempt, now_ms())
+            .await?;
+        match moved {
+            Some(n) => {
+                tracing::info!(
+                    report = report_id,
+                    requeued = n,
+                    "failed deliveries queued again"
+                );
+                Ok(n)
+            }
+            None => {
+                let state = self
+                    .store
+                    .send_of_report(report_id)
+                    .await?
+                    .ok_or(AppError::NotFound("this report has no send"))?
+                    .state;
+                Err(AppError::Conflict(format!(
+                    "cannot retry the failures of a send that is {state}"
+                )))
+            }
+        }
+    }
+
     /// Every vote and comment of a report as a CSV download.
     pub async fn feedback_csv(&self, id: i64) -> Result<Response, AppError> {
         let report = self
@@ -384,10 +425,10 @@ impl AppState {
             write(
                 &mut csv,
                 &[
-                    report.slug.clone(),
-                    v.reader_email.unwrap_or_default(),
+                    spreadsheet_text(&report.slug).into_owned(),
+                    spreadsheet_text(&v.reader_email.unwrap_or_default()).into_owned(),
                     if v.helpful { "yes" } else { "no" }.into(),
-                    v.comment.unwrap_or_default(),
+                    spreadsheet_text(&v.comment.unwrap_or_default()).into_owned(),
                     rfc3339(v.created_at),
                     rfc3339(v.updated_at),
                 ],
@@ -450,6 +491,7 @@ impl AppState {
         };
         Ok(json!({
             "state": send.as_ref().map(|s| s.state.as_str()).unwrap_or("draft"),
+            "pause_reason": send.as_ref().and_then(|s| s.pause_reason.as_deref()),
             "send": send,
             "total": stats.total,
             "queued": stats.queued,

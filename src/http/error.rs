@@ -32,6 +32,10 @@ pub enum AppError {
     /// Too many attempts (429).
     #[error("{0}")]
     TooManyRequests(&'static str),
+    /// The service cannot do it right now (503), e.g. its disk is full; the
+    /// message says so, and the client may try again later.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Our fault. Logged in full, shown as a generic message.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -39,7 +43,11 @@ pub enum AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        AppError::Internal(e.into())
+        // The store has logged a failing disk once; each request need not.
+        match e.storage_problem() {
+            Some(problem) => AppError::Unavailable(problem.public_message()),
+            None => AppError::Internal(e.into()),
+        }
     }
 }
 
@@ -60,6 +68,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +94,12 @@ impl IntoResponse for AppError {
             Json(json!({ "error": self.public_message() })),
         )
             .into_response();
+        if matches!(self, AppError::Unavailable(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+        }
         if matches!(self, AppError::Unauthorized(_)) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -12,6 +12,8 @@ mod health;
 pub mod limiter;
 mod metrics;
 mod pages;
+pub mod password_checks;
+pub mod server;
 mod subscribe;
 mod unsubscribe;
 mod webhooks;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub login_limiter: Arc<limiter::AttemptLimiter>,
     /// Sign-ups per client address.
     pub signup_limiter: Arc<limiter::AttemptLimiter>,
+    /// Password checks of logins, bounded.
+    pub password_checks: Arc<password_checks::PasswordChecks>,
 }
 
 impl AppState {
@@ -65,6 +69,30 @@ impl AppState {
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(peer.ip())
+    }
+
+    /// Whether a form was posted from our own pages. Browsers say where a
+    /// POST comes from in `Sec-Fetch-Site`, or, older ones, in `Origin`;
+    /// a client sending neither is not a browser used by another site, and
+    /// passes. Pages that post such forms set a referrer policy under which
+    /// browsers name our origin rather than "null".
+    pub fn same_origin(&self, headers: &axum::http::HeaderMap) -> bool {
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return matches!(site.as_bytes(), b"same-origin" | b"none");
+        }
+        match headers.get(header::ORIGIN) {
+            Some(origin) => {
+                origin.to_str().ok()
+                    == Some(
+                        self.settings
+                            .base_url
+                            .origin()
+                            .ascii_serialization()
+                            .as_str(),
+                    )
+            }
+            None => true,
+        }
     }
 }
 

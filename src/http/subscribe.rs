@@ -109,7 +109,7 @@ async fn subscribe(
     // sign-ups; per address limits live in the store.
     if state.settings.subscription.signups_per_ip_per_hour > 0 {
         let key = state.client_ip(&headers, peer).to_string();
-        if !state.signup_limiter.allows(&key) {
+        if !state.signup_limiter.try_acquire(&key) {
             tracing::warn!("sign-up throttled for a client");
             let e = AppError::TooManyRequests(
                 "too many sign-ups from your network; please try again later",
@@ -120,7 +120,6 @@ async fn subscribe(
                 e.into_response()
             };
         }
-        state.signup_limiter.record(&key);
     }
     let result = match request.payload {
         Ok(payload) => sign_up(&state, &payload).await,

@@ -12,6 +12,19 @@ pub struct Editor {
     pub email: String,
 }
 
+/// How finely a token's last use is recorded.
+const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
+
+/// An API token as listed: never its secret, which is not kept.
+#[derive(Debug, Clone)]
+pub struct ApiTokenInfo {
+    pub id: i64,
+    pub editor: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
 /// A web session, with the CSRF token its forms must carry.
 #[derive(Debug, Clone)]
 pub struct EditorSession {
@@ -20,8 +33,11 @@ pub struct EditorSession {
 }
 
 impl Store {
-    /// Adds an editor, or sets a new password for an existing one.
+    /// Adds an editor, or sets a new password for an existing one. A new
+    /// password ends the editor's sessions: whoever knew the old one is
+    /// logged out too.
     pub async fn upsert_admin(&self, email: &str, password_hash: &str) -> Result<i64, StoreError> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "insert into admins (email, password_hash, created_at) values ($1, $2, $3) \
              on conflict (email) do update set password_hash = excluded.password_hash",
@@ -29,12 +45,18 @@ impl Store {
         .bind(email)
         .bind(password_hash)
         .bind(now_ms())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
-        Ok(sqlx::query_scalar("select id from admins where email = $1")
+        let id: i64 = sqlx::query_scalar("select id from admins where email = $1")
             .bind(email)
-            .fetch_one(&self.write)
-            .await?)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("delete from admin_sessions where admin_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// The editor and their password hash, for a login.
@@ -58,32 +80,84 @@ impl Store {
         .transpose()
     }
 
-    pub async fn add_api_token(&self, admin_id: i64, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into api_tokens (admin_id, token_hash, created_at) values ($1, $2, $3)",
+    /// Stores a token's hash; `expires_at` (Unix ms) ends it, if given.
+    pub async fn add_api_token(
+        &self,
+        admin_id: i64,
+        token_hash: &str,
+        expires_at: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "insert into api_tokens (admin_id, token_hash, created_at, expires_at) \
+             values ($1, $2, $3, $4) returning id",
         )
         .bind(admin_id)
         .bind(token_hash)
         .bind(now_ms())
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        .bind(expires_at)
+        .fetch_one(&self.write)
+        .await?)
     }
 
+    /// The editor a live (unexpired, unrevoked) token acts for. Its use is
+    /// recorded, at most once a minute so that busy scripts do not turn
+    /// every request into a write.
     pub async fn editor_by_token(&self, token_hash: &str) -> Result<Option<Editor>, StoreError> {
+        let now = now_ms();
         let row = sqlx::query(
-            "select a.id, a.email from api_tokens t join admins a on a.id = t.admin_id where t.token_hash = $1",
+            "select t.id as token_id, t.last_used_at, a.id, a.email from api_tokens t \
+             join admins a on a.id = t.admin_id \
+             where t.token_hash = $1 and (t.expires_at is null or t.expires_at > $2)",
         )
         .bind(token_hash)
+        .bind(now)
         .fetch_optional(&self.read)
         .await?;
-        row.map(|row| {
-            Ok(Editor {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let last_used: Option<i64> = row.try_get("last_used_at")?;
+        if last_used.is_none_or(|at| at < now - TOKEN_USE_RESOLUTION_MS) {
+            sqlx::query("update api_tokens set last_used_at = $2 where id = $1")
+                .bind(row.try_get::<i64, _>("token_id")?)
+                .bind(now)
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(Some(Editor {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+        }))
+    }
+
+    /// Every API token, oldest first, without its secret.
+    pub async fn api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError> {
+        let rows = sqlx::query(
+            "select t.id, a.email, t.created_at, t.last_used_at, t.expires_at \
+             from api_tokens t join admins a on a.id = t.admin_id order by t.id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiTokenInfo {
+                    id: row.try_get("id")?,
+                    editor: row.try_get("email")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
             })
-        })
-        .transpose()
+            .collect()
+    }
+
+    /// Deletes a token; false when there is no such token.
+    pub async fn revoke_api_token(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("delete from api_tokens where id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn create_session(

@@ -24,15 +24,15 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use admins::{Editor, EditorSession};
+pub use admins::{ApiTokenInfo, Editor, EditorSession};
 pub use bounces::{
     BounceEffect, BounceMessage, BounceStats, BouncedDelivery, NewBounce, SoftBouncePolicy,
     Suppression,
 };
-pub use error::StoreError;
-pub use outbox::{ClaimedJob, JobKind, JobOutcome};
+pub use error::{StorageProblem, StoreError};
+pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
-pub use reports::{ReportListing, SaveOutcome, StoredReport};
+pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber};
 pub use votes::{FeedbackComment, Helpfulness, ReportHelpfulness, VoteRecord};
@@ -75,7 +75,15 @@ impl Store {
             let read = sqlite_pool(max_connections.max(2))
                 .connect_with(options.clone())
                 .await?;
-            let write = sqlite_pool(1).connect_with(options).await?;
+            // A write that failed on a full or broken disk may leave its
+            // transaction open on the connection (SQLite keeps it after a
+            // failed COMMIT): such a connection is closed, not reused.
+            let write = sqlite_pool(1)
+                .after_release(|_conn, _meta| {
+                    Box::pin(async move { Ok(!error::take_replace_writer()) })
+                })
+                .connect_with(options)
+                .await?;
             Ok(Store {
                 read,
                 signups: signups::start(write.clone()),
@@ -156,13 +164,11 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
             "an SQLite database needs a file path, e.g. sqlite://data/newsletter.db".into(),
         ));
     }
-    if let Some(dir) = Path::new(path).parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Config(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-    }
+    let dir = match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    check_data_directory(dir, Path::new(path))?;
     Ok(if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
@@ -170,6 +176,42 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// Makes sure the database's directory exists and that the service can
+/// write there, with one message that says what to do: SQLite itself only
+/// says "unable to open database file", or fails later, on the first write.
+fn check_data_directory(dir: &Path, file: &Path) -> Result<(), StoreError> {
+    let advice = "make it writable for the user running newsletter, or set database_url to a \
+                  file in a writable directory";
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Err(StoreError::Config(format!(
+            "the data directory {} does not exist and cannot be created ({e}): create it and {advice}",
+            dir.display()
+        )));
+    }
+    // SQLite needs to create its journal files beside the database.
+    let probe = dir.join(format!(".newsletter-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(StoreError::Config(format!(
+                "the data directory {} cannot be written ({e}): {advice}",
+                dir.display()
+            )))
+        }
+    }
+    if file.exists() {
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(file) {
+            return Err(StoreError::Config(format!(
+                "the database file {} cannot be written ({e}): {advice}",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `$1, $2, …` for a list of `n` values starting at placeholder `first`.

@@ -45,6 +45,8 @@ pub struct ClaimedJob {
     pub kind: JobKind,
     pub subscriber_id: Option<i64>,
     pub report_id: Option<i64>,
+    /// The revision of the report's text this delivery carries.
+    pub report_revision: Option<i64>,
     pub recipient: String,
     pub seed: Option<String>,
     /// Attempts including this one.
@@ -83,13 +85,34 @@ pub enum JobOutcome {
         id: i64,
         reason: String,
     },
+    /// Not attempted because the relay itself is unusable (refused
+    /// connection, failed TLS, refused credentials): tried again at `at`
+    /// without using up an attempt.
+    Deferred {
+        id: i64,
+        at: i64,
+        reason: String,
+    },
+}
+
+/// Where a claimed message stands just before it is handed to SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimCheck {
+    /// Still queued, still ours, with time left on the lease: send it.
+    Held,
+    /// Its send was paused or cancelled meanwhile: hand it back unsent.
+    Withdrawn,
+    /// Another worker holds it now, or it is already done: forget it.
+    Lost,
+    /// Still ours, but the lease is about to run out (renewals are failing).
+    Expiring,
 }
 
 const CLAIM_SQLITE: &str =
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
      where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
-     returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
+     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
 
 // SKIP LOCKED lets many workers claim side by side without waiting on each
 // other's rows; the lease then keeps the rows theirs after the commit.
@@ -98,7 +121,7 @@ const CLAIM_POSTGRES: &str =
      where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
        for update skip locked) \
-     returning id, kind, subscriber_id, report_id, recipient, seed, attempts";
+     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
 
 /// Successful deliveries recorded per statement (three parameters each,
 /// well under either backend's limit).
@@ -136,6 +159,7 @@ impl Store {
                     kind: JobKind::parse(&kind)?,
                     subscriber_id: row.try_get("subscriber_id")?,
                     report_id: row.try_get("report_id")?,
+                    report_revision: row.try_get("report_revision")?,
                     recipient: row.try_get("recipient")?,
                     seed: row.try_get("seed")?,
                     attempts: row.try_get("attempts")?,
@@ -244,10 +268,70 @@ impl Store {
                 )
                 .bind(*id)
                 .bind(reason.as_str()),
+                JobOutcome::Deferred { id, at, reason } => sqlx::query(
+                    "update outbox set next_attempt_at = $2, last_error = $3, \
+                     attempts = attempts - 1, lease_until = null, leased_by = null where id = $1",
+                )
+                .bind(*id)
+                .bind(*at)
+                .bind(reason.as_str()),
             };
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        super::error::writes_work();
+        Ok(())
+    }
+
+    /// Where a claimed message stands: read just before it goes on the wire,
+    /// so that a pause, a cancel or a lost lease stops it there.
+    pub async fn check_claim(
+        &self,
+        id: i64,
+        worker: &str,
+        valid_until: i64,
+    ) -> Result<ClaimCheck, StoreError> {
+        let row: Option<(String, Option<String>, Option<i64>)> =
+            sqlx::query_as("select status, leased_by, lease_until from outbox where id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some((status, leased_by, lease_until)) = row else {
+            return Ok(ClaimCheck::Lost);
+        };
+        if leased_by.as_deref() != Some(worker) {
+            return Ok(ClaimCheck::Lost);
+        }
+        Ok(match status.as_str() {
+            "queued" if lease_until.is_some_and(|t| t > valid_until) => ClaimCheck::Held,
+            "queued" => ClaimCheck::Expiring,
+            "paused" | "cancelled" => ClaimCheck::Withdrawn,
+            _ => ClaimCheck::Lost,
+        })
+    }
+
+    /// Extends every lease `worker` holds, so rows waiting in its memory or
+    /// on the wire stay its own however slow the relay is.
+    pub async fn renew_leases(&self, worker: &str, lease_until: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("update outbox set lease_until = $2 where leased_by = $1")
+            .bind(worker)
+            .bind(lease_until)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Hands back one claimed row unsent (its send was paused or
+    /// cancelled); the attempt is not counted.
+    pub async fn release_job(&self, id: i64, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
+             where id = $1 and leased_by = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 

@@ -49,7 +49,68 @@ fn report_from_row(row: &sqlx::any::AnyRow) -> Result<StoredReport, StoreError> 
     })
 }
 
+/// One revision of a report's text, as a delivery carries it.
+#[derive(Debug, Clone)]
+pub struct ReportVersion {
+    pub report_id: i64,
+    pub revision: i64,
+    pub slug: String,
+    pub source: String,
+}
+
+/// Records the report's current text as a version (once per revision) and
+/// returns its revision, inside the transaction that queues deliveries of
+/// it, so that what is queued and what is recorded are the same text.
+pub(super) async fn snapshot_revision(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    report_id: i64,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let (revision, source): (i64, String) =
+        sqlx::query_as("select revision, source from reports where id = $1")
+            .bind(report_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::Corrupt(format!("report {report_id} vanished")))?;
+    sqlx::query(
+        "insert into report_versions (report_id, revision, source, created_at) \
+         values ($1, $2, $3, $4) on conflict do nothing",
+    )
+    .bind(report_id)
+    .bind(revision)
+    .bind(source)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(revision)
+}
+
 impl Store {
+    /// The text of one revision of a report, as queued deliveries carry it.
+    pub async fn report_version(
+        &self,
+        report_id: i64,
+        revision: i64,
+    ) -> Result<Option<ReportVersion>, StoreError> {
+        let row = sqlx::query(
+            "select v.source, r.slug from report_versions v join reports r on r.id = v.report_id \
+             where v.report_id = $1 and v.revision = $2",
+        )
+        .bind(report_id)
+        .bind(revision)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|row| {
+            Ok(ReportVersion {
+                report_id,
+                revision,
+                slug: row.try_get("slug")?,
+                source: row.try_get("source")?,
+            })
+        })
+        .transpose()
+    }
+
     /// Creates the report, or updates the draft with the same slug.
     pub async fn save_report(
         &self,
@@ -72,8 +133,12 @@ impl Store {
                 if send.is_some() {
                     return Ok(SaveOutcome::Frozen(id));
                 }
+                // A changed text is a new revision; what was queued before
+                // keeps the revision it was queued with.
                 sqlx::query(
-                    "update reports set title = $2, source = $3, updated_at = $4 where id = $1",
+                    "update reports set title = $2, source = $3, updated_at = $4, \
+                     revision = case when source = $3 then revision else revision + 1 end \
+                     where id = $1",
                 )
                 .bind(id)
                 .bind(title)

@@ -16,6 +16,8 @@ pub struct Send {
     pub finished_at: Option<i64>,
     /// Readers enqueued when the send started.
     pub total: i64,
+    /// Why the service paused it on its own, for the editor to read.
+    pub pause_reason: Option<String>,
 }
 
 /// What a send trigger did.
@@ -62,10 +64,12 @@ fn send_from_row(row: &sqlx::any::AnyRow) -> Result<Send, StoreError> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         total: row.try_get("total")?,
+        pause_reason: row.try_get("pause_reason")?,
     })
 }
 
-const SEND_COLUMNS: &str = "id, report_id, state, scheduled_at, started_at, finished_at, total";
+const SEND_COLUMNS: &str =
+    "id, report_id, state, scheduled_at, started_at, finished_at, total, pause_reason";
 
 impl Store {
     /// Records the send of a report, once. A repeated or concurrent trigger
@@ -142,20 +146,23 @@ impl Store {
             .bind(send_id)
             .fetch_one(&mut *tx)
             .await?;
+        let revision = super::reports::snapshot_revision(&mut tx, report_id, now).await?;
         let enqueued = sqlx::query(
-            "insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, created_at) \
-             select 'report', id, $1, email, $2, $2 from subscribers where status = 'confirmed' \
+            "insert into outbox (kind, subscriber_id, report_id, report_revision, recipient, next_attempt_at, created_at) \
+             select 'report', id, $1, $3, email, $2, $2 from subscribers where status = 'confirmed' \
              and not exists (select 1 from suppressions x where x.email = subscribers.email) \
              on conflict do nothing",
         )
         .bind(report_id)
         .bind(now)
+        .bind(revision)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("update sends set total = $2 where id = $1")
+        sqlx::query("update sends set total = $2, report_revision = $3 where id = $1")
             .bind(send_id)
             .bind(enqueued as i64)
+            .bind(revision)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -163,15 +170,39 @@ impl Store {
     }
 
     /// Starts every scheduled send whose time has come; returns how many.
-    pub async fn start_due_sends(&self, now: i64) -> Result<usize, StoreError> {
-        let due: Vec<i64> = sqlx::query_scalar(
-            "select id from sends where state = 'scheduled' and scheduled_at <= $1",
+    /// One whose time passed more than `overdue_after` ago (the service was
+    /// down) is paused instead, with the reason, for an editor to decide.
+    pub async fn start_due_sends(&self, now: i64, overdue_after: i64) -> Result<usize, StoreError> {
+        let due: Vec<(i64, i64)> = sqlx::query_as(
+            "select id, scheduled_at from sends where state = 'scheduled' and scheduled_at <= $1",
         )
         .bind(now)
         .fetch_all(&self.read)
         .await?;
         let mut started = 0;
-        for id in due {
+        for (id, scheduled_at) in due {
+            if now - scheduled_at > overdue_after {
+                let reason = format!(
+                    "not started on its own: it was due at {} and the service only got to it {} minutes later; resume to send it now, or cancel",
+                    chrono::DateTime::from_timestamp_millis(scheduled_at)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_default(),
+                    (now - scheduled_at) / 60_000
+                );
+                let held = sqlx::query(
+                    "update sends set state = 'paused', pause_reason = $2 \
+                     where id = $1 and state = 'scheduled'",
+                )
+                .bind(id)
+                .bind(&reason)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+                if held == 1 {
+                    tracing::warn!(send = id, %reason, "overdue scheduled send waits for an editor");
+                }
+                continue;
+            }
             if self.start_send(id, now).await? {
                 started += 1;
             }
@@ -240,11 +271,17 @@ impl Store {
         } else {
             "scheduled"
         };
-        sqlx::query("update sends set state = $2 where report_id = $1")
-            .bind(report_id)
-            .bind(next)
-            .execute(&mut *tx)
-            .await?;
+        // An editor resuming a send that was due in the past means now.
+        sqlx::query(
+            "update sends set state = $2, pause_reason = null, \
+             scheduled_at = case when scheduled_at < $3 then $3 else scheduled_at end \
+             where report_id = $1",
+        )
+        .bind(report_id)
+        .bind(next)
+        .bind(super::now_ms())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("update outbox set status = 'queued' where report_id = $1 and kind = 'report' and status = 'paused'")
             .bind(report_id)
             .execute(&mut *tx)
@@ -277,6 +314,77 @@ impl Store {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// Pauses every send in progress, with the reason (the mail relay cannot
+    /// be used). Returns the reports paused.
+    pub async fn pause_sends_in_progress(&self, reason: &str) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let reports: Vec<i64> = sqlx::query_scalar(
+            "update sends set state = 'paused', pause_reason = $1 where state = 'sending' \
+             returning report_id",
+        )
+        .bind(reason)
+        .fetch_all(&mut *tx)
+        .await?;
+        for report_id in &reports {
+            sqlx::query(
+                "update outbox set status = 'paused' where report_id = $1 and kind = 'report' \
+                 and status = 'queued'",
+            )
+            .bind(*report_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(reports)
+    }
+
+    /// Queues the failed deliveries of a report once more: each gets one
+    /// more attempt (`last_attempt` is the number that attempt will have).
+    /// Only failed rows move, and a report has one row per reader, so a
+    /// reader who got the report never gets it again. Returns how many, or
+    /// `None` when the send is not one whose failures can be retried.
+    pub async fn retry_failed(
+        &self,
+        report_id: i64,
+        last_attempt: i64,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let state: Option<String> =
+            sqlx::query_scalar("select state from sends where report_id = $1")
+                .bind(report_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let to = match state.as_deref() {
+            Some("sending" | "done") => "queued",
+            Some("paused") => "paused",
+            _ => return Ok(None),
+        };
+        let moved = sqlx::query(
+            "update outbox set status = $2, attempts = $3, next_attempt_at = $4, \
+             lease_until = null, leased_by = null \
+             where report_id = $1 and kind = 'report' and status = 'failed'",
+        )
+        .bind(report_id)
+        .bind(to)
+        .bind((last_attempt - 1).max(0))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            sqlx::query(
+                "update sends set state = 'sending', finished_at = null \
+                 where report_id = $1 and state = 'done'",
+            )
+            .bind(report_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(moved))
     }
 
     async fn change_send_state(
@@ -380,7 +488,8 @@ impl Store {
             .collect()
     }
 
-    /// Queues a test copy of a report for each address (no reader behind it).
+    /// Queues a test copy of the report as it stands now for each address
+    /// (no reader behind it).
     pub async fn queue_test_sends(
         &self,
         report_id: i64,
@@ -388,14 +497,16 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
+        let revision = super::reports::snapshot_revision(&mut tx, report_id, now).await?;
         for address in addresses {
             sqlx::query(
-                "insert into outbox (kind, report_id, recipient, next_attempt_at, created_at) \
-                 values ('test', $1, $2, $3, $3)",
+                "insert into outbox (kind, report_id, report_revision, recipient, next_attempt_at, created_at) \
+                 values ('test', $1, $4, $2, $3, $3)",
             )
             .bind(report_id)
             .bind(address.as_str())
             .bind(now)
+            .bind(revision)
             .execute(&mut *tx)
             .await?;
         }

@@ -213,5 +213,6 @@ async fn write_batch(
         query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    super::error::writes_work();
     Ok(outcomes)
 }

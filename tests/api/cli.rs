@@ -11,7 +11,7 @@ crate::on_both_backends!(
     reports_are_imported_updated_and_listed,
 );
 
-fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+pub(crate) fn newsletter(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
         .args(args)
         .envs(env.iter().copied())

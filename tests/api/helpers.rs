@@ -295,6 +295,21 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Asks for test copies of a report through the API.
+    pub async fn send_test_copy(&self, report_id: i64, addresses: &[&str]) {
+        let response = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/reports/{report_id}/test"),
+            )
+            .await
+            .json(&serde_json::json!({ "addresses": addresses }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "queueing a test copy");
+    }
+
     pub async fn stats(&self, report_id: i64) -> serde_json::Value {
         self.api(
             reqwest::Method::GET,
@@ -342,8 +357,17 @@ impl TestApp {
     /// A `newsletter worker` process against this app's database and SMTP
     /// server. It is killed when dropped.
     pub fn spawn_worker_process(&self, lease_secs: u64) -> tokio::process::Child {
+        self.worker_command(lease_secs)
+            .spawn()
+            .expect("start a worker process")
+    }
+
+    /// The command `spawn_worker_process` runs, for a test to add settings
+    /// (environment variables override those set here).
+    pub fn worker_command(&self, lease_secs: u64) -> tokio::process::Command {
         let settings = &self.app.state.settings;
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_newsletter"));
+        command
             .arg("worker")
             .env("NEWSLETTER_DATABASE_URL", &settings.database_url)
             .env("NEWSLETTER_BASE_URL", settings.base_url.as_str())
@@ -358,9 +382,8 @@ impl TestApp {
             .env("NEWSLETTER_DELIVERY__BATCH_SIZE", "50")
             .env("NEWSLETTER_LOG__FILTER", "warn")
             .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start a worker process")
+            .kill_on_drop(true);
+        command
     }
 
     /// Waits until no delivery of `report_id` is left queued.

@@ -5,6 +5,7 @@
 
 mod helpers;
 mod smtp_server;
+mod tcp_proxy;
 
 mod admin_auth;
 mod admin_dashboard;
@@ -15,12 +16,18 @@ mod browser;
 mod cli;
 mod contention;
 mod delivery;
+mod editor_credentials;
 mod feedback;
+mod hostile_text;
 mod imap;
+mod login_attacks;
 mod operations;
 mod postfix;
+mod reliability;
 mod sending;
+mod slow_clients;
 mod subscriptions;
 mod unsubscribe;
+mod versions;
 mod webhooks;
 mod workers;

@@ -253,7 +253,8 @@ async fn a_scheduled_send_waits_for_its_time(backend: Backend) {
     assert!(report_mails(&app).await.is_empty());
     assert_eq!(app.stats(id).await["state"], "scheduled");
     // Its time comes.
-    sqlx::query("update sends set scheduled_at = 0")
+    sqlx::query("update sends set scheduled_at = $1")
+        .bind(newsletter::store::now_ms() - 1000)
         .execute(app.store().pool())
         .await
         .unwrap();
@@ -282,14 +283,7 @@ async fn test_sends_go_only_to_the_given_addresses(backend: Backend) {
     let app = spawn_app(backend).await;
     readers(&app, &["a@example.com"]).await;
     let id = app.create_report(&report_source("issue-8")).await;
-    let response = app
-        .api(Method::POST, &format!("/api/reports/{id}/test"))
-        .await
-        .json(&serde_json::json!({ "addresses": ["editor@example.com"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    app.send_test_copy(id, &["editor@example.com"]).await;
     app.dispatch_all_pending().await;
     let mails = report_mails(&app).await;
     assert_eq!(mails.len(), 1);

@@ -107,6 +107,8 @@ struct Shared {
     data_delay: Mutex<Duration>,
     /// Connections accepted so far.
     connections: std::sync::atomic::AtomicUsize,
+    /// Answer every AUTH with 535, as a relay does with a wrong password.
+    refuse_auth: std::sync::atomic::AtomicBool,
 }
 
 /// The running server. Dropping it stops it.
@@ -179,6 +181,13 @@ impl TestSmtp {
     /// Makes every message take at least `delay` to be accepted.
     pub fn set_data_delay(&self, delay: Duration) {
         *self.shared.data_delay.lock().unwrap() = delay;
+    }
+
+    /// Refuses (or accepts again) every login with 535.
+    pub fn refuse_auth(&self, refuse: bool) {
+        self.shared
+            .refuse_auth
+            .store(refuse, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Connections accepted so far.
@@ -255,6 +264,11 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             "HELO" => write.write_all(b"250 test.invalid\r\n").await?,
             // Any credentials will do; the point is that a relay asking for
             // them gets them.
+            "AUTH" if shared.refuse_auth.load(std::sync::atomic::Ordering::SeqCst) => {
+                write
+                    .write_all(b"535 5.7.8 authentication credentials invalid\r\n")
+                    .await?
+            }
             "AUTH" => write.write_all(b"235 2.7.0 authenticated\r\n").await?,
             "MAIL" => {
                 fault = shared.faults.lock().unwrap().pop_front();

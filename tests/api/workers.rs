@@ -138,7 +138,7 @@ async fn sigterm_finishes_messages_in_flight_and_hands_back_the_rest(backend: Ba
     );
 }
 
-fn deliveries_per_reader(app: &crate::helpers::TestApp) -> HashMap<String, usize> {
+pub fn deliveries_per_reader(app: &crate::helpers::TestApp) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for mail in app.smtp.received() {
         if mail.to().starts_with("reader") {

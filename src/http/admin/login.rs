@@ -12,7 +12,7 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::domain::{random_token, sha256_hex, verify_password};
+use crate::domain::{random_token, sha256_hex};
 use crate::http::auth::{SessionEditor, SESSION_COOKIE};
 use crate::http::{AppError, AppState};
 use crate::store::now_ms;
@@ -27,7 +27,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn form(State(state): State<AppState>) -> Result<Response, AppError> {
-    Ok(state.page("admin/login.html", json!({}))?.into_response())
+    let page = state.page("admin/login.html", json!({}))?;
+    Ok(([own_origin_policy()], page).into_response())
+}
+
+/// Under the site-wide `no-referrer`, browsers send `Origin: null` with
+/// the login form, which could not be told from another site's post.
+fn own_origin_policy() -> (axum::http::HeaderName, &'static str) {
+    (axum::http::header::REFERRER_POLICY, "same-origin")
 }
 
 #[derive(Deserialize)]
@@ -36,6 +43,18 @@ struct LoginForm {
     password: String,
 }
 
+/// Failed attempts one client may make against one account in the window.
+const PER_CLIENT_AND_ACCOUNT: usize = 5;
+/// Attempts one client may make in the window, whatever the accounts.
+const PER_CLIENT: usize = 20;
+/// Attempts on one account, from every client, after which only clients
+/// with no failure on record may still try it. The owner at their usual
+/// desk thereby still logs in while others guess from many addresses.
+const PER_ACCOUNT: usize = 20;
+
+/// Longest address an editor can have; anything longer is no login.
+const MAX_EMAIL_BYTES: usize = 254;
+
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -43,14 +62,47 @@ async fn login(
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
+    if !state.same_origin(&headers) {
+        tracing::warn!("login refused: posted from another site");
+        return Ok(failed(
+            &state,
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site. Open the login page and try again.",
+        ));
+    }
     let email = form.email.trim().to_ascii_lowercase();
-    // Per address and per client: guessing one editor's password from many
-    // machines, or many passwords from one, both hit a limit.
+    // Taken before anything is counted: a login turned away for want of a
+    // slot has learnt nothing, so it does not count against anybody.
+    let Some(slot) = state.password_checks.try_slot() else {
+        tracing::warn!("login refused: every password check slot is busy");
+        let mut response = failed(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy. Try again in a moment.",
+        );
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            "1".parse().expect("static"),
+        );
+        return Ok(response);
+    };
+    let client = state.client_ip(&headers, peer);
+    let client_key = format!("client:{client}");
+    let pair_key = format!("pair:{client}:{email}");
+    let account_key = format!("account:{email}");
+    let account_max = if state.login_limiter.count(&client_key) > 0 {
+        PER_ACCOUNT
+    } else {
+        usize::MAX
+    };
     let keys = [
-        format!("email:{email}"),
-        format!("ip:{}", state.client_ip(&headers, peer)),
+        (client_key.as_str(), PER_CLIENT),
+        (pair_key.as_str(), PER_CLIENT_AND_ACCOUNT),
+        (account_key.as_str(), account_max),
     ];
-    if keys.iter().any(|k| !state.login_limiter.allows(k)) {
+    // Counted before the check, so a burst cannot slip past the limit
+    // while the first attempts are still being verified.
+    if !state.login_limiter.try_acquire_all(&keys) {
         tracing::warn!("login throttled");
         return Ok(failed(
             &state,
@@ -58,26 +110,22 @@ async fn login(
             "Too many attempts. Wait a few minutes and try again.",
         ));
     }
-    let credentials = state.store.admin_credentials(&email).await?;
-    let password = form.password;
-    let (editor, ok) = match credentials {
-        Some((editor, hash)) => {
-            let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .map_err(|e| AppError::Internal(e.into()))?;
-            (Some(editor), ok)
-        }
-        None => (None, false),
+    let credentials = if email.len() <= MAX_EMAIL_BYTES {
+        state.store.admin_credentials(&email).await?
+    } else {
+        None
     };
+    let (editor, hash) = credentials.unzip();
+    let ok = slot.verify(form.password, hash).await;
     let Some(editor) = editor.filter(|_| ok) else {
-        keys.iter().for_each(|k| state.login_limiter.record(k));
         return Ok(failed(
             &state,
             StatusCode::UNAUTHORIZED,
             "The email or the password is wrong.",
         ));
     };
-    keys.iter().for_each(|k| state.login_limiter.clear(k));
+    state.login_limiter.clear(&pair_key);
+    state.login_limiter.clear(&client_key);
 
     // A fresh session id at every login: an id planted before login is useless.
     if let Some(old) = jar.get(SESSION_COOKIE) {
@@ -107,7 +155,7 @@ async fn login(
 
 fn failed(state: &AppState, status: StatusCode, message: &str) -> Response {
     match state.page("admin/login.html", json!({ "error": message })) {
-        Ok(html) => (status, html).into_response(),
+        Ok(html) => (status, [own_origin_policy()], html).into_response(),
         Err(e) => e.into_response(),
     }
 }

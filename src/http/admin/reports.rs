@@ -149,6 +149,7 @@ fn notice(done: &str) -> Option<&'static str> {
         "scheduled" => "The send is scheduled.",
         "paused" => "Paused. Messages already handed to the mail server still arrive.",
         "resumed" => "Resumed.",
+        "retrying" => "The failed deliveries are queued once more.",
         "cancelled" => "Cancelled. Nothing more will be sent.",
         _ => return None,
     })
@@ -246,6 +247,8 @@ pub(super) async fn report_page(
             "finished_at": s.finished_at.map(utc_time),
             "can_pause": matches!(s.state.as_str(), "scheduled" | "sending"),
             "can_resume": s.state == "paused",
+            "pause_reason": s.pause_reason,
+            "can_retry": matches!(s.state.as_str(), "sending" | "done" | "paused"),
             "can_cancel": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
             // Only a send that can still change is worth polling.
             "live": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/reports/{id}/pause", post(pause))
         .route("/admin/reports/{id}/resume", post(resume))
         .route("/admin/reports/{id}/cancel", post(cancel))
+        .route("/admin/reports/{id}/retry-failed", post(retry_failed))
         .route("/admin/reports/{id}/progress", get(progress))
 }
 
@@ -235,6 +236,21 @@ async fn cancel(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     change(state, editor, id, form, SendAction::Cancel).await
+}
+
+async fn retry_failed(
+    State(state): State<AppState>,
+    editor: SessionEditor,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = editor.check_csrf(&form.csrf) {
+        return error_page(&state, e);
+    }
+    match state.retry_failed(id).await {
+        Ok(_) => back_to_report(id, "retrying"),
+        Err(e) => error_page(&state, e),
+    }
 }
 
 /// The send's numbers as JSON, for the report page's script.
