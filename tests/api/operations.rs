@@ -125,10 +125,11 @@ async fn secrets_and_tokens_never_reach_the_logs() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The whole log, read as it is written (a full pipe would stall the
-    // server); the address it listens on is sent as soon as it is logged.
+    // The whole log (on stderr), read as it is written (a full pipe would
+    // stall the server); the address it listens on is sent as soon as it is
+    // logged.
     let (address_tx, address_rx) = tokio::sync::oneshot::channel();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let stdout = tokio::spawn(async move {
         let mut log = String::new();
         let mut address_tx = Some(address_tx);
@@ -185,7 +186,7 @@ async fn secrets_and_tokens_never_reach_the_logs() {
         .unwrap();
     let mut log = stdout.await.unwrap();
     server
-        .stderr
+        .stdout
         .take()
         .unwrap()
         .read_to_string(&mut log)
