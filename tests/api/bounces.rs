@@ -14,6 +14,7 @@ crate::on_both_backends!(
     bounces_fed_to_the_command_suppress_exactly_the_readers_they_name,
     soft_bounces_add_up_to_a_suppression,
     a_relay_refusing_a_recipient_counts_as_a_hard_bounce,
+    the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates,
 );
 
 pub const BOUNCE_ADDRESS: &str = "bounces@bounce.example.com";
@@ -391,6 +392,106 @@ async fn a_relay_refusing_a_recipient_counts_as_a_hard_bounce(backend: Backend) 
     assert_eq!(suppression_of(&app, "flagged@example.org").await, None);
     let stats = app.stats(report).await;
     assert_eq!(stats["bounces"]["hard_bounces"], 1, "{stats}");
+}
+
+/// The text of `page` inside the element marked `marker`, up to its end tag.
+fn element_text<'a>(page: &'a str, marker: &str) -> Option<&'a str> {
+    let start = page.find(marker)?;
+    let rest = &page[start..];
+    let open = rest.find('>')? + 1;
+    let close = rest[open..].find('<')?;
+    Some(rest[open..open + close].trim())
+}
+
+async fn the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.mail.bounce_address = Some(BOUNCE_ADDRESS.into());
+        s.delivery.concurrency = 1;
+    })
+    .await;
+    app.add_editor("editor@example.com", "correct horse battery")
+        .await;
+    app.log_in("editor@example.com", "correct horse battery")
+        .await;
+    for reader in [
+        "nobody@example.org",
+        "angry@example.org",
+        "fine@example.org",
+    ] {
+        app.confirmed_reader(reader).await;
+    }
+    let report = app
+        .create_report(&crate::sending::report_source("rates"))
+        .await;
+    // Deliveries go out in id order: the first reader's address is refused.
+    app.smtp
+        .push_fault(Fault::RcptReply(550, "5.1.1 no such user"));
+    assert!(app
+        .trigger_send(report, "rates")
+        .await
+        .status()
+        .is_success());
+    app.dispatch_all_pending().await;
+    let out = ingest(
+        &app,
+        &sample(
+            "yahoo-arf-complaint.eml",
+            &envelope_sender_to(&app, "angry@example.org", ""),
+            "angry@example.org",
+        ),
+        &[],
+    );
+    assert_eq!(stdout_of(&out), "complaint angry@example.org, suppressed");
+
+    // One in three bounced and one in three complained.
+    let page = app.page_text(&format!("/admin/reports/{report}")).await;
+    assert_eq!(
+        element_text(&page, "data-bounces=\"hard\""),
+        Some("1"),
+        "{page}"
+    );
+    assert_eq!(element_text(&page, "data-bounces=\"soft\""), Some("0"));
+    assert_eq!(
+        element_text(&page, "data-bounces=\"complaints\""),
+        Some("1")
+    );
+    assert_eq!(
+        element_text(&page, "data-bounces=\"bounce_rate\""),
+        Some("33.33%")
+    );
+    assert_eq!(
+        element_text(&page, "data-bounces=\"complaint_rate\""),
+        Some("33.33%")
+    );
+    let alert = element_text(&page, "data-bounce-alert").expect("an alert");
+    assert!(alert.contains("bounce rate is 33.33%"), "{alert}");
+    assert!(alert.contains("complaint rate is 33.33%"), "{alert}");
+
+    // A clean report to the reader left raises no alert.
+    let clean = app
+        .create_report(&crate::sending::report_source("clean"))
+        .await;
+    assert!(app.trigger_send(clean, "clean").await.status().is_success());
+    app.dispatch_all_pending().await;
+    let page = app.page_text(&format!("/admin/reports/{clean}")).await;
+    assert_eq!(
+        element_text(&page, "data-bounces=\"bounce_rate\""),
+        Some("0.00%")
+    );
+    assert!(!page.contains("data-bounce-alert"), "{page}");
+
+    // The dashboard flags the first report's row and only that one.
+    let dashboard = app.page_text("/admin").await;
+    let row = |id: i64| {
+        let start = dashboard
+            .find(&format!("data-report=\"{id}\""))
+            .unwrap_or_else(|| panic!("row {id}: {dashboard}"));
+        let end = dashboard[start..].find("</tr>").unwrap() + start;
+        dashboard[start..end].to_string()
+    };
+    assert!(row(report).contains("data-bounce-alert"), "{}", row(report));
+    assert!(row(report).contains("bounce rate is 33.33%"));
+    assert!(!row(clean).contains("data-bounce-alert"), "{}", row(clean));
 }
 
 #[test]

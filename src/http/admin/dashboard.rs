@@ -77,6 +77,8 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
             row["sent"] = json!(stats.sent);
             row["failed"] = json!(stats.failed);
             row["helpful"] = json!(helpful_sentence(yes, yes + no));
+            let bounces = store.bounce_stats(r.id).await?;
+            row["bounce_alert"] = json!(super::reports::bounce_alert(&bounces));
         }
         reports.push(row);
     }

@@ -16,7 +16,7 @@ use crate::domain::{random_token, SubscriberStatus};
 use crate::http::api::REPORT_BODY_LIMIT;
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
-use crate::store::SaveOutcome;
+use crate::store::{BounceStats, SaveOutcome};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -239,6 +239,12 @@ pub(super) async fn report_page(
         }
         _ => None,
     };
+    let bounces = match &send {
+        Some(s) if s.started_at.is_some() => {
+            Some(bounce_view(&state.store.bounce_stats(id).await?))
+        }
+        _ => None,
+    };
     let send_view = send.as_ref().map(|s| {
         json!({
             "state": s.state,
@@ -272,6 +278,7 @@ pub(super) async fn report_page(
         "send": send_view,
         "progress": progress,
         "feedback": feedback,
+        "bounces": bounces,
         "notice": page.notice,
         "test": { "addresses": page.test_addresses, "error": page.test_error },
         "send_form": {
@@ -285,6 +292,52 @@ pub(super) async fn report_page(
     Ok(render(state, status, "admin/report.html", context))
 }
 
+/// Above these shares mailbox providers start to distrust the sender, so
+/// the editor is warned before the next send.
+const BOUNCE_RATE_ALERT: f64 = 0.02;
+const COMPLAINT_RATE_ALERT: f64 = 0.001;
+
+/// Why a report's bounces or complaints need attention, if they do.
+pub(super) fn bounce_alert(stats: &BounceStats) -> Option<String> {
+    let mut reasons = Vec::new();
+    if stats.bounce_rate > BOUNCE_RATE_ALERT {
+        reasons.push(format!(
+            "the bounce rate is {} (above 2%)",
+            percent(stats.bounce_rate)
+        ));
+    }
+    if stats.complaint_rate > COMPLAINT_RATE_ALERT {
+        reasons.push(format!(
+            "the complaint rate is {} (above 0.1%)",
+            percent(stats.complaint_rate)
+        ));
+    }
+    (!reasons.is_empty()).then(|| {
+        format!(
+            "Check the list: {}. Mailbox providers may start filtering these reports as spam.",
+            reasons.join(" and ")
+        )
+    })
+}
+
+/// A rate as a percentage fine enough to show 0.1%.
+fn percent(rate: f64) -> String {
+    format!("{:.2}%", rate * 100.0)
+}
+
+/// Bounces and complaints as the report page shows them.
+pub(super) fn bounce_view(stats: &BounceStats) -> serde_json::Value {
+    json!({
+        "attempted": stats.attempted,
+        "hard": stats.hard_bounces,
+        "soft": stats.soft_bounces,
+        "complaints": stats.complaints,
+        "bounce_rate": percent(stats.bounce_rate),
+        "complaint_rate": percent(stats.complaint_rate),
+        "alert": bounce_alert(stats),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +347,19 @@ mod tests {
         if let Err(e) = crate::report::Report::parse(&starter_source()) {
             panic!("the starter source does not parse: {e}");
         }
+    }
+
+    #[test]
+    fn alerts_start_above_the_thresholds() {
+        let stats = |bounce_rate, complaint_rate| BounceStats {
+            bounce_rate,
+            complaint_rate,
+            ..BounceStats::default()
+        };
+        assert_eq!(bounce_alert(&stats(0.02, 0.001)), None);
+        let both = bounce_alert(&stats(0.021, 0.0011)).unwrap();
+        assert!(both.contains("bounce rate is 2.10%"), "{both}");
+        assert!(both.contains("complaint rate is 0.11%"), "{both}");
     }
 
     #[test]
