@@ -76,6 +76,7 @@ async fn list(
         .find_readers(&ReaderQuery {
             address: None,
             status,
+            suppressed: None,
             limit,
             offset,
         })

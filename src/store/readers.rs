@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::subscribers::{subscriber_from_row, SUBSCRIBER_COLUMNS};
 use super::{Store, StoreError, Subscriber};
+use crate::bounces::SuppressionReason;
 use crate::domain::SubscriberStatus;
 
 /// What the readers page asks for.
@@ -13,6 +14,8 @@ pub struct ReaderQuery {
     /// Part of an address, matched without regard to case.
     pub address: Option<String>,
     pub status: Option<SubscriberStatus>,
+    /// Only readers whose address is suppressed for this reason.
+    pub suppressed: Option<SuppressionReason>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -64,17 +67,21 @@ impl Store {
         // the statement text stays the same.
         let pattern = query.address.as_deref().map(like_pattern);
         let status = query.status.map(SubscriberStatus::as_str);
+        let suppressed = query.suppressed.map(SuppressionReason::as_str);
         let filter = "($1 is null or lower(email) like $1 escape '\\') \
-                      and ($2 is null or status = $2)";
-        let (matching, more) = match &pattern {
+                      and ($2 is null or status = $2) \
+                      and ($3 is null or exists (select 1 from suppressions s \
+                      where s.email = lower(subscribers.email) and s.reason = $3))";
+        let (matching, more) = match (&pattern, suppressed) {
             // Without a search the counts are kept per status.
-            None => (self.count_readers(query.status).await?, false),
-            Some(_) => {
+            (None, None) => (self.count_readers(query.status).await?, false),
+            _ => {
                 let counted: i64 = sqlx::query_scalar(&format!(
-                    "select count(*) from (select 1 from subscribers where {filter} limit $3) as found"
+                    "select count(*) from (select 1 from subscribers where {filter} limit $4) as found"
                 ))
                 .bind(pattern.as_deref())
                 .bind(status)
+                .bind(suppressed)
                 .bind(SEARCH_COUNT_LIMIT + 1)
                 .fetch_one(&self.read)
                 .await?;
@@ -86,11 +93,12 @@ impl Store {
         };
         let sql = format!(
             "select {SUBSCRIBER_COLUMNS} from subscribers where {filter} \
-             order by id desc limit $3 offset $4"
+             order by id desc limit $4 offset $5"
         );
         let rows = sqlx::query(&sql)
             .bind(pattern.as_deref())
             .bind(status)
+            .bind(suppressed)
             .bind(query.limit)
             .bind(query.offset)
             .fetch_all(&self.read)

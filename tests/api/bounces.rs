@@ -15,6 +15,7 @@ crate::on_both_backends!(
     soft_bounces_add_up_to_a_suppression,
     a_relay_refusing_a_recipient_counts_as_a_hard_bounce,
     the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates,
+    the_readers_page_lists_suppressed_readers_and_lifts_a_suppression,
 );
 
 pub const BOUNCE_ADDRESS: &str = "bounces@bounce.example.com";
@@ -492,6 +493,72 @@ async fn the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates(b
     assert!(row(report).contains("data-bounce-alert"), "{}", row(report));
     assert!(row(report).contains("bounce rate is 33.33%"));
     assert!(!row(clean).contains("data-bounce-alert"), "{}", row(clean));
+}
+
+async fn the_readers_page_lists_suppressed_readers_and_lifts_a_suppression(backend: Backend) {
+    let app = app_with_bounces(backend).await;
+    app.add_editor("editor@example.com", "correct horse battery")
+        .await;
+    app.log_in("editor@example.com", "correct horse battery")
+        .await;
+    let readers = ["gone@example.org", "fine@example.org"];
+    send_report_to(&app, &readers, "week-one").await;
+    let out = ingest(
+        &app,
+        &sample(
+            "gmail-no-such-user.eml",
+            &envelope_sender_to(&app, "gone@example.org", ""),
+            "gone@example.org",
+        ),
+        &[],
+    );
+    assert_eq!(stdout_of(&out), "hard gone@example.org, suppressed");
+
+    let page = app.page_text("/admin/readers?suppressed=bounced").await;
+    assert!(page.contains("data-reader=\"gone@example.org\""), "{page}");
+    assert!(!page.contains("data-reader=\"fine@example.org\""), "{page}");
+    assert!(page.contains("data-suppression=\"bounced\""), "{page}");
+    let detail = element_text(&page, "data-suppression-detail").unwrap();
+    assert!(detail.contains("does not exist"), "{detail}");
+    let complained = app.page_text("/admin/readers?suppressed=complained").await;
+    assert!(!complained.contains("data-reader="), "{complained}");
+    assert_eq!(
+        app.get("/admin/readers?suppressed=nonsense").await.status(),
+        422
+    );
+
+    // The kept message is the one fed in, as plain text.
+    let start = page.find("/admin/bounce-messages/").unwrap();
+    let end = start + page[start..].find('"').unwrap();
+    let raw = app.get(&page[start..end]).await;
+    assert_eq!(raw.status(), 200);
+    assert!(raw.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(raw.text().await.unwrap().contains("NoSuchUser"));
+
+    // Un-suppressing needs the form's token.
+    let id: i64 = sqlx::query_scalar("select id from subscribers where email = $1")
+        .bind("gone@example.org")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    let path = format!("/admin/readers/{id}/unsuppress");
+    let forged = app.post_form(&path, "csrf=wrong").await;
+    assert!(forged.status().is_client_error(), "{}", forged.status());
+    assert!(suppression_of(&app, "gone@example.org").await.is_some());
+    let body = serde_urlencoded::to_string([("csrf", crate::admin_pages::csrf(&page))]).unwrap();
+    let lifted = app.post_form(&path, &body).await;
+    assert_eq!(lifted.status(), 303);
+    assert_eq!(suppression_of(&app, "gone@example.org").await, None);
+    let page = app.page_text("/admin/readers?suppressed=bounced").await;
+    assert!(!page.contains("data-reader=\"gone@example.org\""), "{page}");
+
+    // The next send reaches the reader again.
+    let before = app.smtp.received_for("gone@example.org").len();
+    send_report_to(&app, &readers, "week-two").await;
+    assert_eq!(app.smtp.received_for("gone@example.org").len(), before + 1);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! signed up and confirmed, unsubscribe them by hand, or erase them.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{error_page, or_error_page, render, utc_time, CsrfForm};
+use crate::bounces::SuppressionReason;
 use crate::domain::SubscriberStatus;
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
@@ -24,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/readers", get(list))
         .route("/admin/readers/{id}/unsubscribe", post(unsubscribe))
         .route("/admin/readers/{id}/delete", post(delete))
+        .route("/admin/readers/{id}/unsuppress", post(unsuppress))
+        .route("/admin/bounce-messages/{id}", get(bounce_message))
 }
 
 #[derive(Deserialize, Default)]
@@ -31,6 +34,7 @@ pub fn routes() -> Router<AppState> {
 struct ListQuery {
     q: String,
     status: String,
+    suppressed: String,
     page: i64,
     done: String,
 }
@@ -41,6 +45,7 @@ fn notice(done: &str) -> Option<&'static str> {
     Some(match done {
         "unsubscribed" => "The reader is unsubscribed and gets no more reports.",
         "deleted" => "The reader is deleted. Their votes still count, without their address.",
+        "unsuppressed" => "The reader is no longer suppressed: the next send reaches them.",
         _ => return None,
     })
 }
@@ -71,21 +76,34 @@ async fn list_page(
             AppError::Invalid("the status must be pending, confirmed or unsubscribed".into())
         })?),
     };
+    let suppressed = match query.suppressed.as_str() {
+        "" | "any" => None,
+        other => Some(SuppressionReason::parse(other).ok_or_else(|| {
+            AppError::Invalid("the suppression filter must be bounced or complained".into())
+        })?),
+    };
     let page = query.page.max(1);
     let found = state
         .store
         .find_readers(&ReaderQuery {
             address: (!search.is_empty()).then(|| search.to_string()),
             status,
+            suppressed,
             limit: PAGE_SIZE,
             offset: (page - 1).saturating_mul(PAGE_SIZE),
         })
         .await?;
-    let readers: Vec<_> = found
-        .readers
-        .iter()
-        .map(|r| {
+    let mut readers = Vec::with_capacity(found.readers.len());
+    for r in &found.readers {
+        let suppression = state.store.suppression(&r.email).await?.map(|s| {
             json!({
+                "reason": s.reason.as_str(),
+                "detail": s.detail,
+                "since": utc_time(s.created_at),
+                "message_id": s.message_id,
+            })
+        });
+        readers.push(json!({
                 "id": r.id,
                 "email": r.email,
                 "name": r.name,
@@ -93,14 +111,18 @@ async fn list_page(
                 "signed_up": utc_time(r.created_at),
                 "confirmed": r.confirmed_at.map(utc_time),
                 "unsubscribed": r.unsubscribed_at.map(utc_time),
-            })
-        })
-        .collect();
+                "suppression": suppression,
+        }));
+    }
     let pages = (found.matching + PAGE_SIZE - 1) / PAGE_SIZE;
     let link = |page: i64| {
         let query = serde_urlencoded::to_string([
             ("q", search),
             ("status", status.map(SubscriberStatus::as_str).unwrap_or("")),
+            (
+                "suppressed",
+                suppressed.map(SuppressionReason::as_str).unwrap_or(""),
+            ),
             ("page", &page.to_string()),
         ])
         .unwrap_or_default();
@@ -114,6 +136,7 @@ async fn list_page(
             "csrf": editor.csrf_token(),
             "q": search,
             "status": status.map(SubscriberStatus::as_str).unwrap_or(""),
+            "suppressed": suppressed.map(SuppressionReason::as_str).unwrap_or(""),
             "readers": readers,
             "matching": found.matching,
             "more": found.more,
@@ -144,11 +167,43 @@ async fn delete(
     act(&state, &editor, &form, id, ReaderAction::Delete).await
 }
 
+async fn unsuppress(
+    State(state): State<AppState>,
+    editor: SessionEditor,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    act(&state, &editor, &form, id, ReaderAction::Unsuppress).await
+}
+
+/// The bounce or complaint a suppression came from, as received: shown as
+/// plain text so nothing in it runs in the editor's browser.
+async fn bounce_message(
+    State(state): State<AppState>,
+    _editor: SessionEditor,
+    Path(id): Path<i64>,
+) -> Response {
+    let result = match state.store.bounce_message(id).await {
+        Ok(Some(message)) => Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            message.raw,
+        )
+            .into_response()),
+        Ok(None) => Err(AppError::NotFound("no such message (it may have expired)")),
+        Err(e) => Err(e.into()),
+    };
+    or_error_page(&state, result)
+}
+
 /// What an editor can do to one reader.
 #[derive(Debug, Clone, Copy)]
 enum ReaderAction {
     Unsubscribe,
     Delete,
+    Unsuppress,
 }
 
 async fn act(
@@ -164,6 +219,7 @@ async fn act(
     let (done, word) = match action {
         ReaderAction::Unsubscribe => (state.store.unsubscribe(id).await, "unsubscribed"),
         ReaderAction::Delete => (state.store.delete_reader(id).await, "deleted"),
+        ReaderAction::Unsuppress => (lift(state, id).await, "unsuppressed"),
     };
     let result = match done {
         Ok(true) => {
@@ -174,4 +230,13 @@ async fn act(
         Err(e) => Err(e.into()),
     };
     or_error_page(state, result)
+}
+
+/// Lifts the suppression of reader `id`'s address; false when there is no
+/// such reader or nothing to lift.
+async fn lift(state: &AppState, id: i64) -> Result<bool, crate::store::StoreError> {
+    match state.store.subscriber(id).await? {
+        Some(reader) => state.store.lift_suppression(&reader.email).await,
+        None => Ok(false),
+    }
 }
