@@ -25,6 +25,9 @@ struct ExportRow {
     created_at: String,
     confirmed_at: String,
     unsubscribed_at: String,
+    /// `bounced` or `complained` when no more mail goes to the address.
+    suppressed: &'static str,
+    suppressed_at: String,
 }
 
 fn time(ms: Option<i64>) -> String {
@@ -35,17 +38,23 @@ fn time(ms: Option<i64>) -> String {
 
 /// Every subscriber as CSV (with a header line) or a JSON array.
 pub async fn export(store: &Store, format: ExportFormat) -> anyhow::Result<Vec<u8>> {
+    let suppressions = store.all_suppressions().await?;
     let rows: Vec<ExportRow> = store
         .all_subscribers()
         .await?
         .into_iter()
-        .map(|s| ExportRow {
-            email: s.email,
-            name: s.name.unwrap_or_default(),
-            status: s.status.as_str(),
-            created_at: time(Some(s.created_at)),
-            confirmed_at: time(s.confirmed_at),
-            unsubscribed_at: time(s.unsubscribed_at),
+        .map(|s| {
+            let suppression = suppressions.get(&s.email.to_lowercase());
+            ExportRow {
+                email: s.email,
+                name: s.name.unwrap_or_default(),
+                status: s.status.as_str(),
+                created_at: time(Some(s.created_at)),
+                confirmed_at: time(s.confirmed_at),
+                unsubscribed_at: time(s.unsubscribed_at),
+                suppressed: suppression.map(|(r, _)| r.as_str()).unwrap_or(""),
+                suppressed_at: time(suppression.map(|(_, at)| *at)),
+            }
         })
         .collect();
     match format {
@@ -67,6 +76,8 @@ pub async fn export(store: &Store, format: ExportFormat) -> anyhow::Result<Vec<u
                     "created_at",
                     "confirmed_at",
                     "unsubscribed_at",
+                    "suppressed",
+                    "suppressed_at",
                 ])?;
             }
             Ok(csv.into_inner().context("writing CSV")?)

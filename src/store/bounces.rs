@@ -344,6 +344,25 @@ impl Store {
         Ok(lifted == 1)
     }
 
+    /// Every suppressed address with why and since when, for the export.
+    pub async fn all_suppressions(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (SuppressionReason, i64)>, StoreError> {
+        let rows = sqlx::query("select email, reason, created_at from suppressions")
+            .fetch_all(&self.read)
+            .await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let reason: String = row.try_get("reason")?;
+            // A reason this version does not know is left out rather than
+            // failing the whole export.
+            if let Some(reason) = SuppressionReason::parse(&reason) {
+                found.insert(row.try_get("email")?, (reason, row.try_get("created_at")?));
+            }
+        }
+        Ok(found)
+    }
+
     /// Bounce and complaint counts and rates of one report.
     pub async fn bounce_stats(&self, report_id: i64) -> Result<BounceStats, StoreError> {
         let attempted: i64 = sqlx::query_scalar(

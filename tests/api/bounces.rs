@@ -15,7 +15,7 @@ crate::on_both_backends!(
     soft_bounces_add_up_to_a_suppression,
     a_relay_refusing_a_recipient_counts_as_a_hard_bounce,
     the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates,
-    the_readers_page_lists_suppressed_readers_and_lifts_a_suppression,
+    suppressed_readers_are_listed_exported_and_can_be_lifted,
 );
 
 pub const BOUNCE_ADDRESS: &str = "bounces@bounce.example.com";
@@ -114,6 +114,25 @@ pub fn ingest(app: &TestApp, message: &str, extra: &[&str]) -> Output {
     input.write_all(message.as_bytes()).unwrap();
     drop(input);
     child.wait_with_output().unwrap()
+}
+
+/// Runs `newsletter subscribers export --format FORMAT`; returns its output.
+pub fn export(app: &TestApp, format: &str) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["subscribers", "export", "--format", format])
+        .env(
+            "NEWSLETTER_DATABASE_URL",
+            &app.app.state.settings.database_url,
+        )
+        .env("NEWSLETTER_LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 fn stdout_of(out: &Output) -> String {
@@ -495,7 +514,7 @@ async fn the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates(b
     assert!(!row(clean).contains("data-bounce-alert"), "{}", row(clean));
 }
 
-async fn the_readers_page_lists_suppressed_readers_and_lifts_a_suppression(backend: Backend) {
+async fn suppressed_readers_are_listed_exported_and_can_be_lifted(backend: Backend) {
     let app = app_with_bounces(backend).await;
     app.add_editor("editor@example.com", "correct horse battery")
         .await;
@@ -538,6 +557,36 @@ async fn the_readers_page_lists_suppressed_readers_and_lifts_a_suppression(backe
         .starts_with("text/plain"));
     assert!(raw.text().await.unwrap().contains("NoSuchUser"));
 
+    // The export says who is suppressed, in both formats.
+    let json: serde_json::Value = serde_json::from_slice(&export(&app, "json")).unwrap();
+    let row = |email: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["email"] == email)
+            .unwrap_or_else(|| panic!("{email} in {json}"))
+            .clone()
+    };
+    assert_eq!(row("gone@example.org")["suppressed"], "bounced");
+    assert!(row("gone@example.org")["suppressed_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(row("fine@example.org")["suppressed"], "");
+    let csv = export(&app, "csv");
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    let column = headers.iter().position(|h| h == "suppressed").unwrap();
+    let by_email: std::collections::HashMap<String, String> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[column].to_string())
+        })
+        .collect();
+    assert_eq!(by_email["gone@example.org"], "bounced");
+    assert_eq!(by_email["fine@example.org"], "");
+
     // Un-suppressing needs the form's token.
     let id: i64 = sqlx::query_scalar("select id from subscribers where email = $1")
         .bind("gone@example.org")
@@ -554,6 +603,13 @@ async fn the_readers_page_lists_suppressed_readers_and_lifts_a_suppression(backe
     assert_eq!(suppression_of(&app, "gone@example.org").await, None);
     let page = app.page_text("/admin/readers?suppressed=bounced").await;
     assert!(!page.contains("data-reader=\"gone@example.org\""), "{page}");
+
+    let json: serde_json::Value = serde_json::from_slice(&export(&app, "json")).unwrap();
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["suppressed"] == ""));
 
     // The next send reaches the reader again.
     let before = app.smtp.received_for("gone@example.org").len();

@@ -216,7 +216,9 @@ async fn readers_round_trip_through_export_and_import(backend: Backend) {
     );
     assert!(out.status.success());
     let csv = std::fs::read_to_string(&csv_file).unwrap();
-    assert!(csv.starts_with("email,name,status,created_at,confirmed_at,unsubscribed_at\n"));
+    assert!(csv.starts_with(
+        "email,name,status,created_at,confirmed_at,unsubscribed_at,suppressed,suppressed_at\n"
+    ));
     assert_eq!(csv.lines().count(), 3);
 }
 
