@@ -15,7 +15,7 @@ pub use password::{
 };
 pub use spreadsheet::spreadsheet_text;
 pub use token::{
-    random_token, sha256_hex, ConfirmationToken, Signer, TokenError, UnsubscribeToken,
+    random_token, sha256_hex, ConfirmationToken, LinkedId, Signer, TokenError, UnsubscribeToken,
 };
 
 /// Where a subscriber stands in the double opt-in flow.
