@@ -30,6 +30,7 @@ mod login_attacks;
 mod look;
 mod operations;
 mod postfix;
+mod public_ids;
 mod relay_round_trips;
 mod reliability;
 mod sending;
