@@ -110,7 +110,7 @@ impl Drop for TestApp {
 
 /// Drops a test's PostgreSQL database, ending the connections still open to
 /// it, so that no test leaves one behind (SQLite files go with the temp dir).
-fn drop_test_database(url: &str) {
+pub fn drop_test_database(url: &str) {
     let Some(name) = url::Url::parse(url)
         .ok()
         .filter(|u| u.scheme().starts_with("postgres"))

@@ -8,13 +8,16 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::bounces::{app_with_bounces, envelope_sender_to, ingest, sample, send_report_to};
-use crate::helpers::{confirmation_link, token_in, Backend, TestApp};
+use crate::helpers::{
+    confirmation_link, drop_test_database, fresh_database, token_in, Backend, TestApp,
+};
 use crate::smtp_server::Received;
 
 crate::on_both_backends!(
     two_readers_in_a_row_learn_nothing_of_the_list_size,
     links_of_mail_sent_before_public_ids_still_work,
     altered_links_are_refused_with_a_clear_4xx,
+    readers_and_reports_of_before_get_public_ids_on_upgrade,
 );
 
 /// Every link into the app that `mail` carries: in the text part, in the
@@ -382,4 +385,74 @@ async fn altered_links_are_refused_with_a_clear_4xx(backend: Backend) {
         "{out:?}"
     );
     assert_eq!(app.count("select count(*) from suppressions").await, 0);
+}
+
+/// The public ids in `table`, each checked to be a random UUID, and that no
+/// two are the same.
+async fn public_ids_in(store: &newsletter::store::Store, table: &str) -> Vec<Uuid> {
+    let ids: Vec<String> =
+        sqlx::query_scalar(&format!("select public_id from {table} order by id"))
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let ids: Vec<Uuid> = ids.iter().map(|id| opaque(id, table)).collect();
+    let distinct: std::collections::HashSet<&Uuid> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "{table}: {ids:?}");
+    ids
+}
+
+async fn readers_and_reports_of_before_get_public_ids_on_upgrade(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(backend, dir.path()).await;
+    let store = newsletter::store::Store::connect(&url, 2).await.unwrap();
+
+    // The database as it was before public ids, with readers and reports.
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let path = format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 18)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(store.pool()).await.unwrap();
+    for i in 0..50 {
+        sqlx::query(
+            "insert into subscribers (email, status, created_at) values ($1, 'confirmed', 0)",
+        )
+        .bind(format!("r{i}@example.org"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    for slug in ["one", "two", "three"] {
+        sqlx::query(
+            "insert into reports (slug, title, source, created_at, updated_at) values ($1, $1, '', 0, 0)",
+        )
+        .bind(slug)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    store.migrate().await.unwrap();
+    let readers = public_ids_in(&store, "subscribers").await;
+    assert_eq!(readers.len(), 50);
+    assert_eq!(public_ids_in(&store, "reports").await.len(), 3);
+
+    // A row inserted the old way (a tool, a script) gets one too.
+    sqlx::query("insert into subscribers (email, status, created_at) values ('late@example.org', 'pending', 0)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(public_ids_in(&store, "subscribers").await.len(), 51);
+    store.pool().close().await;
+    drop_test_database(&url);
 }
