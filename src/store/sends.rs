@@ -212,14 +212,20 @@ impl Store {
 
     /// Marks sends with nothing left to deliver as done.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let mut tx = self.write.begin().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
             "update sends set state = 'done', finished_at = $1 where state = 'sending' and not exists \
-             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = 'queued')",
+             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = 'queued') \
+             returning report_id",
         )
         .bind(now)
-        .execute(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        for report_id in &finished {
+            super::events::record_send_finished(&mut tx, *report_id).await?;
+        }
+        tx.commit().await?;
+        Ok(finished.len() as u64)
     }
 
     pub async fn send(&self, id: i64) -> Result<Option<Send>, StoreError> {
