@@ -540,7 +540,9 @@ pub(super) async fn record_send_finished(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(()) };
-    let mut send = SendFacts {
+    let total: i64 = row.try_get("total")?;
+    let counts = super::sends::counted_stats(conn, report_id, total).await?;
+    let send = SendFacts {
         report_id,
         slug: row.try_get("slug")?,
         title: row.try_get("title")?,
@@ -548,27 +550,11 @@ pub(super) async fn record_send_finished(
         finished_at: row
             .try_get::<Option<i64>, _>("finished_at")?
             .unwrap_or_default(),
-        total: row.try_get("total")?,
-        delivered: 0,
-        failed: 0,
-        skipped: 0,
-        cancelled: 0,
+        total,
+        delivered: counts.sent,
+        failed: counts.failed,
+        skipped: counts.skipped,
+        cancelled: counts.cancelled,
     };
-    // Kept by the database as deliveries change (changes since the enqueue).
-    let counts = sqlx::query("select status, n from delivery_counts where report_id = $1")
-        .bind(report_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in counts {
-        let status: String = row.try_get("status")?;
-        let n: i64 = row.try_get("n")?;
-        match status.as_str() {
-            "sent" => send.delivered += n,
-            "failed" => send.failed += n,
-            "skipped" => send.skipped += n,
-            "cancelled" => send.cancelled += n,
-            _ => {}
-        }
-    }
     record_events(conn, &[Event::send_finished(&send)]).await
 }

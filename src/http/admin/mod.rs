@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppError, AppState};
+use crate::domain::SendState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -86,8 +87,8 @@ fn utc_time(ms: i64) -> String {
 }
 
 /// Where a report stands: its send's state, or "draft" before any send.
-fn report_state(send_state: Option<&str>) -> &str {
-    send_state.unwrap_or("draft")
+fn report_state(send_state: Option<SendState>) -> &'static str {
+    send_state.map_or("draft", SendState::as_str)
 }
 
 #[cfg(test)]
@@ -102,6 +103,6 @@ mod tests {
     #[test]
     fn a_report_without_a_send_is_a_draft() {
         assert_eq!(report_state(None), "draft");
-        assert_eq!(report_state(Some("paused")), "paused");
+        assert_eq!(report_state(Some(SendState::Paused)), "paused");
     }
 }

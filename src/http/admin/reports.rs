@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::preview::render_sample;
 use super::{error_page, or_error_page, render, report_state, utc_time};
-use crate::domain::{random_token, SubscriberStatus};
+use crate::domain::{random_token, SendState, SubscriberStatus};
 use crate::http::api::REPORT_BODY_LIMIT;
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
@@ -251,13 +251,13 @@ pub(super) async fn report_page(
             "scheduled_at": utc_time(s.scheduled_at),
             "started_at": s.started_at.map(utc_time),
             "finished_at": s.finished_at.map(utc_time),
-            "can_pause": matches!(s.state.as_str(), "scheduled" | "sending"),
-            "can_resume": s.state == "paused",
+            "can_pause": s.state.can_pause(),
+            "can_resume": s.state == SendState::Paused,
             "pause_reason": s.pause_reason,
-            "can_retry": matches!(s.state.as_str(), "sending" | "done" | "paused"),
-            "can_cancel": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
+            "can_retry": s.state.can_retry(),
+            "can_cancel": s.state.is_live(),
             // Only a send that can still change is worth polling.
-            "live": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
+            "live": s.state.is_live(),
         })
     });
     let context = json!({
@@ -269,7 +269,7 @@ pub(super) async fn report_page(
             "source": report.source,
             "updated_at": utc_time(report.updated_at),
         },
-        "state": report_state(send.as_ref().map(|s| s.state.as_str())),
+        "state": report_state(send.as_ref().map(|s| s.state)),
         "subject": subject,
         "preview_id": report.id,
         "preview_text": text,
