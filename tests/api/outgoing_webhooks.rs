@@ -564,3 +564,62 @@ async fn a_delivery_out_of_attempts_is_failed_and_listed_by_the_command(backend:
         .lines()
         .all(|l| !l.contains("subscriber.created")));
 }
+
+#[test]
+fn config_check_lists_the_endpoints_but_never_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("newsletter.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "database_url = \"sqlite://{}/news.db\"\n\n\
+             [[webhooks.endpoints]]\nname = \"crm\"\n\
+             url = \"https://hook:url-password@crm.example.com/hooks\"\n\
+             secret = \"{SECRET}\"\nevents = [\"subscriber.confirmed\", \"send.finished\"]\n\n\
+             [[webhooks.endpoints]]\nname = \"chat\"\nurl = \"http://127.0.0.1:9/chat\"\n\
+             secret = \"{SECRET}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["--config", settings.to_str().unwrap(), "config", "check"])
+        .env("NEWSLETTER_LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("webhooks: 2 endpoints"), "{printed}");
+    assert!(
+        printed.contains(
+            "crm  https://hook:***@crm.example.com/hooks  subscriber.confirmed, send.finished"
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("chat  http://127.0.0.1:9/chat  every event"),
+        "{printed}"
+    );
+    assert!(!printed.contains(SECRET), "{printed}");
+    assert!(!printed.contains("url-password"), "{printed}");
+
+    // A secret too short stops the service before it starts, saying which.
+    std::fs::write(
+        &settings,
+        "[[webhooks.endpoints]]\nname = \"crm\"\nurl = \"https://crm.example.com/\"\nsecret = \"short\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["--config", settings.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("webhooks.endpoints") && stderr.contains("crm") && stderr.contains("32"),
+        "{stderr}"
+    );
+}
