@@ -17,9 +17,9 @@ use cli::{
 use newsletter::bounces::Intake;
 use newsletter::commands::{admin, bounces, check, report, subscribers, webhooks};
 use newsletter::config::Settings;
-use newsletter::domain::SubscriberStatus;
+use newsletter::domain::{SubscriberStatus, WebhookState};
 use newsletter::startup::{cancel_on_signal, load_signer, Application};
-use newsletter::store::{now_ms, Store, WebhookStatus};
+use newsletter::store::{now_ms, Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -217,7 +217,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks(WebhooksCommand::List { status, limit }) => {
             let status = status
                 .map(|s| {
-                    WebhookStatus::parse(&s)
+                    s.parse::<WebhookState>()
+                        .ok()
                         .with_context(|| format!("--status {s:?}: use queued, delivered or failed"))
                 })
                 .transpose()?;

@@ -3,12 +3,13 @@
 
 use std::fmt::Write;
 
-use crate::store::{Store, WebhookStatus};
+use crate::domain::WebhookState;
+use crate::store::Store;
 
 /// One line per delivery, newest first, with a header line.
 pub async fn list(
     store: &Store,
-    status: Option<WebhookStatus>,
+    status: Option<WebhookState>,
     limit: i64,
 ) -> anyhow::Result<String> {
     let deliveries = store.webhook_deliveries(status, limit.max(1)).await?;

@@ -76,11 +76,34 @@ impl WebhookSender {
         })
     }
 
+    /// A claim's lease: renewed while the batch is posted, so it only has
+    /// to outlast a worker that died.
     fn lease(&self) -> Duration {
-        // Longer than one batch of posts at their timeout can take.
-        let per_post = Duration::from_secs(self.settings.timeout_secs);
-        let rounds = (BATCH as u32).div_ceil(self.settings.concurrency.max(1) as u32);
-        per_post * (rounds + 1) * 2
+        Duration::from_secs(self.settings.timeout_secs * 4).max(Duration::from_secs(60))
+    }
+
+    /// Keeps this sender's leases alive until the returned token is
+    /// cancelled, however long the endpoints take.
+    fn start_renewer(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let stop = CancellationToken::new();
+        let (this, until) = (self.clone(), stop.clone());
+        let handle = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = until.cancelled() => return,
+                    _ = tokio::time::sleep(this.lease() / 4) => {}
+                }
+                let lease_until = now_ms() + this.lease().as_millis() as i64;
+                if let Err(e) = this
+                    .store
+                    .renew_webhook_leases(&this.worker_id, lease_until)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot renew webhook leases");
+                }
+            }
+        });
+        (stop, handle)
     }
 
     /// Routes new events, then posts one batch of due deliveries; returns
@@ -107,22 +130,25 @@ impl WebhookSender {
                 None => queues.push(vec![job]),
             }
         }
+        let (stop_renewing, renewer) = self.start_renewer();
         let mut runs = futures::stream::iter(queues)
             .map(|queue| {
                 let this = self.clone();
-                async move {
-                    for job in queue {
-                        let outcome = this.post(job).await;
-                        this.record(&outcome).await?;
-                    }
-                    Ok::<(), StoreError>(())
-                }
+                async move { this.post_in_order(queue).await }
             })
             .buffer_unordered(self.settings.concurrency.max(1));
+        let mut failure = None;
         while let Some(run) = runs.next().await {
-            run?;
+            if let Err(e) = run {
+                failure.get_or_insert(e);
+            }
         }
-        Ok(routed + count)
+        stop_renewing.cancel();
+        let _ = renewer.await;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(routed + count),
+        }
     }
 
     /// Posts everything due now, retries included when they are due at
@@ -192,6 +218,27 @@ impl WebhookSender {
         self.store
             .record_webhook_outcome(&self.worker_id, outcome)
             .await
+    }
+
+    /// Posts one endpoint's deliveries one after another. Once one is to be
+    /// retried, the rest are handed back untried: a dead endpoint costs one
+    /// timeout per batch, and its events keep their order.
+    async fn post_in_order(&self, queue: Vec<ClaimedWebhook>) -> Result<(), StoreError> {
+        let mut jobs = queue.into_iter();
+        for job in jobs.by_ref() {
+            let outcome = self.post(job).await;
+            self.record(&outcome).await?;
+            if matches!(outcome, WebhookOutcome::Retry { .. }) {
+                break;
+            }
+        }
+        let untried: Vec<i64> = jobs.map(|job| job.id).collect();
+        if !untried.is_empty() {
+            self.store
+                .release_webhooks(&self.worker_id, &untried)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Posts one delivery and says what became of it.

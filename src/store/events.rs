@@ -10,39 +10,8 @@ use sqlx::{AnyConnection, Row};
 use super::{placeholders, value_rows, Backend, Store, StoreError};
 use crate::bounces::SuppressionReason;
 use crate::config::WebhookEndpoint;
+use crate::domain::WebhookState;
 use crate::events::{Event, EventKind, ReaderFacts, SendFacts};
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookStatus {
-    /// Waiting for its first or next attempt.
-    Queued,
-    /// The endpoint answered 2xx.
-    Delivered,
-    /// Refused for good (a 4xx), or out of attempts.
-    Failed,
-}
-
-impl WebhookStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookStatus::Queued => "queued",
-            WebhookStatus::Delivered => "delivered",
-            WebhookStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<WebhookStatus> {
-        [
-            WebhookStatus::Queued,
-            WebhookStatus::Delivered,
-            WebhookStatus::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-    }
-}
 
 /// A delivery leased to a worker, with what it posts.
 #[derive(Debug, Clone)]
@@ -84,7 +53,7 @@ pub struct WebhookDelivery {
     pub event_id: String,
     pub kind: String,
     pub endpoint: String,
-    pub status: WebhookStatus,
+    pub status: WebhookState,
     pub attempts: i64,
     pub response_status: Option<i64>,
     pub last_error: Option<String>,
@@ -98,7 +67,7 @@ const ROUTE_BATCH: i64 = 500;
 
 const CLAIM_SQLITE: &str =
     "update webhook_deliveries set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from webhook_deliveries where status = 'queued' \
+     where id in (select id from webhook_deliveries where status = $5 \
        and next_attempt_at <= $3 and (lease_until is null or lease_until < $3) \
        order by next_attempt_at, id limit $4) \
      returning id, event_id, endpoint, attempts";
@@ -107,7 +76,7 @@ const CLAIM_SQLITE: &str =
 // the rows theirs after the commit.
 const CLAIM_POSTGRES: &str =
     "update webhook_deliveries set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from webhook_deliveries where status = 'queued' \
+     where id in (select id from webhook_deliveries where status = $5 \
        and next_attempt_at <= $3 and (lease_until is null or lease_until < $3) \
        order by next_attempt_at, id limit $4 for update skip locked) \
      returning id, event_id, endpoint, attempts";
@@ -300,6 +269,7 @@ impl Store {
             .bind(worker)
             .bind(now)
             .bind(limit)
+            .bind(WebhookState::Queued)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -357,14 +327,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let query = match outcome {
             WebhookOutcome::Delivered { id, status, at } => sqlx::query(
-                "update webhook_deliveries set status = 'delivered', delivered_at = $3, \
+                "update webhook_deliveries set status = $5, delivered_at = $3, \
                  response_status = $4, last_error = null, lease_until = null, leased_by = null \
                  where id = $1 and leased_by = $2",
             )
             .bind(*id)
             .bind(worker)
             .bind(*at)
-            .bind(i64::from(*status)),
+            .bind(i64::from(*status))
+            .bind(WebhookState::Delivered),
             WebhookOutcome::Retry {
                 id,
                 at,
@@ -381,14 +352,15 @@ impl Store {
             .bind(status.map(i64::from))
             .bind(error.as_str()),
             WebhookOutcome::Failed { id, status, error } => sqlx::query(
-                "update webhook_deliveries set status = 'failed', response_status = $3, \
+                "update webhook_deliveries set status = $5, response_status = $3, \
                  last_error = $4, lease_until = null, leased_by = null \
                  where id = $1 and leased_by = $2",
             )
             .bind(*id)
             .bind(worker)
             .bind(status.map(i64::from))
-            .bind(error.as_str()),
+            .bind(error.as_str())
+            .bind(WebhookState::Failed),
         };
         query.execute(&self.write).await?;
         Ok(())
@@ -408,14 +380,33 @@ impl Store {
         Ok(())
     }
 
+    /// Hands back deliveries `worker` claimed and did not post; the attempt
+    /// is not counted.
+    pub async fn release_webhooks(&self, worker: &str, ids: &[i64]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(1_000) {
+            let sql = format!(
+                "update webhook_deliveries set lease_until = null, leased_by = null, \
+                 attempts = attempts - 1 where leased_by = $1 and id in ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(worker);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
     /// Hands back what `worker` claimed but did not post (at shutdown); the
     /// attempt is not counted.
     pub async fn release_webhook_leases(&self, worker: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "update webhook_deliveries set lease_until = null, leased_by = null, \
-             attempts = attempts - 1 where leased_by = $1 and status = 'queued'",
+             attempts = attempts - 1 where leased_by = $1 and status = $2",
         )
         .bind(worker)
+        .bind(WebhookState::Queued)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
@@ -426,10 +417,12 @@ impl Store {
     /// Returns how many deliveries were put back or brought forward.
     pub async fn retry_webhooks_now(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "update webhook_deliveries set status = 'queued', attempts = 0, next_attempt_at = $1 \
-             where status = 'failed' or (status = 'queued' and next_attempt_at > $1)",
+            "update webhook_deliveries set status = $2, attempts = 0, next_attempt_at = $1 \
+             where status = $3 or (status = $2 and next_attempt_at > $1)",
         )
         .bind(now)
+        .bind(WebhookState::Queued)
+        .bind(WebhookState::Failed)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
@@ -438,7 +431,7 @@ impl Store {
     /// The latest deliveries, newest first, optionally of one status.
     pub async fn webhook_deliveries(
         &self,
-        status: Option<WebhookStatus>,
+        status: Option<WebhookState>,
         limit: i64,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         let rows = sqlx::query(
@@ -447,21 +440,18 @@ impl Store {
              from webhook_deliveries d join webhook_events e on e.id = d.event_id \
              where $1 is null or d.status = $1 order by d.id desc limit $2",
         )
-        .bind(status.map(WebhookStatus::as_str))
+        .bind(status)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|row| {
-                let status: String = row.try_get("status")?;
                 Ok(WebhookDelivery {
                     id: row.try_get("id")?,
                     event_id: row.try_get("event_id")?,
                     kind: row.try_get("kind")?,
                     endpoint: row.try_get("endpoint")?,
-                    status: WebhookStatus::parse(&status).ok_or_else(|| {
-                        StoreError::Corrupt(format!("webhook delivery status {status:?}"))
-                    })?,
+                    status: row.try_get("status")?,
                     attempts: row.try_get("attempts")?,
                     response_status: row.try_get("response_status")?,
                     last_error: row.try_get("last_error")?,
@@ -477,10 +467,11 @@ impl Store {
     /// with their deliveries.
     pub async fn purge_webhook_events(&self, before: i64) -> Result<u64, StoreError> {
         sqlx::query(
-            "delete from webhook_deliveries where status <> 'queued' and event_id in \
+            "delete from webhook_deliveries where status <> $2 and event_id in \
              (select id from webhook_events where created_at < $1)",
         )
         .bind(before)
+        .bind(WebhookState::Queued)
         .execute(&self.write)
         .await?;
         let done = sqlx::query(
