@@ -182,7 +182,12 @@ async fn run_one_via(
         .expect("build the service");
     let store = app.state.store.clone();
     insert_readers(&store, readers).await;
-    let report_id = match app.state.save_report_source(&example_report()).await {
+    let report_id = match app
+        .state
+        .newsletter()
+        .save_report_source(&example_report())
+        .await
+    {
         Ok(newsletter::store::SaveOutcome::Created(id)) => id,
         other => panic!("saving the example report: {:?}", other.err()),
     };
@@ -430,6 +435,7 @@ async fn stages(args: &Args) {
         insert_readers(&store, 20_000).await;
         let report_id = match app
             .state
+            .newsletter()
             .save_report_source(&example_report())
             .await
             .unwrap()
@@ -624,8 +630,11 @@ async fn dkim_modes(args: &Args) {
             .expect("build the service");
         let store = app.state.store.clone();
         insert_readers(&store, args.dkim_readers).await;
-        let Ok(newsletter::store::SaveOutcome::Created(report)) =
-            app.state.save_report_source(&example_report()).await
+        let Ok(newsletter::store::SaveOutcome::Created(report)) = app
+            .state
+            .newsletter()
+            .save_report_source(&example_report())
+            .await
         else {
             panic!("saving the example report")
         };
