@@ -15,7 +15,7 @@ pub use password::{
     MIN_PASSWORD_CHARS,
 };
 pub use spreadsheet::spreadsheet_text;
-pub use state::{DeliveryState, SendState, UnknownState};
+pub use state::{DeliveryState, SendState, UnknownState, WebhookState};
 pub use token::{
     random_token, sha256_hex, ConfirmationToken, LinkedId, Signer, TokenError, UnsubscribeToken,
 };

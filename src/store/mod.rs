@@ -9,6 +9,7 @@ mod admins;
 mod bounces;
 mod consents;
 mod error;
+mod events;
 mod outbox;
 mod readers;
 mod reports;
@@ -32,6 +33,7 @@ pub use bounces::{
 };
 pub use consents::{Consent, PreconfirmedOutcome};
 pub use error::{StorageProblem, StoreError};
+pub use events::{ClaimedWebhook, WebhookDelivery, WebhookOutcome};
 pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
 pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};

@@ -423,20 +423,38 @@ async fn record_refusal(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(bounce) = bounce {
-        sqlx::query(
-            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
-             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
-             on conflict do nothing",
-        )
-        .bind(id)
-        .bind(format!(
+        let detail = format!(
             "refused by the relay: {}",
             reason.chars().take(300).collect::<String>()
-        ))
+        );
+        let added: Option<String> = sqlx::query_scalar(
+            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
+             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
+             on conflict do nothing returning email",
+        )
+        .bind(id)
+        .bind(&detail)
         .bind(bounce)
         .bind(now)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
+        if let Some(email) = added {
+            let report_id: Option<i64> =
+                sqlx::query_scalar("select report_id from outbox where id = $1")
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            super::events::record_suppression_event(
+                tx,
+                SuppressionReason::Bounced,
+                &email,
+                "smtp",
+                &detail,
+                report_id,
+                now,
+            )
+            .await?;
+        }
         metrics::counter!(crate::metrics::BOUNCES, "kind" => "hard", "source" => "smtp")
             .increment(1);
     }

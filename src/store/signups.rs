@@ -211,6 +211,20 @@ async fn write_batch(
         }
         query.execute(&mut *tx).await?;
     }
+    super::events::record_signups(
+        &mut tx,
+        batch.iter().filter_map(|job| {
+            let (id, status, new) = readers.get(&job.email)?;
+            new.then_some((
+                *id,
+                job.email.as_str(),
+                job.name.as_deref(),
+                status.as_str(),
+            ))
+        }),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     super::error::writes_work();
     Ok(outcomes)

@@ -4,6 +4,7 @@ use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
 use crate::domain::{DeliveryState, LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::events::EventKind;
 
 /// What a sign-up needs from the caller: the parsed input and the
 /// confirmation material (the seed goes to the outbox, the hash to the tokens
@@ -140,7 +141,7 @@ impl Store {
         .await?;
         // The name is the one sent with the sign-up whose link was followed,
         // so nobody else's sign-up names this reader.
-        sqlx::query(
+        let confirmed = sqlx::query(
             "update subscribers set status = 'confirmed', confirmed_at = $2, unsubscribed_at = null, \
              name = (select name from confirmation_tokens where token_hash = $3) \
              where id = $1 and status in ('pending', 'unsubscribed')",
@@ -150,6 +151,10 @@ impl Store {
         .bind(token_hash)
         .execute(&mut *tx)
         .await?;
+        if confirmed.rows_affected() == 1 {
+            super::events::record_reader_event(&mut tx, EventKind::SubscriberConfirmed, id, now)
+                .await?;
+        }
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed(id))
     }
@@ -159,6 +164,11 @@ impl Store {
     pub async fn unsubscribe(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("select status from subscribers where id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let done = sqlx::query(
             "update subscribers set status = 'unsubscribed', \
              unsubscribed_at = coalesce(unsubscribed_at, $2) where id = $1",
@@ -177,6 +187,10 @@ impl Store {
         .bind(DeliveryState::Paused)
         .execute(&mut *tx)
         .await?;
+        if before.is_some_and(|s| s != SubscriberStatus::Unsubscribed.as_str()) {
+            super::events::record_reader_event(&mut tx, EventKind::SubscriberUnsubscribed, id, now)
+                .await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

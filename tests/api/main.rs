@@ -29,6 +29,7 @@ mod large_lists;
 mod login_attacks;
 mod look;
 mod operations;
+mod outgoing_webhooks;
 mod postfix;
 mod public_ids;
 mod relay_round_trips;
