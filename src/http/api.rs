@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ApiEditor;
+use super::extract::{is_markdown, media_type, utf8_text};
 use super::{AppError, AppState};
 use crate::app::{parse_schedule, SendAction};
 use crate::store::{SaveOutcome, TriggerOutcome};
@@ -40,33 +41,22 @@ async fn list(_: ApiEditor, State(state): State<AppState>) -> Result<Response, A
 /// The Markdown source, sent as is (`text/markdown`, `text/plain`) or as
 /// `{"source": "…"}`.
 fn source_from(headers: &HeaderMap, body: &Bytes) -> Result<String, AppError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match content_type.as_str() {
-        "text/markdown" | "text/plain" => String::from_utf8(body.to_vec())
-            .map_err(|_| AppError::BadRequest("the report is not valid UTF-8".into())),
-        "application/json" => {
-            #[derive(Deserialize)]
-            struct Body {
-                source: String,
-            }
-            serde_json::from_slice::<Body>(body)
-                .map(|b| b.source)
-                .map_err(|e| {
-                    AppError::Invalid(format!("expected {{\"source\": \"…markdown…\"}}: {e}"))
-                })
-        }
-        _ => Err(AppError::UnsupportedMediaType(
-            "send the report as text/markdown, or as JSON {\"source\": …}".into(),
-        )),
+    let media_type = media_type(headers);
+    if is_markdown(&media_type) {
+        return utf8_text(body, "the report");
     }
+    if media_type != "application/json" {
+        return Err(AppError::UnsupportedMediaType(
+            "send the report as text/markdown, or as JSON {\"source\": …}".into(),
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        source: String,
+    }
+    serde_json::from_slice::<Body>(body)
+        .map(|b| b.source)
+        .map_err(|e| AppError::Invalid(format!("expected {{\"source\": \"…markdown…\"}}: {e}")))
 }
 
 async fn create(

@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod confirm;
 mod error;
+mod extract;
 mod feed;
 mod feedback;
 mod health;
