@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,9 +24,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/reports/{id}", get(show))
         .route("/api/reports/{id}/test", post(test_send))
         .route("/api/reports/{id}/send", post(send))
-        .route("/api/reports/{id}/pause", post(pause))
-        .route("/api/reports/{id}/resume", post(resume))
-        .route("/api/reports/{id}/cancel", post(cancel))
+        .route("/api/reports/{id}/pause", change_route(SendAction::Pause))
+        .route("/api/reports/{id}/resume", change_route(SendAction::Resume))
+        .route("/api/reports/{id}/cancel", change_route(SendAction::Cancel))
         .route("/api/reports/{id}/retry-failed", post(retry_failed))
         .route("/api/reports/{id}/stats", get(stats))
         .route("/api/reports/{id}/feedback", get(feedback))
@@ -183,40 +183,14 @@ async fn send(
     }
 }
 
-async fn pause(
-    _: ApiEditor,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
-    let send = state
-        .newsletter()
-        .change_send(id, SendAction::Pause)
-        .await?;
-    Ok(Json(json!({ "send": send })).into_response())
-}
-
-async fn resume(
-    _: ApiEditor,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
-    let send = state
-        .newsletter()
-        .change_send(id, SendAction::Resume)
-        .await?;
-    Ok(Json(json!({ "send": send })).into_response())
-}
-
-async fn cancel(
-    _: ApiEditor,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
-    let send = state
-        .newsletter()
-        .change_send(id, SendAction::Cancel)
-        .await?;
-    Ok(Json(json!({ "send": send })).into_response())
+/// `POST` pausing, resuming or cancelling the report's send.
+fn change_route(action: SendAction) -> MethodRouter<AppState> {
+    post(
+        move |_: ApiEditor, State(state): State<AppState>, Path(id): Path<i64>| async move {
+            let send = state.newsletter().change_send(id, action).await?;
+            Ok::<_, AppError>(Json(json!({ "send": send })))
+        },
+    )
 }
 
 async fn retry_failed(
