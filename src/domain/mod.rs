@@ -5,6 +5,7 @@ mod email;
 mod name;
 mod password;
 mod spreadsheet;
+mod state;
 mod token;
 
 pub use email::{EmailError, SubscriberEmail};
@@ -14,6 +15,7 @@ pub use password::{
     MIN_PASSWORD_CHARS,
 };
 pub use spreadsheet::spreadsheet_text;
+pub use state::{DeliveryState, SendState, UnknownState};
 pub use token::{
     random_token, sha256_hex, ConfirmationToken, Signer, TokenError, UnsubscribeToken,
 };

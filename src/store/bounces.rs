@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::bounces::{BounceKind, SuppressionReason};
+use crate::domain::DeliveryState;
 
 /// The delivery a bounce is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,10 +137,12 @@ impl Store {
     ) -> Result<Option<BouncedDelivery>, StoreError> {
         let sql = format!(
             "select {DELIVERY_COLUMNS} from outbox where recipient = $1 \
-             and status in ('sent', 'failed') order by id desc limit 1"
+             and status in ($2, $3) order by id desc limit 1"
         );
         let row = sqlx::query(&sql)
             .bind(recipient.trim().to_lowercase())
+            .bind(DeliveryState::Sent)
+            .bind(DeliveryState::Failed)
             .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(delivery_from_row).transpose()
@@ -367,10 +370,12 @@ impl Store {
     pub async fn bounce_stats(&self, report_id: i64) -> Result<BounceStats, StoreError> {
         let attempted: i64 = sqlx::query_scalar(
             "select count(*) from outbox where report_id = $1 and kind = 'report' \
-             and (status = 'sent' or (status = 'failed' and exists \
+             and (status = $2 or (status = $3 and exists \
              (select 1 from bounces b where b.outbox_id = outbox.id)))",
         )
         .bind(report_id)
+        .bind(DeliveryState::Sent)
+        .bind(DeliveryState::Failed)
         .fetch_one(&self.read)
         .await?;
         let rows = sqlx::query(

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::{placeholders, value_rows, Backend, Store, StoreError};
 use crate::bounces::SuppressionReason;
-use crate::domain::SubscriberStatus;
+use crate::domain::{DeliveryState, SubscriberStatus};
 
 /// What a queued message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub enum ClaimCheck {
 
 const CLAIM_SQLITE: &str =
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+     where id in (select id from outbox where status = $5 and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
      returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
 
@@ -118,7 +118,7 @@ const CLAIM_SQLITE: &str =
 // other's rows; the lease then keeps the rows theirs after the commit.
 const CLAIM_POSTGRES: &str =
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+     where id in (select id from outbox where status = $5 and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
        for update skip locked) \
      returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
@@ -146,6 +146,7 @@ impl Store {
             .bind(worker)
             .bind(now)
             .bind(limit)
+            .bind(DeliveryState::Queued)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -231,15 +232,17 @@ impl Store {
         for chunk in sent.chunks(SENT_PER_STATEMENT) {
             // VALUES names its columns column1… on both backends.
             let sql = format!(
-                "update outbox set status = 'sent', message_id = v.column2, sent_at = v.column3, \
+                "update outbox set status = ${}, message_id = v.column2, sent_at = v.column3, \
                  lease_until = null, leased_by = null, seed = null, last_error = null \
                  from (values {}) as v where outbox.id = v.column1",
+                chunk.len() * 3 + 1,
                 value_rows(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (id, message_id, at) in chunk {
                 query = query.bind(*id).bind(*message_id).bind(*at);
             }
+            query = query.bind(DeliveryState::Sent);
             query.execute(&mut *tx).await?;
         }
         for outcome in outcomes {
@@ -256,18 +259,14 @@ impl Store {
                     record_refusal(&mut tx, *id, reason).await?;
                     continue;
                 }
-                JobOutcome::Failed { id, reason } => sqlx::query(
-                    "update outbox set status = 'failed', last_error = $2, \
-                     lease_until = null, leased_by = null, seed = null where id = $1",
-                )
-                .bind(*id)
-                .bind(reason.as_str()),
-                JobOutcome::Skipped { id, reason } => sqlx::query(
-                    "update outbox set status = 'skipped', last_error = $2, \
-                     lease_until = null, leased_by = null, seed = null where id = $1",
-                )
-                .bind(*id)
-                .bind(reason.as_str()),
+                JobOutcome::Failed { id, reason } => {
+                    settle(&mut tx, *id, DeliveryState::Failed, reason).await?;
+                    continue;
+                }
+                JobOutcome::Skipped { id, reason } => {
+                    settle(&mut tx, *id, DeliveryState::Skipped, reason).await?;
+                    continue;
+                }
                 JobOutcome::Deferred { id, at, reason } => sqlx::query(
                     "update outbox set next_attempt_at = $2, last_error = $3, \
                      attempts = attempts - 1, lease_until = null, leased_by = null where id = $1",
@@ -291,7 +290,7 @@ impl Store {
         worker: &str,
         valid_until: i64,
     ) -> Result<ClaimCheck, StoreError> {
-        let row: Option<(String, Option<String>, Option<i64>)> =
+        let row: Option<(DeliveryState, Option<String>, Option<i64>)> =
             sqlx::query_as("select status, leased_by, lease_until from outbox where id = $1")
                 .bind(id)
                 .fetch_optional(&self.read)
@@ -302,11 +301,15 @@ impl Store {
         if leased_by.as_deref() != Some(worker) {
             return Ok(ClaimCheck::Lost);
         }
-        Ok(match status.as_str() {
-            "queued" if lease_until.is_some_and(|t| t > valid_until) => ClaimCheck::Held,
-            "queued" => ClaimCheck::Expiring,
-            "paused" | "cancelled" => ClaimCheck::Withdrawn,
-            _ => ClaimCheck::Lost,
+        Ok(match status {
+            DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
+                ClaimCheck::Held
+            }
+            DeliveryState::Queued => ClaimCheck::Expiring,
+            DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
+            DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
+                ClaimCheck::Lost
+            }
         })
     }
 
@@ -340,9 +343,10 @@ impl Store {
     pub async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
-             where leased_by = $1 and status = 'queued'",
+             where leased_by = $1 and status = $2",
         )
         .bind(worker)
+        .bind(DeliveryState::Queued)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
@@ -351,7 +355,8 @@ impl Store {
     /// Messages still waiting (due now or later), for health and tests.
     pub async fn queued_jobs(&self) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("select count(*) from outbox where status = 'queued'")
+            sqlx::query_scalar("select count(*) from outbox where status = $1")
+                .bind(DeliveryState::Queued)
                 .fetch_one(&self.read)
                 .await?,
         )
@@ -361,20 +366,32 @@ impl Store {
     /// answers, where counting them would read every one.
     pub async fn has_queued_jobs(&self) -> Result<bool, StoreError> {
         let first: Option<i64> =
-            sqlx::query_scalar("select id from outbox where status = 'queued' limit 1")
+            sqlx::query_scalar("select id from outbox where status = $1 limit 1")
+                .bind(DeliveryState::Queued)
                 .fetch_optional(&self.read)
                 .await?;
         Ok(first.is_some())
     }
+}
 
-    /// The earliest time a queued message becomes due.
-    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("select min(next_attempt_at) from outbox where status = 'queued'")
-                .fetch_one(&self.read)
-                .await?,
-        )
-    }
+/// Ends a delivery in `state` (failed or skipped) with the reason, letting
+/// go of its lease and of the seed its link tokens came from.
+async fn settle(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    state: DeliveryState,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update outbox set status = $3, last_error = $2, \
+         lease_until = null, leased_by = null, seed = null where id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(state)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A recipient the relay refused: the delivery fails, and a reader's
@@ -385,14 +402,7 @@ async fn record_refusal(
     id: i64,
     reason: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "update outbox set status = 'failed', last_error = $2, \
-         lease_until = null, leased_by = null, seed = null where id = $1",
-    )
-    .bind(id)
-    .bind(reason)
-    .execute(&mut **tx)
-    .await?;
+    settle(tx, id, DeliveryState::Failed, reason).await?;
     let now = super::now_ms();
     let bounce: Option<i64> = sqlx::query_scalar(
         "insert into bounces (kind, source, recipient, subscriber_id, report_id, outbox_id, \

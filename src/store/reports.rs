@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
+use crate::domain::SendState;
 
 /// A stored report.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -17,14 +18,14 @@ pub struct StoredReport {
 }
 
 /// A line of the report list, with where its send stands.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct ReportListing {
     pub id: i64,
     pub slug: String,
     pub title: String,
     pub updated_at: i64,
     /// `None` while a draft.
-    pub send_state: Option<String>,
+    pub send_state: Option<SendState>,
     pub scheduled_at: Option<i64>,
     pub started_at: Option<i64>,
 }
@@ -188,25 +189,12 @@ impl Store {
 
     /// Every report, newest first.
     pub async fn list_reports(&self) -> Result<Vec<ReportListing>, StoreError> {
-        let rows = sqlx::query(
-            "select r.id, r.slug, r.title, r.updated_at, s.state, s.scheduled_at, s.started_at \
-             from reports r left join sends s on s.report_id = r.id order by r.id desc",
+        Ok(sqlx::query_as(
+            "select r.id, r.slug, r.title, r.updated_at, s.state as send_state, s.scheduled_at, \
+             s.started_at from reports r left join sends s on s.report_id = r.id order by r.id desc",
         )
         .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ReportListing {
-                    id: row.try_get("id")?,
-                    slug: row.try_get("slug")?,
-                    title: row.try_get("title")?,
-                    updated_at: row.try_get("updated_at")?,
-                    send_state: row.try_get("state")?,
-                    scheduled_at: row.try_get("scheduled_at")?,
-                    started_at: row.try_get("started_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Reports whose send has started, newest first: the public archive.

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::domain::{DeliveryState, SubscriberEmail, SubscriberName, SubscriberStatus};
 
 /// What a sign-up needs from the caller: the parsed input and the
 /// confirmation material (the seed goes to the outbox, the hash to the tokens
@@ -162,10 +162,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update outbox set status = 'cancelled' \
-             where subscriber_id = $1 and kind = 'confirmation' and status in ('queued', 'paused')",
+            "update outbox set status = $2 \
+             where subscriber_id = $1 and kind = 'confirmation' and status in ($3, $4)",
         )
         .bind(id)
+        .bind(DeliveryState::Cancelled)
+        .bind(DeliveryState::Queued)
+        .bind(DeliveryState::Paused)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

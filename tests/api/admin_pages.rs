@@ -105,7 +105,7 @@ async fn send_state(app: &TestApp, id: i64) -> Option<String> {
         .send_of_report(id)
         .await
         .unwrap()
-        .map(|s| s.state)
+        .map(|s| s.state.to_string())
 }
 
 async fn progress(app: &TestApp, id: i64) -> serde_json::Value {

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::preview::render_sample;
 use super::{error_page, or_error_page, render, utc_time};
-use crate::app::{report_state, FeedbackSummary, ReportProgress, ServiceError};
-use crate::domain::{random_token, SubscriberStatus};
+use crate::app::{FeedbackSummary, ReportProgress, ReportState, ServiceError};
+use crate::domain::{random_token, SendState, SubscriberStatus};
 use crate::http::api::{feedback_csv_download, REPORT_BODY_LIMIT};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
@@ -210,7 +210,7 @@ pub(super) async fn report_page(
             "source": report.source,
             "updated_at": utc_time(report.updated_at),
         },
-        "state": report_state(send.as_ref().map(|s| s.state.as_str())),
+        "state": ReportState::from(send.as_ref().map(|s| s.state)),
         "subject": sample.subject,
         "preview_id": report.id,
         "preview_text": sample.text,
@@ -294,7 +294,7 @@ impl SendFigures {
 /// A send's state, times, and which buttons it offers.
 #[derive(Serialize)]
 struct SendView {
-    state: String,
+    state: SendState,
     scheduled_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -309,18 +309,18 @@ struct SendView {
 
 impl SendView {
     fn of(send: &Send) -> SendView {
-        let state = send.state.as_str();
+        let state = send.state;
         SendView {
-            state: send.state.clone(),
+            state,
             scheduled_at: utc_time(send.scheduled_at),
             started_at: send.started_at.map(utc_time),
             finished_at: send.finished_at.map(utc_time),
             pause_reason: send.pause_reason.clone(),
-            can_pause: matches!(state, "scheduled" | "sending"),
-            can_resume: state == "paused",
-            can_retry: matches!(state, "sending" | "done" | "paused"),
-            can_cancel: matches!(state, "scheduled" | "sending" | "paused"),
-            live: matches!(state, "scheduled" | "sending" | "paused"),
+            can_pause: state.can_pause(),
+            can_resume: state == SendState::Paused,
+            can_retry: state.can_retry(),
+            can_cancel: state.is_live(),
+            live: state.is_live(),
         }
     }
 }
