@@ -6,6 +6,7 @@ use crate::helpers::{spawn_app, spawn_app_with, Backend};
 
 crate::on_both_backends!(
     metrics_need_their_token_and_count_what_happened,
+    requests_are_counted_by_route_pattern_not_by_path,
     every_response_has_a_request_id
 );
 
@@ -55,6 +56,46 @@ async fn metrics_need_their_token_and_count_what_happened(backend: Backend) {
     assert!(text.contains("newsletter_queue_depth 0"), "{text}");
     assert!(text.contains("newsletter_deliveries_total{outcome=\"sent\"}"));
     assert!(text.contains("newsletter_smtp_send_seconds_bucket"));
+}
+
+async fn requests_are_counted_by_route_pattern_not_by_path(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.metrics_token = Some("scrape-secret-0123456789".to_string().into())
+    })
+    .await;
+    let ids: Vec<String> = (0..3)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    for id in &ids[..2] {
+        assert_eq!(app.get(&format!("/archive/{id}")).await.status(), 404);
+    }
+    assert_eq!(app.get(&format!("/{}", ids[2])).await.status(), 404);
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-secret-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("newsletter_http_requests_total{"))
+        .collect();
+    let counted = |route: &str| {
+        requests.iter().any(|l| {
+            l.contains(&format!("route=\"{route}\""))
+                && l.contains("method=\"GET\"")
+                && l.contains("status=\"404\"")
+        })
+    };
+    assert!(counted("/archive/{slug}"), "{text}");
+    assert!(counted("unmatched"), "{text}");
+    for id in &ids {
+        assert!(!text.contains(id.as_str()), "{id} became a label: {text}");
+    }
 }
 
 async fn every_response_has_a_request_id(backend: Backend) {
