@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ApiEditor;
+use super::extract::json_object;
 use super::subscribe::{sign_up, SignupPayload};
 use super::{AppError, AppState};
 use crate::domain::{LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
@@ -156,13 +157,7 @@ async fn add(
             "expected {{\"email\": string, \"name\": optional string, \"consent\": optional {{\"at\": RFC 3339, \"source\": string}}}}: {detail}"
         ))
     };
-    // Only an object will do: serde would also take an array for a struct.
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-    if !value.is_object() {
-        return Err(invalid("the body is not an object".into()));
-    }
-    let payload: AddPayload = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+    let payload: AddPayload = json_object(&body).map_err(invalid)?;
     let email =
         SubscriberEmail::parse(&payload.email).map_err(|e| AppError::Invalid(e.to_string()))?;
     let name = match payload.name.as_deref() {
