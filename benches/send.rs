@@ -28,7 +28,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use futures::StreamExt;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -168,29 +167,8 @@ async fn run_one_via(
     with_stock_pool: bool,
 ) -> Row {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::default();
-    settings.database_url =
-        support::fresh_database(backend, &args.postgres, dir.path(), "bench").await;
-    settings.mail.smtp_url = Some(format!("smtp://{smtp}").into());
-    settings.mail.pool_size = args.concurrency as u32;
-    settings.delivery.concurrency = args.concurrency;
-    settings.delivery.batch_size = 500;
-    settings.delivery.poll_interval_ms = 20;
-    settings.log.filter = "warn".into();
-    let app = Application::build(settings)
-        .await
-        .expect("build the service");
+    let (app, report_id) = app_with_readers(backend, readers, args, smtp, None, dir.path()).await;
     let store = app.state.store.clone();
-    insert_readers(&store, readers).await;
-    let report_id = match app
-        .state
-        .newsletter()
-        .save_report_source(&example_report())
-        .await
-    {
-        Ok(newsletter::store::SaveOutcome::Created(id)) => id,
-        other => panic!("saving the example report: {:?}", other.err()),
-    };
 
     // Enqueue: one snapshot of every confirmed reader.
     let started = Instant::now();
@@ -202,17 +180,7 @@ async fn run_one_via(
     let enqueue = started.elapsed();
 
     // The service: the worker loop of `newsletter worker`, until done.
-    let service = measured(async {
-        let cancel = CancellationToken::new();
-        let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
-        while store.has_queued_jobs().await.unwrap() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        cancel.cancel();
-        worker.await.unwrap();
-        store.delivered_count(report_id).await.unwrap() as usize
-    })
-    .await;
+    let service = measured(deliver_with_worker(&app, report_id)).await;
     assert_eq!(service.messages, readers, "every reader got the report");
 
     // The baselines: the same bytes through bare lettre.
@@ -240,6 +208,55 @@ async fn run_one_via(
         stock_pool,
         enqueue,
     }
+}
+
+/// The service on a fresh database with `readers` confirmed readers, set
+/// to send through `smtp`, and the example report saved (its id).
+async fn app_with_readers(
+    backend: &str,
+    readers: usize,
+    args: &Args,
+    smtp: &str,
+    dkim: Option<newsletter::config::DkimSettings>,
+    dir: &std::path::Path,
+) -> (Application, i64) {
+    let mut settings = Settings::default();
+    settings.database_url = support::fresh_database(backend, &args.postgres, dir, "bench").await;
+    settings.mail.smtp_url = Some(format!("smtp://{smtp}").into());
+    settings.mail.pool_size = args.concurrency as u32;
+    settings.mail.dkim = dkim;
+    settings.delivery.concurrency = args.concurrency;
+    settings.delivery.batch_size = 500;
+    settings.delivery.poll_interval_ms = 20;
+    settings.log.filter = "warn".into();
+    let app = Application::build(settings)
+        .await
+        .expect("build the service");
+    insert_readers(&app.state.store, readers).await;
+    let report_id = match app
+        .state
+        .newsletter()
+        .save_report_source(&example_report())
+        .await
+    {
+        Ok(newsletter::store::SaveOutcome::Created(id)) => id,
+        other => panic!("saving the example report: {:?}", other.err()),
+    };
+    (app, report_id)
+}
+
+/// Runs the worker loop of `newsletter worker` until nothing is queued;
+/// returns how many of the report's deliveries went out.
+async fn deliver_with_worker(app: &Application, report_id: i64) -> usize {
+    let store = &app.state.store;
+    let cancel = CancellationToken::new();
+    let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
+    while store.has_queued_jobs().await.unwrap() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    worker.await.unwrap();
+    store.delivered_count(report_id).await.unwrap() as usize
 }
 
 /// One message as the service builds it, for the baseline to send.
@@ -603,13 +620,11 @@ async fn dkim_modes(args: &Args) {
             args.dkim_readers
         );
         let dkim = pkcs8.map(|der| {
+            use x509_cert::der::pem::{encode_string, LineEnding};
             let file = dir.path().join(format!("key{i}.pem"));
-            let encoded = base64::engine::general_purpose::STANDARD.encode(der);
-            let lines: Vec<&[u8]> = encoded.as_bytes().chunks(64).collect();
-            let body = String::from_utf8(lines.join(&b'\n')).unwrap();
             std::fs::write(
                 &file,
-                format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"),
+                encode_string("PRIVATE KEY", LineEnding::LF, &der).unwrap(),
             )
             .unwrap();
             newsletter::config::DkimSettings {
@@ -618,43 +633,21 @@ async fn dkim_modes(args: &Args) {
                 private_key_file: file,
             }
         });
-        let mut settings = Settings::default();
-        settings.database_url =
-            support::fresh_database(backend, &args.postgres, dir.path(), "bench").await;
-        settings.mail.smtp_url = Some(format!("smtp://{}", args.smtp).into());
-        settings.mail.pool_size = args.concurrency as u32;
-        settings.mail.dkim = dkim;
-        settings.delivery.concurrency = args.concurrency;
-        settings.delivery.batch_size = 500;
-        settings.log.filter = "warn".into();
-        let app = Application::build(settings)
-            .await
-            .expect("build the service");
+        let (app, report) = app_with_readers(
+            backend,
+            args.dkim_readers,
+            args,
+            &args.smtp,
+            dkim,
+            dir.path(),
+        )
+        .await;
         let store = app.state.store.clone();
-        insert_readers(&store, args.dkim_readers).await;
-        let Ok(newsletter::store::SaveOutcome::Created(report)) = app
-            .state
-            .newsletter()
-            .save_report_source(&example_report())
-            .await
-        else {
-            panic!("saving the example report")
-        };
         store
             .trigger_send(report, "dkim", now_ms(), now_ms())
             .await
             .unwrap();
-        let run = measured(async {
-            let cancel = CancellationToken::new();
-            let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
-            while store.has_queued_jobs().await.unwrap() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            cancel.cancel();
-            worker.await.unwrap();
-            store.delivered_count(report).await.unwrap() as usize
-        })
-        .await;
+        let run = measured(deliver_with_worker(&app, report)).await;
         assert_eq!(
             run.messages, args.dkim_readers,
             "every reader got the report"

@@ -19,7 +19,7 @@ use newsletter::commands::{admin, bounces, check, report, subscribers, webhooks}
 use newsletter::config::Settings;
 use newsletter::domain::{SubscriberStatus, WebhookState};
 use newsletter::startup::{cancel_on_signal, load_signer, Application};
-use newsletter::store::{now_ms, Store};
+use newsletter::store::Store;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,33 +73,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Report(ReportCommand::Import { file }) => {
-            let store = open_store(&settings).await?;
+        Command::Report(command) => run_report(&settings, command).await,
+        Command::Subscribers(command) => run_subscribers(&settings, command).await,
+        Command::Config(ConfigCommand::Check) => check_config(&settings, &cli.config).await,
+        Command::Admin(command) => run_admin(&settings, command).await,
+        Command::Bounces(command) => run_bounces(settings, command).await,
+        Command::Webhooks(command) => run_webhooks(&settings, command).await,
+        Command::Completions { .. } => unreachable!("handled before the settings are read"),
+    }
+}
+
+async fn run_report(settings: &Settings, command: ReportCommand) -> anyhow::Result<()> {
+    match command {
+        ReportCommand::Import { file } => {
+            let store = open_store(settings).await?;
             println!("{}", report::import(&store, &file).await?);
-            Ok(())
         }
-        Command::Report(ReportCommand::Preview { file, out }) => {
-            for written in report::preview(&settings, &file, &out)? {
+        ReportCommand::Preview { file, out } => {
+            for written in report::preview(settings, &file, &out)? {
                 println!("wrote {}", written.display());
             }
-            Ok(())
         }
-        Command::Report(ReportCommand::List) => {
-            let store = open_store(&settings).await?;
+        ReportCommand::List => {
+            let store = open_store(settings).await?;
             print!("{}", report::list(&store).await?);
-            Ok(())
         }
-        Command::Report(ReportCommand::RetryFailed { report }) => {
-            let store = open_store(&settings).await?;
+        ReportCommand::RetryFailed { report } => {
+            let store = open_store(settings).await?;
             let max_attempts = settings.delivery.max_attempts;
             println!(
                 "{}",
                 report::retry_failed(&store, &report, max_attempts).await?
             );
-            Ok(())
         }
-        Command::Subscribers(SubscribersCommand::Export { format, out }) => {
-            let store = open_store(&settings).await?;
+    }
+    Ok(())
+}
+
+async fn run_subscribers(settings: &Settings, command: SubscribersCommand) -> anyhow::Result<()> {
+    match command {
+        SubscribersCommand::Export { format, out } => {
+            let store = open_store(settings).await?;
             let format = match format {
                 ExportFormat::Csv => subscribers::ExportFormat::Csv,
                 ExportFormat::Json => subscribers::ExportFormat::Json,
@@ -110,17 +124,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
-            Ok(())
         }
-        Command::Subscribers(SubscribersCommand::Import {
+        SubscribersCommand::Import {
             file,
             status,
             dry_run,
-        }) => {
+        } => {
             let status = SubscriberStatus::parse(&status).with_context(|| {
                 format!("--status {status:?}: use confirmed, pending or unsubscribed")
             })?;
-            let store = open_store(&settings).await?;
+            let store = open_store(settings).await?;
             let summary = subscribers::import(&store, &file, status, dry_run).await?;
             if dry_run {
                 println!(
@@ -135,32 +148,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.rows as u64 - summary.added
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn check_config(
+    settings: &Settings,
+    config: &Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    match Settings::file_to_read(config.as_deref()) {
+        Some(file) => println!("settings file: {}", file.display()),
+        None => println!("settings file: none (defaults and environment)"),
+    }
+    match check::check_settings(settings).await {
+        Ok(report) => {
+            print!("{report}");
             Ok(())
         }
-        Command::Config(ConfigCommand::Check) => {
-            match Settings::file_to_read(cli.config.as_deref()) {
-                Some(file) => println!("settings file: {}", file.display()),
-                None => println!("settings file: none (defaults and environment)"),
-            }
-            match check::check_settings(&settings).await {
-                Ok(report) => {
-                    print!("{report}");
-                    Ok(())
-                }
-                Err(report) => {
-                    print!("{report}");
-                    anyhow::bail!("the configuration has problems (see above)")
-                }
-            }
+        Err(report) => {
+            print!("{report}");
+            anyhow::bail!("the configuration has problems (see above)")
         }
-        Command::Admin(AdminCommand::Add { email }) => {
-            let store = open_store(&settings).await?;
+    }
+}
+
+async fn run_admin(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match command {
+        AdminCommand::Add { email } => {
             let password = admin::read_password()?;
             admin::add_editor(&store, &email, password).await?;
             println!("editor {email} can now log in at {}/admin", settings.base());
-            Ok(())
         }
-        Command::Bounces(BouncesCommand::Ingest { recipient }) => {
+        AdminCommand::Token {
+            email,
+            expires_in_days,
+        } => {
+            let token = admin::create_token_expiring(&store, &email, expires_in_days).await?;
+            println!("{token}");
+            eprintln!("Keep this token safe: it is shown only once.");
+        }
+        AdminCommand::Tokens(TokensCommand::List) => {
+            print!("{}", admin::list_tokens(&store).await?);
+        }
+        AdminCommand::Tokens(TokensCommand::Revoke { id }) => {
+            admin::revoke_token(&store, id).await?;
+            println!("API token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn run_bounces(settings: Settings, command: BouncesCommand) -> anyhow::Result<()> {
+    match command {
+        BouncesCommand::Ingest { recipient } => {
             let mut raw = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw)
                 .context("reading the message from standard input")?;
@@ -175,9 +217,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let outcome = bounces::ingest(&intake, &raw, recipient.as_deref()).await;
             store.close().await;
             println!("{}", outcome?);
-            Ok(())
         }
-        Command::Bounces(BouncesCommand::Poll) => {
+        BouncesCommand::Poll => {
             if settings.bounces.imap.is_none() {
                 anyhow::bail!("no bounce mailbox is configured (bounces.imap)");
             }
@@ -191,30 +232,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{} messages taken, {} left in the mailbox",
                 summary.taken, summary.left
             );
-            Ok(())
         }
-        Command::Admin(AdminCommand::Token {
-            email,
-            expires_in_days,
-        }) => {
-            let store = open_store(&settings).await?;
-            let token = admin::create_token_expiring(&store, &email, expires_in_days).await?;
-            println!("{token}");
-            eprintln!("Keep this token safe: it is shown only once.");
-            Ok(())
-        }
-        Command::Admin(AdminCommand::Tokens(TokensCommand::List)) => {
-            let store = open_store(&settings).await?;
-            print!("{}", admin::list_tokens(&store).await?);
-            Ok(())
-        }
-        Command::Admin(AdminCommand::Tokens(TokensCommand::Revoke { id })) => {
-            let store = open_store(&settings).await?;
-            admin::revoke_token(&store, id).await?;
-            println!("API token {id} revoked");
-            Ok(())
-        }
-        Command::Webhooks(WebhooksCommand::List { status, limit }) => {
+    }
+    Ok(())
+}
+
+async fn run_webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match command {
+        WebhooksCommand::List { status, limit } => {
             let status = status
                 .map(|s| {
                     s.parse::<WebhookState>()
@@ -222,18 +248,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .with_context(|| format!("--status {s:?}: use queued, delivered or failed"))
                 })
                 .transpose()?;
-            let store = open_store(&settings).await?;
             print!("{}", webhooks::list(&store, status, limit).await?);
-            Ok(())
         }
-        Command::Webhooks(WebhooksCommand::Retry) => {
-            let store = open_store(&settings).await?;
-            let n = store.retry_webhooks_now(now_ms()).await?;
+        WebhooksCommand::Retry => {
+            let n = store
+                .retry_webhooks_now(newsletter::store::now_ms())
+                .await?;
             println!("{n} deliveries will be posted now");
-            Ok(())
         }
-        Command::Completions { .. } => unreachable!("handled before the settings are read"),
     }
+    Ok(())
 }
 
 /// Connects and brings the schema up to date.

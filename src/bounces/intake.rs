@@ -104,110 +104,82 @@ impl Intake {
             (NoticeKind::Complaint(_), _) => "complaint",
         };
         let message_id = self.keep_raw(source, outcome, raw).await?;
+        let kept = Kept { source, message_id };
         let result = match (notice.kind, verp) {
             (NoticeKind::NotABounce(why), _) => IntakeResult::NotABounce(why),
             (_, Verp::Forged) => IntakeResult::Forged,
-            (NoticeKind::Bounce(failures), Verp::Delivery(id)) => {
-                match self.store.bounced_delivery(id).await? {
-                    Some(delivery) => {
-                        let Some(failure) = failure_for(&failures, &delivery.recipient) else {
-                            return Ok(IntakeResult::Unmatched);
-                        };
-                        let recorded = self
-                            .record(
-                                failure.kind,
-                                source,
-                                &delivery,
-                                failure.status.as_deref(),
-                                &failure.diagnostic,
-                                Some(message_id),
-                            )
-                            .await?;
-                        IntakeResult::Recorded(vec![recorded])
-                    }
-                    None => IntakeResult::Unmatched,
-                }
-            }
-            (NoticeKind::Complaint(_), Verp::Delivery(id)) => {
-                match self.store.bounced_delivery(id).await? {
-                    Some(delivery) => {
-                        let recorded = self
-                            .record(
-                                BounceKind::Complaint,
-                                source,
-                                &delivery,
-                                None,
-                                "",
-                                Some(message_id),
-                            )
-                            .await?;
-                        IntakeResult::Recorded(vec![recorded])
-                    }
-                    None => IntakeResult::Unmatched,
-                }
-            }
+            (kind, Verp::Delivery(id)) => match self.store.bounced_delivery(id).await? {
+                Some(delivery) => self.record_by_token(kind, &delivery, kept).await?,
+                None => IntakeResult::Unmatched,
+            },
             // Without a token, only the returned message's Message-ID
             // together with the recipient ties a bounce to a delivery:
             // an address alone would let anyone suppress anyone.
-            (NoticeKind::Bounce(failures), Verp::None) => {
-                let mut recorded = Vec::new();
-                if let Some(original) = &notice.original_message_id {
-                    for failure in &failures {
-                        let Some(recipient) = &failure.recipient else {
-                            continue;
-                        };
-                        if let Some(delivery) = self
-                            .store
-                            .delivery_by_message_id(original, recipient)
-                            .await?
-                        {
-                            recorded.push(
-                                self.record(
-                                    failure.kind,
-                                    source,
-                                    &delivery,
-                                    failure.status.as_deref(),
-                                    &failure.diagnostic,
-                                    Some(message_id),
-                                )
-                                .await?,
-                            );
-                        }
-                    }
-                }
-                if recorded.is_empty() {
-                    IntakeResult::Unmatched
-                } else {
-                    IntakeResult::Recorded(recorded)
-                }
-            }
-            (NoticeKind::Complaint(complaint), Verp::None) => {
-                let delivery = match (&notice.original_message_id, &complaint.recipient) {
-                    (Some(original), Some(recipient)) => {
-                        self.store
-                            .delivery_by_message_id(original, recipient)
-                            .await?
-                    }
-                    _ => None,
+            (kind, Verp::None) => {
+                let Some(original) = notice.original_message_id else {
+                    return Ok(logged(source, IntakeResult::Unmatched));
                 };
-                match delivery {
-                    Some(delivery) => IntakeResult::Recorded(vec![
-                        self.record(
-                            BounceKind::Complaint,
-                            source,
-                            &delivery,
-                            None,
-                            "",
-                            Some(message_id),
-                        )
-                        .await?,
-                    ]),
-                    None => IntakeResult::Unmatched,
-                }
+                self.record_by_message_id(kind, &original, kept).await?
             }
         };
-        log_result(source, &result);
-        Ok(result)
+        Ok(logged(source, result))
+    }
+
+    /// A bounce or complaint whose VERP token named `delivery`.
+    async fn record_by_token(
+        &self,
+        kind: NoticeKind,
+        delivery: &BouncedDelivery,
+        kept: Kept<'_>,
+    ) -> Result<IntakeResult, IntakeError> {
+        let what = match &kind {
+            NoticeKind::Bounce(failures) => match failure_for(failures, &delivery.recipient) {
+                Some(failure) => What::from(failure),
+                None => return Ok(IntakeResult::Unmatched),
+            },
+            NoticeKind::Complaint(_) => What::COMPLAINT,
+            NoticeKind::NotABounce(why) => return Ok(IntakeResult::NotABounce(why)),
+        };
+        let recorded = self.record(what, delivery, kept).await?;
+        Ok(IntakeResult::Recorded(vec![recorded]))
+    }
+
+    /// A bounce or complaint without a token: each recipient it names is
+    /// looked up with the Message-ID of the message that came back.
+    async fn record_by_message_id(
+        &self,
+        kind: NoticeKind,
+        original: &str,
+        kept: Kept<'_>,
+    ) -> Result<IntakeResult, IntakeError> {
+        let named: Vec<(&str, What)> = match &kind {
+            NoticeKind::Bounce(failures) => failures
+                .iter()
+                .filter_map(|f| Some((f.recipient.as_deref()?, What::from(f))))
+                .collect(),
+            NoticeKind::Complaint(complaint) => complaint
+                .recipient
+                .as_deref()
+                .map(|r| (r, What::COMPLAINT))
+                .into_iter()
+                .collect(),
+            NoticeKind::NotABounce(why) => return Ok(IntakeResult::NotABounce(why)),
+        };
+        let mut recorded = Vec::new();
+        for (recipient, what) in named {
+            if let Some(delivery) = self
+                .store
+                .delivery_by_message_id(original, recipient)
+                .await?
+            {
+                recorded.push(self.record(what, &delivery, kept).await?);
+            }
+        }
+        Ok(if recorded.is_empty() {
+            IntakeResult::Unmatched
+        } else {
+            IntakeResult::Recorded(recorded)
+        })
     }
 
     /// Takes authenticated provider events; `raw` is the request body, kept
@@ -222,6 +194,7 @@ impl Intake {
             return Ok(Vec::new());
         }
         let message_id = self.keep_raw(source, "webhook", raw).await?;
+        let kept = Kept { source, message_id };
         let mut recorded = Vec::new();
         for event in events {
             let delivery = match &event.message_id {
@@ -240,17 +213,12 @@ impl Intake {
                 tracing::info!(source, "a provider reported an address we never mailed");
                 continue;
             };
-            recorded.push(
-                self.record(
-                    event.kind,
-                    source,
-                    &delivery,
-                    event.status.as_deref(),
-                    &event.diagnostic,
-                    Some(message_id),
-                )
-                .await?,
-            );
+            let what = What {
+                kind: event.kind,
+                status: event.status.as_deref(),
+                diagnostic: &event.diagnostic,
+            };
+            recorded.push(self.record(what, &delivery, kept).await?);
         }
         log_result(source, &IntakeResult::Recorded(recorded.clone()));
         Ok(recorded)
@@ -259,35 +227,32 @@ impl Intake {
     /// Records one bounce against its delivery and counts it.
     async fn record(
         &self,
-        kind: BounceKind,
-        source: &str,
+        what: What<'_>,
         delivery: &BouncedDelivery,
-        status: Option<&str>,
-        diagnostic: &str,
-        message_id: Option<i64>,
+        kept: Kept<'_>,
     ) -> Result<Recorded, IntakeError> {
         let effect = self
             .store
             .record_bounce(
                 &NewBounce {
-                    kind,
-                    source,
+                    kind: what.kind,
+                    source: kept.source,
                     delivery,
-                    status_code: status,
-                    diagnostic,
-                    message_id,
+                    status_code: what.status,
+                    diagnostic: what.diagnostic,
+                    message_id: Some(kept.message_id),
                     at: now_ms(),
                 },
                 self.policy(),
             )
             .await?;
         if !effect.duplicate {
-            metrics::counter!(crate::metrics::BOUNCES, "kind" => kind.as_str(), "source" => source.to_string())
+            metrics::counter!(crate::metrics::BOUNCES, "kind" => what.kind.as_str(), "source" => kept.source.to_string())
                 .increment(1);
         }
         Ok(Recorded {
             recipient: delivery.recipient.clone(),
-            kind,
+            kind: what.kind,
             duplicate: effect.duplicate,
             suppressed: effect.suppressed.is_some(),
         })
@@ -336,6 +301,39 @@ enum Verp {
     None,
 }
 
+/// What a notice says of one delivery.
+#[derive(Clone, Copy)]
+struct What<'a> {
+    kind: BounceKind,
+    status: Option<&'a str>,
+    diagnostic: &'a str,
+}
+
+impl What<'_> {
+    const COMPLAINT: What<'static> = What {
+        kind: BounceKind::Complaint,
+        status: None,
+        diagnostic: "",
+    };
+}
+
+impl<'a> From<&'a Failure> for What<'a> {
+    fn from(failure: &'a Failure) -> Self {
+        What {
+            kind: failure.kind,
+            status: failure.status.as_deref(),
+            diagnostic: &failure.diagnostic,
+        }
+    }
+}
+
+/// Where a notice came from and the id of its kept copy.
+#[derive(Clone, Copy)]
+struct Kept<'a> {
+    source: &'a str,
+    message_id: i64,
+}
+
 /// The failure about `recipient`, or the first one: a forwarded address
 /// comes back under its new name.
 fn failure_for<'a>(failures: &'a [Failure], recipient: &str) -> Option<&'a Failure> {
@@ -347,6 +345,12 @@ fn failure_for<'a>(failures: &'a [Failure], recipient: &str) -> Option<&'a Failu
                 .is_some_and(|r| r.eq_ignore_ascii_case(recipient))
         })
         .or(failures.first())
+}
+
+/// `result`, once logged.
+fn logged(source: &str, result: IntakeResult) -> IntakeResult {
+    log_result(source, &result);
+    result
 }
 
 fn log_result(source: &str, result: &IntakeResult) {

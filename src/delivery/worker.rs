@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::compose::{report_key, Composer, ReportKey};
 use super::retry::retry_delay;
@@ -50,12 +50,31 @@ enum Handled {
     Untouched,
 }
 
+/// When a run of the sender ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// When the cancellation token fires: the service's worker.
+    Cancelled,
+    /// As soon as nothing is due: the queue drained by hand.
+    Idle,
+}
+
 /// A claimed batch: messages to send, and those that fail at once because
 /// their report cannot be rendered.
 #[derive(Default)]
 struct Claimed {
     jobs: Vec<ClaimedJob>,
     unusable: Vec<JobOutcome>,
+}
+
+/// Spawns `task` inside the current span, so that what it logs carries
+/// the worker's id.
+fn spawn_in_span<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task.in_current_span())
 }
 
 /// The outcome writer's result, whether it returned or panicked.
@@ -117,7 +136,7 @@ impl Dispatcher {
         let stop = CancellationToken::new();
         let every = (self.lease() / 4).max(Duration::from_millis(100));
         let (this, until) = (self.clone(), stop.clone());
-        let handle = tokio::spawn(async move {
+        let handle = spawn_in_span(async move {
             let mut failing = false;
             loop {
                 tokio::select! {
@@ -173,62 +192,6 @@ impl Dispatcher {
         }
     }
 
-    /// Claims and sends one batch; returns how many messages it handled.
-    pub async fn dispatch_batch(&self, cancel: &CancellationToken) -> Result<usize, DispatchError> {
-        let Some(claimed) = self.claim().await? else {
-            return Ok(0);
-        };
-        let count = claimed.jobs.len() + claimed.unusable.len();
-        let (stop_renewing, renewer) = self.start_renewer();
-        // Outcomes are written as they come in by a task of their own, so
-        // sending never waits for the database.
-        let (outcomes, recorder) = self.start_recorder(cancel);
-        let mut recorder_gone = false;
-        for failed in claimed.unusable {
-            recorder_gone |= outcomes.send(failed).await.is_err();
-        }
-        // Each message is built and sent by a task of its own, so building
-        // (rendering, encoding) spreads over every core.
-        let mut finished = futures::stream::iter(claimed.jobs)
-            .map(|job| {
-                let this = self.clone();
-                let cancel = cancel.clone();
-                tokio::spawn(async move { this.handle(job, &cancel).await })
-            })
-            .buffer_unordered(self.concurrency());
-        let mut failure = None;
-        while !recorder_gone && failure.is_none() {
-            let Some(done) = finished.next().await else {
-                break;
-            };
-            // A task that panicked leaves its lease to expire.
-            let Ok(handled) = done else { continue };
-            match handled {
-                Ok(Handled::Outcome(outcome)) => {
-                    recorder_gone = outcomes.send(outcome).await.is_err()
-                }
-                Ok(Handled::Withdrawn | Handled::Untouched) => {}
-                Err(e) => failure = Some(e),
-            }
-        }
-        drop(finished);
-        drop(outcomes);
-        let recorded = joined(recorder.await);
-        stop_renewing.cancel();
-        let _ = renewer.await;
-        recorded?;
-        if recorder_gone {
-            return Err(DispatchError::Stopped("the outcome writer"));
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if cancel.is_cancelled() {
-            self.store.release_leases(&self.worker_id).await?;
-        }
-        Ok(count)
-    }
-
     /// Leases the next batch and renders its reports; `None` when nothing
     /// is due.
     async fn claim(&self) -> Result<Option<Claimed>, StoreError> {
@@ -269,6 +232,7 @@ impl Dispatcher {
     /// sent, and losing their outcome would send them again. The leases stay
     /// renewed meanwhile, so nobody else takes the rows. Only once shutdown
     /// has begun does it give up, after a while.
+    #[tracing::instrument(name = "record_outcomes", skip_all, fields(outcomes = outcomes.len()))]
     async fn record(
         &self,
         outcomes: &[JobOutcome],
@@ -350,7 +314,7 @@ impl Dispatcher {
     }
 
     /// Starts scheduled sends that are due and closes finished ones.
-    pub async fn tend_sends(&self) -> Result<(), StoreError> {
+    async fn tend_sends(&self) -> Result<(), StoreError> {
         let now = now_ms();
         let overdue_after = (self.settings.overdue_after_secs * 1000) as i64;
         let started = self.store.start_due_sends(now, overdue_after).await?;
@@ -361,28 +325,38 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Sends everything that is due now; for tests and one-shot runs.
+    /// Sends everything that is due now with the worker's own loop, and
+    /// returns how many messages it handled once nothing more is due (a
+    /// retry that comes due meanwhile is sent too): for tests, benchmarks
+    /// and one-shot runs.
     pub async fn dispatch_all_pending(&self) -> Result<usize, DispatchError> {
         let never = CancellationToken::new();
         let mut total = 0;
         loop {
-            self.tend_sends().await?;
-            let n = self.dispatch_batch(&never).await?;
-            if n == 0 {
+            // Each run ends with every outcome written, so the next one
+            // sees what the last one left due, and tends the sends first.
+            let handled = self.pump(&never, Until::Idle).await?;
+            if handled == 0 {
                 return Ok(total);
             }
-            total += n;
+            total += handled;
         }
     }
 
     /// Runs until `cancel` fires: then stops claiming, lets messages in
     /// flight finish, and hands back any leases it still holds.
+    #[tracing::instrument(name = "delivery_worker", skip_all, fields(worker = %self.worker_id))]
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!(worker = %self.worker_id, "delivery worker started");
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
         let mut failures = 0u32;
         while !cancel.is_cancelled() {
-            if let Err(e) = self.pump(&cancel).await {
+            // Whatever an earlier, failed run still held goes back first.
+            let ran = match self.store.release_leases(&self.worker_id).await {
+                Ok(_) => self.pump(&cancel, Until::Cancelled).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = ran {
                 // Most often the database is restarting: back off and come
                 // back; the pool reconnects by itself.
                 failures = failures.saturating_add(1);
@@ -412,11 +386,10 @@ impl Dispatcher {
     /// the last messages of the previous one are still on the wire, so the
     /// connections never wait for a claim. Leases are renewed all along, and
     /// each message is checked just before it goes out. Returns when `cancel`
-    /// fires (Ok) or when the database fails (Err), in both cases only once
-    /// every outcome is written.
-    async fn pump(&self, cancel: &CancellationToken) -> Result<(), DispatchError> {
-        // Whatever an earlier, failed run still held goes back first.
-        self.store.release_leases(&self.worker_id).await?;
+    /// fires or, with `Until::Idle`, when nothing is due (Ok, with how many
+    /// messages it claimed), or when the database fails (Err), in every case
+    /// only once every outcome is written.
+    async fn pump(&self, cancel: &CancellationToken, until: Until) -> Result<usize, DispatchError> {
         let (stop_renewing, renewer) = self.start_renewer();
         // Cancelled when a sender finds the database out of reach: feeding
         // stops and the run ends.
@@ -435,7 +408,7 @@ impl Dispatcher {
                     broken.clone(),
                     failure.clone(),
                 );
-                tokio::spawn(async move {
+                spawn_in_span(async move {
                     while !broken.is_cancelled() {
                         let job = queue.lock().await.recv().await;
                         let Some(job) = job else { break };
@@ -469,7 +442,7 @@ impl Dispatcher {
         // Only the senders hold the queue now: if they all stop, feeding it
         // fails instead of waiting forever.
         drop(queue);
-        let fed = self.feed(cancel, &broken, &jobs, &outcomes).await;
+        let fed = self.feed(cancel, until, &broken, &jobs, &outcomes).await;
         drop(jobs);
         drop(outcomes);
         for sender in senders {
@@ -481,21 +454,24 @@ impl Dispatcher {
         let failed = failure.lock().expect("not poisoned").take();
         match failed {
             Some(e) => Err(e),
-            None => fed.and(recorded),
+            None => fed.and_then(|claimed| recorded.map(|()| claimed)),
         }
     }
 
-    /// Claims batches and queues their messages until `cancel` fires or a
-    /// sender finds the database gone (`broken`).
+    /// Claims batches and queues their messages until `cancel` fires, a
+    /// sender finds the database gone (`broken`) or, with `Until::Idle`,
+    /// nothing is due. Returns how many messages it claimed.
     async fn feed(
         &self,
         cancel: &CancellationToken,
+        until: Until,
         broken: &CancellationToken,
         jobs: &tokio::sync::mpsc::Sender<ClaimedJob>,
         outcomes: &tokio::sync::mpsc::Sender<JobOutcome>,
-    ) -> Result<(), DispatchError> {
+    ) -> Result<usize, DispatchError> {
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
         let mut last_tended = Instant::now() - Duration::from_secs(60);
+        let mut claimed_so_far = 0;
         while !cancel.is_cancelled() && !broken.is_cancelled() {
             if last_tended.elapsed() >= Duration::from_secs(1) {
                 last_tended = Instant::now();
@@ -504,6 +480,9 @@ impl Dispatcher {
                 }
             }
             let Some(claimed) = self.claim().await? else {
+                if until == Until::Idle {
+                    break;
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = broken.cancelled() => break,
@@ -511,6 +490,7 @@ impl Dispatcher {
                 }
                 continue;
             };
+            claimed_so_far += claimed.jobs.len() + claimed.unusable.len();
             for failed in claimed.unusable {
                 if outcomes.send(failed).await.is_err() {
                     return Err(DispatchError::Stopped("the outcome writer"));
@@ -520,17 +500,17 @@ impl Dispatcher {
                 tokio::select! {
                     sent = jobs.send(job) => if sent.is_err() {
                         if broken.is_cancelled() {
-                            return Ok(());
+                            return Ok(claimed_so_far);
                         }
                         return Err(DispatchError::Stopped("the senders"));
                     },
                     // The rows not queued yet stay leased to this worker and
                     // are handed back when the run ends.
-                    _ = broken.cancelled() => return Ok(()),
+                    _ = broken.cancelled() => return Ok(claimed_so_far),
                 }
             }
         }
-        Ok(())
+        Ok(claimed_so_far)
     }
 
     /// A task that writes outcomes as they come, a few at a time. The
@@ -547,7 +527,7 @@ impl Dispatcher {
         let this = self.clone();
         let cancel = cancel.clone();
         let most = self.concurrency();
-        let recorder = tokio::spawn(async move {
+        let recorder = spawn_in_span(async move {
             let mut chunk = Vec::with_capacity(most);
             while incoming.recv_many(&mut chunk, most).await > 0 {
                 this.record(&chunk, &cancel).await?;
@@ -561,6 +541,11 @@ impl Dispatcher {
     /// Sends one message, unless its send was paused or cancelled meanwhile
     /// or its claim is no longer certain: checked just before it is built
     /// and, when the rate limit made it wait, again just before it goes out.
+    #[tracing::instrument(
+        name = "delivery",
+        skip_all,
+        fields(delivery = job.id, report = job.report_id, kind = ?job.kind, attempt = job.attempts)
+    )]
     async fn handle(
         &self,
         job: ClaimedJob,

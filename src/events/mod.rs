@@ -83,7 +83,8 @@ pub struct Event {
 /// person in its own records, and nothing secret (no tokens).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReaderFacts<'a> {
-    pub id: i64,
+    /// The reader's public id, as links and the subscriber API name them.
+    pub id: &'a str,
     pub email: &'a str,
     pub name: Option<&'a str>,
     pub status: &'a str,
@@ -92,7 +93,8 @@ pub struct ReaderFacts<'a> {
 /// A finished send and what became of its deliveries.
 #[derive(Debug, Clone, Serialize)]
 pub struct SendFacts {
-    pub report_id: i64,
+    /// The report's public id.
+    pub report_id: String,
     pub slug: String,
     pub title: String,
     pub started_at: Option<i64>,
@@ -128,7 +130,7 @@ impl Event {
         reader: Option<&ReaderFacts<'_>>,
         source: &str,
         detail: &str,
-        report_id: Option<i64>,
+        report_id: Option<&str>,
     ) -> Event {
         Event::new(
             kind,
@@ -200,7 +202,7 @@ mod tests {
     #[test]
     fn a_body_names_its_event_and_time() {
         let reader = ReaderFacts {
-            id: 7,
+            id: "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
             email: "ann@example.com",
             name: None,
             status: "pending",

@@ -91,9 +91,4 @@ impl Report {
     pub fn title(&self) -> &str {
         &self.meta.title
     }
-
-    /// Every news item, in order.
-    pub fn items(&self) -> impl Iterator<Item = &Item> {
-        self.sections.iter().flat_map(|s| s.items.iter())
-    }
 }

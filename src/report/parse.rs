@@ -118,143 +118,183 @@ impl Report {
     /// good.
     pub fn parse(source: &str) -> Result<Report, ReportError> {
         let (meta, body_start, body) = front_matter(source)?;
-        let mut intro = Chunk::default();
-        let mut sections: Vec<SectionDraft> = Vec::new();
-        let mut related: Option<RelatedDraft> = None;
-        let mut in_fence = false;
-
+        let mut drafts = Drafts::default();
         for (index, line) in body.lines().enumerate() {
-            let n = body_start + index;
-            let trimmed = line.trim_start();
-            if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-                in_fence = !in_fence;
-            }
-            if in_fence || trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-                current_chunk(&mut intro, &mut sections).push(n, line);
-                continue;
-            }
-            if let Some(heading) = line.strip_prefix("# ") {
-                let heading = heading.trim();
-                if let Some(title) = heading.strip_suffix("{related}") {
-                    if related.is_some() {
-                        return Err(at(
-                            n,
-                            "only one section can be the related reading (`{related}`)",
-                        ));
-                    }
-                    let title = title.trim();
-                    if title.is_empty() {
-                        return Err(at(n, "the related-reading section needs a title, e.g. `# Discover more {related}`"));
-                    }
-                    related = Some(RelatedDraft {
-                        title: title.to_string(),
-                        links: Vec::new(),
-                    });
-                    continue;
-                }
-                if related.is_some() {
-                    return Err(at(n, "the related-reading section must be the last one"));
-                }
-                if heading.is_empty() {
-                    return Err(at(n, "a section heading (`# …`) needs a title"));
-                }
-                sections.push(SectionDraft {
-                    line: n,
-                    title: heading.to_string(),
-                    intro: Chunk::default(),
-                    items: Vec::new(),
-                });
-                continue;
-            }
-            if let Some(related) = related.as_mut() {
-                if !line.trim().is_empty() {
-                    related.links.push(related_link(n, line)?);
-                }
-                continue;
-            }
-            if let Some(headline) = line.strip_prefix("## ") {
-                let Some(section) = sections.last_mut() else {
-                    return Err(at(n, format!("item \"{}\" comes before any section: start one with `# Section title`", headline.trim())));
-                };
-                let headline = headline.trim();
-                if headline.is_empty() {
-                    return Err(at(n, "an item heading (`## …`) needs a headline"));
-                }
-                section.items.push(ItemDraft {
-                    line: n,
-                    headline: headline.to_string(),
-                    body: Chunk::default(),
-                    source: None,
-                    comment: None,
-                    in_comment: false,
-                });
-                continue;
-            }
-            let item = sections.last_mut().and_then(|s| s.items.last_mut());
-            if let Some(value) = strip_label(line, SOURCE_LABELS) {
-                let Some(item) = item else {
-                    return Err(at(
-                        n,
-                        "`Source:` belongs to a news item (after a `## headline`)",
-                    ));
-                };
-                if item.source.is_some() {
-                    return Err(at(
-                        n,
-                        format!("item \"{}\" has two Source: lines", item.headline),
-                    ));
-                }
-                item.in_comment = false;
-                item.source = Some(parse_source(n, value.trim())?);
-                continue;
-            }
-            if let Some(value) = strip_label(line, COMMENT_LABELS) {
-                let Some(item) = item else {
-                    return Err(at(
-                        n,
-                        "`Comment:` belongs to a news item (after a `## headline`)",
-                    ));
-                };
-                if item.comment.is_some() {
-                    return Err(at(
-                        n,
-                        format!("item \"{}\" has two Comment: lines", item.headline),
-                    ));
-                }
-                item.comment = Some(value.trim().to_string());
-                item.in_comment = true;
-                continue;
-            }
-            if let Some(item) = item {
-                if item.in_comment {
-                    // A comment runs to the end of its paragraph.
-                    if line.trim().is_empty() {
-                        item.in_comment = false;
-                    } else if let Some(comment) = item.comment.as_mut() {
-                        comment.push(' ');
-                        comment.push_str(line.trim());
-                    }
-                    continue;
-                }
-                if item.source.is_some() || item.comment.is_some() {
-                    if !line.trim().is_empty() {
-                        return Err(at(
-                            n,
-                            format!("text after the Source:/Comment: lines of \"{}\"; start a new item with `## headline`", item.headline),
-                        ));
-                    }
-                    continue;
-                }
-            }
-            current_chunk(&mut intro, &mut sections).push(n, line);
+            drafts.take_line(body_start + index, line)?;
         }
-        if in_fence {
+        if drafts.in_fence {
             return Err(at(
                 body_start + body.lines().count().saturating_sub(1),
                 "a code block (```) is never closed",
             ));
         }
-        build(meta, intro, sections, related)
+        build(meta, drafts.intro, drafts.sections, drafts.related)
+    }
+}
+
+/// The report as read so far, line by line.
+#[derive(Default)]
+struct Drafts {
+    intro: Chunk,
+    sections: Vec<SectionDraft>,
+    related: Option<RelatedDraft>,
+    /// Inside a fenced code block, where nothing is markup of the format.
+    in_fence: bool,
+}
+
+impl Drafts {
+    /// Reads file line `n`: a heading, a related link, a labelled line of an
+    /// item, or text for the current part.
+    fn take_line(&mut self, n: usize, line: &str) -> Result<(), ReportError> {
+        let trimmed = line.trim_start();
+        let fence = trimmed.starts_with("```") || trimmed.starts_with("~~~");
+        if fence {
+            self.in_fence = !self.in_fence;
+        }
+        if self.in_fence || fence {
+            self.text(n, line);
+            return Ok(());
+        }
+        if let Some(heading) = line.strip_prefix("# ") {
+            return self.section_heading(n, heading.trim());
+        }
+        if let Some(related) = self.related.as_mut() {
+            if !line.trim().is_empty() {
+                related.links.push(related_link(n, line)?);
+            }
+            return Ok(());
+        }
+        if let Some(headline) = line.strip_prefix("## ") {
+            return self.item_heading(n, headline.trim());
+        }
+        if let Some(value) = strip_label(line, SOURCE_LABELS) {
+            let item = self.labelled_item(n, "Source")?;
+            item.in_comment = false;
+            item.source = Some(parse_source(n, value.trim())?);
+            return Ok(());
+        }
+        if let Some(value) = strip_label(line, COMMENT_LABELS) {
+            let item = self.labelled_item(n, "Comment")?;
+            item.comment = Some(value.trim().to_string());
+            item.in_comment = true;
+            return Ok(());
+        }
+        if self.after_labels(n, line)? {
+            return Ok(());
+        }
+        self.text(n, line);
+        Ok(())
+    }
+
+    /// Ordinary text, for the current item, section intro or report intro.
+    fn text(&mut self, n: usize, line: &str) {
+        current_chunk(&mut self.intro, &mut self.sections).push(n, line);
+    }
+
+    /// `# Title` starts a section; `# Title {related}` the related reading,
+    /// which comes last and once.
+    fn section_heading(&mut self, n: usize, heading: &str) -> Result<(), ReportError> {
+        if let Some(title) = heading.strip_suffix("{related}") {
+            if self.related.is_some() {
+                return Err(at(
+                    n,
+                    "only one section can be the related reading (`{related}`)",
+                ));
+            }
+            let title = title.trim();
+            if title.is_empty() {
+                return Err(at(
+                    n,
+                    "the related-reading section needs a title, e.g. `# Discover more {related}`",
+                ));
+            }
+            self.related = Some(RelatedDraft {
+                title: title.to_string(),
+                links: Vec::new(),
+            });
+            return Ok(());
+        }
+        if self.related.is_some() {
+            return Err(at(n, "the related-reading section must be the last one"));
+        }
+        if heading.is_empty() {
+            return Err(at(n, "a section heading (`# …`) needs a title"));
+        }
+        self.sections.push(SectionDraft {
+            line: n,
+            title: heading.to_string(),
+            intro: Chunk::default(),
+            items: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `## Headline` starts a news item of the current section.
+    fn item_heading(&mut self, n: usize, headline: &str) -> Result<(), ReportError> {
+        let Some(section) = self.sections.last_mut() else {
+            return Err(at(n, format!("item \"{headline}\" comes before any section: start one with `# Section title`")));
+        };
+        if headline.is_empty() {
+            return Err(at(n, "an item heading (`## …`) needs a headline"));
+        }
+        section.items.push(ItemDraft {
+            line: n,
+            headline: headline.to_string(),
+            body: Chunk::default(),
+            source: None,
+            comment: None,
+            in_comment: false,
+        });
+        Ok(())
+    }
+
+    /// The item a `label:` line belongs to, which must not have one yet.
+    fn labelled_item(&mut self, n: usize, label: &str) -> Result<&mut ItemDraft, ReportError> {
+        let Some(item) = self.sections.last_mut().and_then(|s| s.items.last_mut()) else {
+            return Err(at(
+                n,
+                format!("`{label}:` belongs to a news item (after a `## headline`)"),
+            ));
+        };
+        let taken = match label {
+            "Source" => item.source.is_some(),
+            _ => item.comment.is_some(),
+        };
+        if taken {
+            return Err(at(
+                n,
+                format!("item \"{}\" has two {label}: lines", item.headline),
+            ));
+        }
+        Ok(item)
+    }
+
+    /// A line after an item's Source:/Comment: lines: the rest of the
+    /// comment's paragraph, or blank. Returns whether the line was one.
+    fn after_labels(&mut self, n: usize, line: &str) -> Result<bool, ReportError> {
+        let Some(item) = self.sections.last_mut().and_then(|s| s.items.last_mut()) else {
+            return Ok(false);
+        };
+        if item.in_comment {
+            // A comment runs to the end of its paragraph.
+            if line.trim().is_empty() {
+                item.in_comment = false;
+            } else if let Some(comment) = item.comment.as_mut() {
+                comment.push(' ');
+                comment.push_str(line.trim());
+            }
+            return Ok(true);
+        }
+        if item.source.is_none() && item.comment.is_none() {
+            return Ok(false);
+        }
+        if !line.trim().is_empty() {
+            return Err(at(
+                n,
+                format!("text after the Source:/Comment: lines of \"{}\"; start a new item with `## headline`", item.headline),
+            ));
+        }
+        Ok(true)
     }
 }
 

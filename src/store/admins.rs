@@ -1,12 +1,10 @@
 //! Editors, their API tokens and their web sessions. Only hashes of
 //! passwords, tokens and session ids are stored.
 
-use sqlx::Row;
-
 use super::{now_ms, Store, StoreError};
 
 /// An authenticated editor.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Editor {
     pub id: i64,
     pub email: String,
@@ -16,7 +14,7 @@ pub struct Editor {
 const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
 
 /// An API token as listed: never its secret, which is not kept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiTokenInfo {
     pub id: i64,
     pub editor: String,
@@ -26,8 +24,9 @@ pub struct ApiTokenInfo {
 }
 
 /// A web session, with the CSRF token its forms must carry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EditorSession {
+    #[sqlx(flatten)]
     pub editor: Editor,
     pub csrf_token: String,
 }
@@ -64,20 +63,12 @@ impl Store {
         &self,
         email: &str,
     ) -> Result<Option<(Editor, String)>, StoreError> {
-        let row = sqlx::query("select id, email, password_hash from admins where email = $1")
-            .bind(email)
-            .fetch_optional(&self.read)
-            .await?;
-        row.map(|row| {
-            Ok((
-                Editor {
-                    id: row.try_get("id")?,
-                    email: row.try_get("email")?,
-                },
-                row.try_get("password_hash")?,
-            ))
-        })
-        .transpose()
+        let row: Option<(i64, String, String)> =
+            sqlx::query_as("select id, email, password_hash from admins where email = $1")
+                .bind(email)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.map(|(id, email, hash)| (Editor { id, email }, hash)))
     }
 
     /// Stores a token's hash; `expires_at` (Unix ms) ends it, if given.
@@ -104,8 +95,8 @@ impl Store {
     /// every request into a write.
     pub async fn editor_by_token(&self, token_hash: &str) -> Result<Option<Editor>, StoreError> {
         let now = now_ms();
-        let row = sqlx::query(
-            "select t.id as token_id, t.last_used_at, a.id, a.email from api_tokens t \
+        let row: Option<(i64, Option<i64>, i64, String)> = sqlx::query_as(
+            "select t.id, t.last_used_at, a.id, a.email from api_tokens t \
              join admins a on a.id = t.admin_id \
              where t.token_hash = $1 and (t.expires_at is null or t.expires_at > $2)",
         )
@@ -113,42 +104,27 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.read)
         .await?;
-        let Some(row) = row else {
+        let Some((token_id, last_used, id, email)) = row else {
             return Ok(None);
         };
-        let last_used: Option<i64> = row.try_get("last_used_at")?;
         if last_used.is_none_or(|at| at < now - TOKEN_USE_RESOLUTION_MS) {
             sqlx::query("update api_tokens set last_used_at = $2 where id = $1")
-                .bind(row.try_get::<i64, _>("token_id")?)
+                .bind(token_id)
                 .bind(now)
                 .execute(&self.write)
                 .await?;
         }
-        Ok(Some(Editor {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-        }))
+        Ok(Some(Editor { id, email }))
     }
 
     /// Every API token, oldest first, without its secret.
     pub async fn api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError> {
-        let rows = sqlx::query(
-            "select t.id, a.email, t.created_at, t.last_used_at, t.expires_at \
+        Ok(sqlx::query_as(
+            "select t.id, a.email as editor, t.created_at, t.last_used_at, t.expires_at \
              from api_tokens t join admins a on a.id = t.admin_id order by t.id",
         )
         .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiTokenInfo {
-                    id: row.try_get("id")?,
-                    editor: row.try_get("email")?,
-                    created_at: row.try_get("created_at")?,
-                    last_used_at: row.try_get("last_used_at")?,
-                    expires_at: row.try_get("expires_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Deletes a token; false when there is no such token.
@@ -182,24 +158,14 @@ impl Store {
     }
 
     pub async fn session(&self, id_hash: &str) -> Result<Option<EditorSession>, StoreError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "select a.id, a.email, s.csrf_token from admin_sessions s join admins a on a.id = s.admin_id \
              where s.id_hash = $1 and s.expires_at > $2",
         )
         .bind(id_hash)
         .bind(now_ms())
         .fetch_optional(&self.read)
-        .await?;
-        row.map(|row| {
-            Ok(EditorSession {
-                editor: Editor {
-                    id: row.try_get("id")?,
-                    email: row.try_get("email")?,
-                },
-                csrf_token: row.try_get("csrf_token")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {

@@ -115,18 +115,19 @@ pub(super) async fn record_reader_event(
     id: i64,
     at: i64,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("select id, email, name, status from subscribers where id = $1")
+    let row = sqlx::query("select public_id, email, name, status from subscribers where id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(()) };
-    let (email, name, status): (String, Option<String>, String) = (
+    let (public_id, email, name, status): (String, String, Option<String>, String) = (
+        row.try_get("public_id")?,
         row.try_get("email")?,
         row.try_get("name")?,
         row.try_get("status")?,
     );
     let reader = ReaderFacts {
-        id,
+        id: &public_id,
         email: &email,
         name: name.as_deref(),
         status: &status,
@@ -144,20 +145,20 @@ pub(super) async fn record_suppression_event(
     report_id: Option<i64>,
     at: i64,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("select id, name, status from subscribers where email = $1")
+    let row = sqlx::query("select public_id, name, status from subscribers where email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
         .await?;
     let reader = match &row {
         Some(row) => Some((
-            row.try_get::<i64, _>("id")?,
+            row.try_get::<String, _>("public_id")?,
             row.try_get::<Option<String>, _>("name")?,
             row.try_get::<String, _>("status")?,
         )),
         None => None,
     };
     let facts = reader.as_ref().map(|(id, name, status)| ReaderFacts {
-        id: *id,
+        id,
         email,
         name: name.as_deref(),
         status,
@@ -166,7 +167,24 @@ pub(super) async fn record_suppression_event(
         SuppressionReason::Bounced => EventKind::SubscriberBounced,
         SuppressionReason::Complained => EventKind::SubscriberComplained,
     };
-    let event = Event::suppressed(kind, at, email, facts.as_ref(), source, detail, report_id);
+    let report = match report_id {
+        Some(id) => {
+            sqlx::query_scalar::<_, String>("select public_id from reports where id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None => None,
+    };
+    let event = Event::suppressed(
+        kind,
+        at,
+        email,
+        facts.as_ref(),
+        source,
+        detail,
+        report.as_deref(),
+    );
     record_events(conn, &[event]).await
 }
 
@@ -486,10 +504,10 @@ impl Store {
 }
 
 /// Stores a `subscriber.created` event for each new reader of a batch of
-/// sign-ups: (id, email, name, status).
+/// sign-ups: (public id, email, name, status).
 pub(super) async fn record_signups<'a>(
     conn: &mut AnyConnection,
-    readers: impl Iterator<Item = (i64, &'a str, Option<&'a str>, &'a str)>,
+    readers: impl Iterator<Item = (&'a str, &'a str, Option<&'a str>, &'a str)>,
     at: i64,
 ) -> Result<(), StoreError> {
     let events: Vec<Event> = readers
@@ -524,7 +542,7 @@ pub(super) async fn record_send_finished(
     report_id: i64,
 ) -> Result<(), StoreError> {
     let row = sqlx::query(
-        "select r.slug, r.title, s.started_at, s.finished_at, s.total \
+        "select r.public_id, r.slug, r.title, s.started_at, s.finished_at, s.total \
          from sends s join reports r on r.id = s.report_id where s.report_id = $1",
     )
     .bind(report_id)
@@ -534,7 +552,7 @@ pub(super) async fn record_send_finished(
     let total: i64 = row.try_get("total")?;
     let counts = super::sends::counted_stats(conn, report_id, total).await?;
     let send = SendFacts {
-        report_id,
+        report_id: row.try_get("public_id")?,
         slug: row.try_get("slug")?,
         title: row.try_get("title")?,
         started_at: row.try_get("started_at")?,

@@ -120,10 +120,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// A pool for ad-hoc statements (tests, maintenance).
     pub fn pool(&self) -> &AnyPool {
         &self.write

@@ -272,18 +272,6 @@ pub struct ImportedSubscriber {
 }
 
 impl Store {
-    /// Adds readers in one transaction; addresses already present are left
-    /// as they are (an import never resubscribes someone who left).
-    /// Returns how many were added.
-    pub async fn import_subscribers(
-        &self,
-        readers: &[ImportedSubscriber],
-    ) -> Result<u64, StoreError> {
-        let mut import = self.begin_import().await?;
-        import.add(readers).await?;
-        import.commit().await
-    }
-
     /// Starts an import that takes readers batch by batch and stores all of
     /// them or, when dropped before `commit`, none.
     pub async fn begin_import(&self) -> Result<SubscriberImport, StoreError> {

@@ -37,7 +37,7 @@ pub struct VoteRecord {
 }
 
 /// Helpfulness of one report, for the chart across reports.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct ReportHelpfulness {
     pub report_id: i64,
     pub slug: String,
@@ -73,38 +73,14 @@ impl Store {
         Ok(())
     }
 
-    /// The reader's current answer, if any.
-    pub async fn vote_of(
-        &self,
-        report_id: i64,
-        subscriber_id: i64,
-    ) -> Result<Option<(bool, Option<String>)>, StoreError> {
-        let row = sqlx::query(
-            "select helpful, comment from votes where report_id = $1 and subscriber_id = $2",
-        )
-        .bind(report_id)
-        .bind(subscriber_id)
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(|row| {
-            Ok((
-                row.try_get::<i64, _>("helpful")? == 1,
-                row.try_get("comment")?,
-            ))
-        })
-        .transpose()
-    }
-
     pub async fn helpfulness(&self, report_id: i64) -> Result<Helpfulness, StoreError> {
-        let row = sqlx::query(
+        let (yes, total): (i64, i64) = sqlx::query_as(
             "select coalesce(sum(case when helpful = 1 then 1 else 0 end), 0) as yes, count(*) as total \
              from votes where report_id = $1",
         )
         .bind(report_id)
         .fetch_one(&self.read)
         .await?;
-        let yes: i64 = row.try_get("yes")?;
-        let total: i64 = row.try_get("total")?;
         Ok(Helpfulness {
             yes,
             no: total - yes,
@@ -169,8 +145,8 @@ impl Store {
         &self,
         limit: i64,
     ) -> Result<Vec<ReportHelpfulness>, StoreError> {
-        let rows = sqlx::query(
-            "select r.id, r.slug, r.title, \
+        let mut list: Vec<ReportHelpfulness> = sqlx::query_as(
+            "select r.id as report_id, r.slug, r.title, \
              coalesce(sum(case when v.helpful = 1 then 1 else 0 end), 0) as yes, \
              coalesce(sum(case when v.helpful = 0 then 1 else 0 end), 0) as no \
              from reports r join sends s on s.report_id = r.id left join votes v on v.report_id = r.id \
@@ -180,18 +156,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        let mut list = rows
-            .iter()
-            .map(|row| {
-                Ok(ReportHelpfulness {
-                    report_id: row.try_get("id")?,
-                    slug: row.try_get("slug")?,
-                    title: row.try_get("title")?,
-                    yes: row.try_get("yes")?,
-                    no: row.try_get("no")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
         list.reverse();
         Ok(list)
     }

@@ -95,25 +95,20 @@ fn every_sample_is_read_as_what_it_is() {
 /// Runs `newsletter bounces ingest` with `message` on stdin.
 pub fn ingest(app: &TestApp, message: &str, extra: &[&str]) -> Output {
     let settings = &app.app.state.settings;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_newsletter"))
-        .args(["bounces", "ingest"])
-        .args(extra)
-        .env("NEWSLETTER_DATABASE_URL", &settings.database_url)
-        .env("NEWSLETTER_MAIL__BOUNCE_ADDRESS", BOUNCE_ADDRESS)
-        .env(
-            "NEWSLETTER_BOUNCES__SOFT_BOUNCE_LIMIT",
-            settings.bounces.soft_bounce_limit.to_string(),
-        )
-        .env("NEWSLETTER_LOG__FILTER", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(message.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    let soft_bounce_limit = settings.bounces.soft_bounce_limit.to_string();
+    let args: Vec<&str> = ["bounces", "ingest"].iter().chain(extra).copied().collect();
+    let env = [
+        ("NEWSLETTER_DATABASE_URL", settings.database_url.as_str()),
+        ("NEWSLETTER_MAIL__BOUNCE_ADDRESS", BOUNCE_ADDRESS),
+        ("NEWSLETTER_BOUNCES__SOFT_BOUNCE_LIMIT", &soft_bounce_limit),
+    ];
+    crate::cli::newsletter(&args, &env, Some(message))
+}
+
+/// What `bounces ingest` says of the sample `name` sent back through
+/// `verp` about `reader`.
+fn verdict(app: &TestApp, name: &str, verp: &str, reader: &str, extra: &[&str]) -> String {
+    stdout_of(&ingest(app, &sample(name, verp, reader), extra))
 }
 
 /// Runs `newsletter subscribers export --format FORMAT`; returns its output.
@@ -145,10 +140,21 @@ fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// An app whose deliveries carry VERP bounce addresses, with two soft
+/// bounces to a suppression.
 pub async fn app_with_bounces(backend: Backend) -> TestApp {
+    app_with_bounce_address(backend, |s| s.bounces.soft_bounce_limit = 2).await
+}
+
+/// An app whose deliveries carry VERP bounce addresses, with `customise`
+/// applied on top.
+pub async fn app_with_bounce_address(
+    backend: Backend,
+    customise: impl FnOnce(&mut newsletter::config::Settings),
+) -> TestApp {
     spawn_app_with(backend, |s| {
         s.mail.bounce_address = Some(BOUNCE_ADDRESS.into());
-        s.bounces.soft_bounce_limit = 2;
+        customise(s);
     })
     .await
 }
@@ -232,73 +238,34 @@ async fn bounces_fed_to_the_command_suppress_exactly_the_readers_they_name(backe
     );
     let verp = |reader: &str| envelope_sender_to(&app, reader, "");
 
-    let out = ingest(
-        &app,
-        &sample(
-            "gmail-no-such-user.eml",
-            &verp("gone@example.org"),
-            "gone@example.org",
-        ),
-        &[],
+    let fed_back = |name: &str, reader: &str| verdict(&app, name, &verp(reader), reader, &[]);
+
+    assert_eq!(
+        fed_back("gmail-no-such-user.eml", "gone@example.org"),
+        "hard gone@example.org, suppressed"
     );
-    assert_eq!(stdout_of(&out), "hard gone@example.org, suppressed");
-    let out = ingest(
-        &app,
-        &sample(
-            "yahoo-arf-complaint.eml",
-            &verp("angry@example.org"),
-            "angry@example.org",
-        ),
-        &[],
+    assert_eq!(
+        fed_back("yahoo-arf-complaint.eml", "angry@example.org"),
+        "complaint angry@example.org, suppressed"
     );
-    assert_eq!(stdout_of(&out), "complaint angry@example.org, suppressed");
-    let out = ingest(
-        &app,
-        &sample(
-            "vacation-auto-reply.eml",
-            &verp("away@example.org"),
-            "away@example.org",
-        ),
-        &[],
-    );
-    assert!(
-        stdout_of(&out).starts_with("ignored: an automatic reply"),
-        "{out:?}"
-    );
+    let out = fed_back("vacation-auto-reply.eml", "away@example.org");
+    assert!(out.starts_with("ignored: an automatic reply"), "{out}");
 
     // A forger who received their own copy moves its token to another
     // delivery: the signature no longer matches and nobody is suppressed.
     let own = verp("forger@example.org");
     let victim = verp("victim@example.org");
     let forged = token_moved(&own, &victim);
-    let out = ingest(
-        &app,
-        &sample("gmail-no-such-user.eml", &forged, "victim@example.org"),
-        &[],
-    );
-    assert!(stdout_of(&out).starts_with("refused"), "{out:?}");
+    let victim = "victim@example.org";
+    let out = verdict(&app, "gmail-no-such-user.eml", &forged, victim, &[]);
+    assert!(out.starts_with("refused"), "{out}");
     // The same through the envelope recipient an MTA passes.
-    let out = ingest(
-        &app,
-        &sample(
-            "qmail-permanent.eml",
-            "bounces@bounce.example.com",
-            "victim@example.org",
-        ),
-        &["--recipient", &forged],
-    );
-    assert!(stdout_of(&out).starts_with("refused"), "{out:?}");
+    let extra = ["--recipient", forged.as_str()];
+    let out = verdict(&app, "qmail-permanent.eml", BOUNCE_ADDRESS, victim, &extra);
+    assert!(out.starts_with("refused"), "{out}");
     // A bounce with no token at all names no delivery.
-    let out = ingest(
-        &app,
-        &sample(
-            "exim-permanent.eml",
-            "bounces@bounce.example.com",
-            "victim@example.org",
-        ),
-        &[],
-    );
-    assert!(stdout_of(&out).starts_with("ignored"), "{out:?}");
+    let out = verdict(&app, "exim-permanent.eml", BOUNCE_ADDRESS, victim, &[]);
+    assert!(out.starts_with("ignored"), "{out}");
 
     assert_eq!(
         suppression_of(&app, "gone@example.org").await.as_deref(),
@@ -317,16 +284,8 @@ async fn bounces_fed_to_the_command_suppress_exactly_the_readers_they_name(backe
     }
 
     // Fed twice (an MTA retrying), a bounce counts once.
-    let out = ingest(
-        &app,
-        &sample(
-            "gmail-no-such-user.eml",
-            &verp("gone@example.org"),
-            "gone@example.org",
-        ),
-        &[],
-    );
-    assert!(stdout_of(&out).ends_with("(already recorded)"), "{out:?}");
+    let out = fed_back("gmail-no-such-user.eml", "gone@example.org");
+    assert!(out.ends_with("(already recorded)"), "{out}");
     let stats = app.stats(report).await;
     assert_eq!(stats["bounces"]["hard_bounces"], 1, "{stats}");
     assert_eq!(stats["bounces"]["complaints"], 1, "{stats}");
@@ -369,27 +328,27 @@ async fn soft_bounces_add_up_to_a_suppression(backend: Backend) {
     let report_sender = envelope_sender_to(&app, "full@example.org", "");
     assert_ne!(confirmation_sender, report_sender);
 
-    let out = ingest(
-        &app,
-        &sample(
+    assert_eq!(
+        verdict(
+            &app,
             "postfix-mailbox-full.eml",
             &report_sender,
             "full@example.org",
+            &[]
         ),
-        &[],
+        "soft full@example.org"
     );
-    assert_eq!(stdout_of(&out), "soft full@example.org");
     assert_eq!(suppression_of(&app, "full@example.org").await, None);
-    let out = ingest(
-        &app,
-        &sample(
+    assert_eq!(
+        verdict(
+            &app,
             "postfix-mailbox-full.eml",
             &confirmation_sender,
             "full@example.org",
+            &[]
         ),
-        &[],
+        "soft full@example.org, suppressed"
     );
-    assert_eq!(stdout_of(&out), "soft full@example.org, suppressed");
     assert_eq!(
         suppression_of(&app, "full@example.org").await.as_deref(),
         Some("bounced")
@@ -463,16 +422,16 @@ async fn the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates(b
         .status()
         .is_success());
     app.dispatch_all_pending().await;
-    let out = ingest(
-        &app,
-        &sample(
+    assert_eq!(
+        verdict(
+            &app,
             "yahoo-arf-complaint.eml",
             &envelope_sender_to(&app, "angry@example.org", ""),
             "angry@example.org",
+            &[]
         ),
-        &[],
+        "complaint angry@example.org, suppressed"
     );
-    assert_eq!(stdout_of(&out), "complaint angry@example.org, suppressed");
 
     // One in three bounced and one in three complained.
     let page = app.page_text(&format!("/admin/reports/{report}")).await;
@@ -533,16 +492,16 @@ async fn suppressed_readers_are_listed_exported_and_can_be_lifted(backend: Backe
         .await;
     let readers = ["gone@example.org", "fine@example.org"];
     send_report_to(&app, &readers, "week-one").await;
-    let out = ingest(
-        &app,
-        &sample(
+    assert_eq!(
+        verdict(
+            &app,
             "gmail-no-such-user.eml",
             &envelope_sender_to(&app, "gone@example.org", ""),
             "gone@example.org",
+            &[]
         ),
-        &[],
+        "hard gone@example.org, suppressed"
     );
-    assert_eq!(stdout_of(&out), "hard gone@example.org, suppressed");
 
     let page = app.page_text("/admin/readers?suppressed=bounced").await;
     assert!(page.contains("data-reader=\"gone@example.org\""), "{page}");

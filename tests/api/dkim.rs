@@ -35,16 +35,8 @@ pub struct TestKey {
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
+    use x509_cert::der::pem::{encode_string, LineEnding};
+    encode_string(label, LineEnding::LF, der).unwrap()
 }
 
 pub fn test_key(kind: KeyKind) -> TestKey {

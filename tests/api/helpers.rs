@@ -224,12 +224,13 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    /// Sends every message that is due now, as the worker would.
+    /// Sends every message that is due now with the worker's own loop;
+    /// returns how many it handled. A queue that never drains fails the
+    /// test rather than hanging it.
     pub async fn dispatch_all_pending(&self) -> usize {
-        self.app
-            .dispatcher
-            .dispatch_all_pending()
+        tokio::time::timeout(DRAIN_DEADLINE, self.app.dispatcher.dispatch_all_pending())
             .await
+            .expect("the queue drains")
             .expect("dispatch")
     }
 
@@ -535,3 +536,7 @@ pub fn token_in(link: &str) -> String {
 }
 
 pub const MAIL_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest a test waits for the queue to drain: far beyond what any test
+/// queues, only there so that a queue that never empties fails the test.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(300);

@@ -203,8 +203,9 @@ fn assert_signed(hit: &Hit) {
     );
 }
 
-async fn subscriber_id(app: &TestApp, email: &str) -> i64 {
-    sqlx::query_scalar("select id from subscribers where email = $1")
+/// The reader's public id: the one the API and events name them by.
+async fn subscriber_id(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("select public_id from subscribers where email = $1")
         .bind(email)
         .fetch_one(app.store().pool())
         .await
@@ -301,7 +302,12 @@ async fn bounces_complaints_and_finished_sends_are_told(backend: Backend) {
     // Deliveries go out in id order: the relay refuses the first reader.
     app.smtp
         .push_fault(Fault::RcptReply(550, "5.1.1 no such user"));
-    let report = send_report_to(&app, &readers, "told-week").await;
+    let report_row = send_report_to(&app, &readers, "told-week").await;
+    let report: String = sqlx::query_scalar("select public_id from reports where id = $1")
+        .bind(report_row)
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
 
     // A complaint comes back by mail, fed through the command an MTA runs:
     // the event is written by that process and posted by the worker.

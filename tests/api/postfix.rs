@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::bounces::{ingest, suppression_of};
-use crate::helpers::{spawn_app_with, Backend};
+use crate::helpers::Backend;
 
 crate::on_both_backends!(postfix_bounces_suppress_the_address_they_report);
 
@@ -110,9 +110,8 @@ fn start_postfix(dir: &std::path::Path, port: u16) -> Option<()> {
 
 async fn postfix_bounces_suppress_the_address_they_report(backend: Backend) {
     let _lock = PostfixLock::acquire().await;
-    let app = spawn_app_with(backend, |s| {
+    let app = crate::bounces::app_with_bounce_address(backend, |s| {
         s.mail.smtp_url = Some("smtp://127.0.0.1:25".to_string().into());
-        s.mail.bounce_address = Some(crate::bounces::BOUNCE_ADDRESS.into());
     })
     .await;
     let logs = tempfile::tempdir().unwrap();

@@ -14,8 +14,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::bounces::{send_report_to, suppression_of, BOUNCE_ADDRESS};
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::bounces::{send_report_to, suppression_of};
+use crate::helpers::{Backend, TestApp};
 
 crate::on_both_backends!(
     mailgun_calls_count_only_with_a_valid_signature,
@@ -58,8 +58,7 @@ async fn app_with_webhooks(
     sendgrid_key: Option<String>,
 ) -> TestApp {
     let cert_host = cert_host.to_string();
-    spawn_app_with(backend, move |s| {
-        s.mail.bounce_address = Some(BOUNCE_ADDRESS.into());
+    crate::bounces::app_with_bounce_address(backend, move |s| {
         let hooks = &mut s.bounces.webhooks;
         hooks.mailgun_signing_key = Some("mailgun-signing-key".to_string().into());
         hooks.postmark_username = Some("postmark".to_string().into());
