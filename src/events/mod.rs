@@ -83,7 +83,8 @@ pub struct Event {
 /// person in its own records, and nothing secret (no tokens).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReaderFacts<'a> {
-    pub id: i64,
+    /// The reader's public id, the `id` the subscriber API shows.
+    pub id: uuid::Uuid,
     pub email: &'a str,
     pub name: Option<&'a str>,
     pub status: &'a str,
@@ -200,7 +201,7 @@ mod tests {
     #[test]
     fn a_body_names_its_event_and_time() {
         let reader = ReaderFacts {
-            id: 7,
+            id: uuid::Uuid::new_v4(),
             email: "ann@example.com",
             name: None,
             status: "pending",

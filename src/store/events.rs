@@ -115,18 +115,19 @@ pub(super) async fn record_reader_event(
     id: i64,
     at: i64,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("select id, email, name, status from subscribers where id = $1")
+    let row = sqlx::query("select public_id, email, name, status from subscribers where id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(()) };
+    let public_id = super::public_id_in(&row, "public_id")?;
     let (email, name, status): (String, Option<String>, String) = (
         row.try_get("email")?,
         row.try_get("name")?,
         row.try_get("status")?,
     );
     let reader = ReaderFacts {
-        id,
+        id: public_id,
         email: &email,
         name: name.as_deref(),
         status: &status,
@@ -144,13 +145,13 @@ pub(super) async fn record_suppression_event(
     report_id: Option<i64>,
     at: i64,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("select id, name, status from subscribers where email = $1")
+    let row = sqlx::query("select public_id, name, status from subscribers where email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
         .await?;
     let reader = match &row {
         Some(row) => Some((
-            row.try_get::<i64, _>("id")?,
+            super::public_id_in(row, "public_id")?,
             row.try_get::<Option<String>, _>("name")?,
             row.try_get::<String, _>("status")?,
         )),
@@ -489,7 +490,7 @@ impl Store {
 /// sign-ups: (id, email, name, status).
 pub(super) async fn record_signups<'a>(
     conn: &mut AnyConnection,
-    readers: impl Iterator<Item = (i64, &'a str, Option<&'a str>, &'a str)>,
+    readers: impl Iterator<Item = (uuid::Uuid, &'a str, Option<&'a str>, &'a str)>,
     at: i64,
 ) -> Result<(), StoreError> {
     let events: Vec<Event> = readers

@@ -107,7 +107,7 @@ async fn write_batch(
     let sql = format!(
         "insert into subscribers (public_id, email, name, status, created_at) values {} \
          on conflict (email) do update set status = subscribers.status \
-         returning id, email, status, created_at",
+         returning id, public_id, email, status, created_at",
         value_rows(batch.len(), 5)
     );
     let mut query = sqlx::query(&sql);
@@ -120,10 +120,13 @@ async fn write_batch(
             .bind(now);
     }
     let mut readers: HashMap<String, (i64, String, bool)> = HashMap::with_capacity(batch.len());
+    let mut public_ids = HashMap::with_capacity(batch.len());
     for row in query.fetch_all(&mut *tx).await? {
         let created_at: i64 = row.try_get("created_at")?;
+        let email: String = row.try_get("email")?;
+        public_ids.insert(email.clone(), super::public_id_in(&row, "public_id")?);
         readers.insert(
-            row.try_get("email")?,
+            email,
             (
                 row.try_get("id")?,
                 row.try_get("status")?,
@@ -214,9 +217,9 @@ async fn write_batch(
     super::events::record_signups(
         &mut tx,
         batch.iter().filter_map(|job| {
-            let (id, status, new) = readers.get(&job.email)?;
+            let (_, status, new) = readers.get(&job.email)?;
             new.then_some((
-                *id,
+                *public_ids.get(&job.email)?,
                 job.email.as_str(),
                 job.name.as_deref(),
                 status.as_str(),

@@ -203,8 +203,9 @@ fn assert_signed(hit: &Hit) {
     );
 }
 
-async fn subscriber_id(app: &TestApp, email: &str) -> i64 {
-    sqlx::query_scalar("select id from subscribers where email = $1")
+/// The reader's public id, as the API and events name them.
+async fn subscriber_id(app: &TestApp, email: &str) -> String {
+    sqlx::query_scalar("select public_id from subscribers where email = $1")
         .bind(email)
         .fetch_one(app.store().pool())
         .await
