@@ -245,6 +245,40 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+impl Store {
+    /// The row id in `table` (one with a `public_id` column) of what a link
+    /// names; a row id from a link made before public ids is taken as it is.
+    async fn row_id_of(
+        &self,
+        table: &'static str,
+        id: &crate::domain::LinkedId,
+    ) -> Result<Option<i64>, StoreError> {
+        use crate::domain::LinkedId;
+        match id {
+            LinkedId::Row(id) => Ok(Some(*id)),
+            LinkedId::Public(id) => {
+                let sql = format!("select id from {table} where public_id = $1");
+                Ok(sqlx::query_scalar(&sql)
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?)
+            }
+        }
+    }
+}
+
+/// A new random public id, for a row about to be inserted.
+fn new_public_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The public id kept in `column` of `row`.
+fn public_id_in(row: &sqlx::any::AnyRow, column: &str) -> Result<uuid::Uuid, StoreError> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    uuid::Uuid::try_parse(&text).map_err(|_| StoreError::Corrupt(format!("public id {text:?}")))
+}
+
 /// `$1, $2, …` for a list of `n` values starting at placeholder `first`.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)

@@ -105,14 +105,15 @@ async fn write_batch(
     // the status (one who asked never to be mailed again stays so until
     // they confirm). The no-op update makes the row come back in `returning`.
     let sql = format!(
-        "insert into subscribers (email, name, status, created_at) values {} \
+        "insert into subscribers (public_id, email, name, status, created_at) values {} \
          on conflict (email) do update set status = subscribers.status \
          returning id, email, status, created_at",
-        value_rows(batch.len(), 4)
+        value_rows(batch.len(), 5)
     );
     let mut query = sqlx::query(&sql);
     for job in batch {
         query = query
+            .bind(super::new_public_id())
             .bind(job.email.as_str())
             .bind(job.name.as_deref())
             .bind(SubscriberStatus::Pending.as_str())

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::{DeliveryState, SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::domain::{DeliveryState, LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::events::EventKind;
 
 /// What a sign-up needs from the caller: the parsed input and the
@@ -40,10 +40,15 @@ pub enum ConfirmOutcome {
     Expired,
 }
 
-/// A subscriber as stored.
+/// A subscriber as stored. Serialized (for the API) with the public id as
+/// its `id`: the row id is sequential and stays inside the service.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Subscriber {
+    #[serde(skip)]
     pub id: i64,
+    /// The id that links and the API show.
+    #[serde(rename = "id")]
+    pub public_id: uuid::Uuid,
     pub email: String,
     pub name: Option<String>,
     pub status: SubscriberStatus,
@@ -56,6 +61,7 @@ pub(super) fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber,
     let status: String = row.try_get("status")?;
     Ok(Subscriber {
         id: row.try_get("id")?,
+        public_id: super::public_id_in(row, "public_id")?,
         email: row.try_get("email")?,
         name: row.try_get("name")?,
         status: SubscriberStatus::parse(&status)
@@ -67,7 +73,7 @@ pub(super) fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber,
 }
 
 pub(super) const SUBSCRIBER_COLUMNS: &str =
-    "id, email, name, status, created_at, confirmed_at, unsubscribed_at";
+    "id, public_id, email, name, status, created_at, confirmed_at, unsubscribed_at";
 
 impl Store {
     /// Records a sign-up and, when due, queues its confirmation mail, all in
@@ -210,6 +216,12 @@ impl Store {
         row.as_ref().map(subscriber_from_row).transpose()
     }
 
+    /// The row id of the reader a link or an API call names, if there is
+    /// one. A row id from a link made before public ids is taken as it is.
+    pub async fn subscriber_id_of(&self, id: &LinkedId) -> Result<Option<i64>, StoreError> {
+        self.row_id_of("subscribers", id).await
+    }
+
     /// Number of subscribers in each status.
     pub async fn count_subscribers(&self, status: SubscriberStatus) -> Result<i64, StoreError> {
         // Kept by the database as readers come, change and go.
@@ -288,7 +300,7 @@ impl Store {
     }
 }
 
-/// Rows per INSERT: six values each keeps a statement under SQLite's limit
+/// Rows per INSERT: seven values each keeps a statement under SQLite's limit
 /// of 32,766 bound values with room to spare.
 const IMPORT_ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -303,13 +315,14 @@ impl SubscriberImport {
     pub async fn add(&mut self, readers: &[ImportedSubscriber]) -> Result<(), StoreError> {
         for chunk in readers.chunks(IMPORT_ROWS_PER_STATEMENT) {
             let sql = format!(
-                "insert into subscribers (email, name, status, created_at, confirmed_at, unsubscribed_at) \
+                "insert into subscribers (public_id, email, name, status, created_at, confirmed_at, unsubscribed_at) \
                  values {} on conflict (email) do nothing",
-                super::value_rows(chunk.len(), 6)
+                super::value_rows(chunk.len(), 7)
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {
                 query = query
+                    .bind(super::new_public_id())
                     .bind(r.email.as_str())
                     .bind(r.name.as_ref().map(SubscriberName::as_str))
                     .bind(r.status.as_str())

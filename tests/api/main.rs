@@ -31,6 +31,7 @@ mod look;
 mod operations;
 mod outgoing_webhooks;
 mod postfix;
+mod public_ids;
 mod relay_round_trips;
 mod reliability;
 mod sending;
