@@ -281,6 +281,32 @@ async fn reader_events_arrive_signed_with_their_facts_and_no_token(backend: Back
         .collect();
     assert_eq!(ids.len(), 3, "every event has an id of its own");
     assert_eq!(receiver.hits().len(), 3, "nothing was posted twice");
+
+    // A reader added through the API with their consent is created and
+    // confirmed at once: both are told.
+    let response = app
+        .api(reqwest::Method::POST, "/api/subscribers")
+        .await
+        .json(&serde_json::json!({
+            "email": "cat@example.org",
+            "consent": {"at": "2026-11-02T09:30:00Z", "source": "shop checkout"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    deliver(&app).await;
+    let added: Vec<(String, Value)> = receiver.accepted()[3..]
+        .iter()
+        .map(|h| (h.kind(), h.json()["data"]["subscriber"].clone()))
+        .collect();
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert_eq!(added[0].0, "subscriber.created");
+    assert_eq!(added[1].0, "subscriber.confirmed");
+    for (_, reader) in &added {
+        assert_eq!(reader["email"], "cat@example.org");
+        assert_eq!(reader["status"], "confirmed");
+    }
 }
 
 async fn bounces_complaints_and_finished_sends_are_told(backend: Backend) {
