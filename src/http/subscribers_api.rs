@@ -21,7 +21,7 @@ use super::auth::ApiEditor;
 use super::extract::json_object;
 use super::subscribe::{sign_up, SignupPayload};
 use super::{AppError, AppState};
-use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::domain::{LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::store::{Consent, PreconfirmedOutcome, ReaderQuery, Subscriber};
 
 /// Readers per page unless asked otherwise, and at most.
@@ -194,7 +194,7 @@ async fn add(
         PreconfirmedOutcome::Exists(subscriber) => Err(AppError::Conflict(format!(
             "the address is already on the list as {} (subscriber {})",
             subscriber.status.as_str(),
-            subscriber.id
+            subscriber.public_id
         ))),
     }
 }
@@ -206,10 +206,16 @@ fn view(subscriber: Subscriber, consent: Option<Consent>) -> serde_json::Value {
     value
 }
 
-/// The id in the path; a JSON error, like every other, when it is not one.
-fn parse_id(id: &str) -> Result<i64, AppError> {
-    id.parse()
-        .map_err(|_| AppError::BadRequest(format!("{id:?} is not a subscriber id")))
+/// The row id of the reader whose public id is in the path; a JSON error,
+/// like every other, when it is not one or names nobody.
+async fn parse_id(state: &AppState, id: &str) -> Result<i64, AppError> {
+    let id = uuid::Uuid::try_parse(id)
+        .map_err(|_| AppError::BadRequest(format!("{id:?} is not a subscriber id")))?;
+    state
+        .store
+        .subscriber_id_of(&LinkedId::Public(id))
+        .await?
+        .ok_or(AppError::NotFound("no such subscriber"))
 }
 
 async fn found(state: &AppState, id: i64) -> Result<Subscriber, AppError> {
@@ -225,7 +231,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&state, &id).await?;
     show_after(&state, id).await
 }
 
@@ -234,8 +240,7 @@ async fn unsubscribe(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
-    found(&state, id).await?;
+    let id = parse_id(&state, &id).await?;
     state.store.unsubscribe(id).await?;
     tracing::info!(subscriber = id, "unsubscribed through the API");
     show_after(&state, id).await
@@ -255,7 +260,7 @@ async fn erase(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&state, &id).await?;
     if !state.store.delete_reader(id).await? {
         return Err(AppError::NotFound("no such subscriber"));
     }

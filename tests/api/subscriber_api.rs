@@ -15,12 +15,9 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     let app = spawn_app(backend).await;
 
     // Double opt-in by default: pending, and the confirmation mail goes out.
+    let body = json!({ "email": "Ana@Example.com", "name": "Ana" });
     let (status, ana) = app
-        .api_call(
-            Method::POST,
-            "/api/subscribers",
-            Some(json!({ "email": "Ana@Example.com", "name": "Ana" })),
-        )
+        .api_call(Method::POST, "/api/subscribers", Some(body))
         .await;
     assert_eq!(status, 202, "{ana}");
     assert_eq!(ana["status"], "pending");
@@ -43,7 +40,14 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
         app.status_of("bo@example.com").await.as_deref(),
         Some("confirmed")
     );
-    let id = bo["id"].as_i64().unwrap();
+    // Readers are named by their public id, never by the row id.
+    let id = bo["id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::try_parse(&id).is_ok(), "{id}");
+    let row_id = app
+        .count(&format!(
+            "select id from subscribers where public_id = '{id}'"
+        ))
+        .await;
     let (status, read) = app
         .api_call(Method::GET, &format!("/api/subscribers/{id}"), None)
         .await;
@@ -65,12 +69,9 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
 
     // Pages of confirmed readers, followed to the end, list each once.
     for i in 0..5 {
-        app.api_call(
-            Method::POST,
-            "/api/subscribers",
-            Some(json!({ "email": format!("r{i}@example.com"), "consent": { "at": "2026-01-01T00:00:00+08:00", "source": "import" } })),
-        )
-        .await;
+        let body = json!({ "email": format!("r{i}@example.com"), "consent": { "at": "2026-01-01T00:00:00+08:00", "source": "import" } });
+        app.api_call(Method::POST, "/api/subscribers", Some(body))
+            .await;
     }
     let mut seen = Vec::new();
     let mut next = Some("/api/subscribers?status=confirmed&limit=2".to_string());
@@ -135,7 +136,7 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     );
     assert_eq!(
         app.count(&format!(
-            "select count(*) from subscriber_consents where subscriber_id = {id}"
+            "select count(*) from subscriber_consents where subscriber_id = {row_id}"
         ))
         .await,
         0
@@ -207,8 +208,25 @@ async fn bad_requests_get_json_errors_and_store_nothing(backend: Backend) {
         assert_eq!(status, 400, "{query}");
         assert!(error["error"].is_string(), "{query}");
     }
-    let (status, error) = app
-        .api_call(Method::GET, "/api/subscribers/not-a-number", None)
+    // Row ids are not ids the API knows.
+    let body = json!({ "email": "first@example.com", "consent": { "at": "2026-01-01T00:00:00Z", "source": "x" } });
+    let (status, _) = app
+        .api_call(Method::POST, "/api/subscribers", Some(body))
         .await;
-    assert_eq!(status, 400, "{error}");
+    assert_eq!(status, 201);
+    for id in ["not-a-number", "1", "0x1"] {
+        let (status, error) = app
+            .api_call(Method::GET, &format!("/api/subscribers/{id}"), None)
+            .await;
+        assert_eq!(status, 400, "{id}: {error}");
+        assert!(error["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a subscriber id"));
+    }
+    let unknown = uuid::Uuid::new_v4();
+    let (status, _) = app
+        .api_call(Method::GET, &format!("/api/subscribers/{unknown}"), None)
+        .await;
+    assert_eq!(status, 404);
 }
