@@ -58,14 +58,7 @@ pub(crate) async fn vote(app: &TestApp, token: &str, answer: &str) -> reqwest::R
 }
 
 async fn summary(app: &TestApp, id: i64) -> serde_json::Value {
-    app.api(Method::GET, &format!("/api/reports/{id}/feedback"))
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.api_get(&format!("/api/reports/{id}/feedback")).await
 }
 
 async fn yes_then_no_the_counts_follow(backend: Backend) {

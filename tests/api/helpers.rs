@@ -392,18 +392,37 @@ impl TestApp {
         assert_eq!(response.status(), 202, "queueing a test copy");
     }
 
+    /// An API call with a valid token and an optional JSON body: the status
+    /// and the JSON answer (`Null` for an empty body).
+    pub async fn api_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.api(method, path).await;
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, value)
+    }
+
+    /// The JSON answer of an API `GET`.
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        self.api_call(reqwest::Method::GET, path, None).await.1
+    }
+
     pub async fn stats(&self, report_id: i64) -> serde_json::Value {
-        self.api(
-            reqwest::Method::GET,
-            &format!("/api/reports/{report_id}/stats"),
-        )
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        self.api_get(&format!("/api/reports/{report_id}/stats"))
+            .await
     }
 
     /// Logs in through the form; returns the Set-Cookie header.

@@ -4,40 +4,21 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{spawn_app, Backend};
 
 crate::on_both_backends!(
     readers_are_added_listed_unsubscribed_and_erased,
     bad_requests_get_json_errors_and_store_nothing,
 );
 
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.api(method, path).await;
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-    };
-    (status, value)
-}
-
 async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     let app = spawn_app(backend).await;
 
     // Double opt-in by default: pending, and the confirmation mail goes out.
-    let (status, ana) = call(
-        &app,
-        Method::POST,
-        "/api/subscribers",
-        Some(json!({ "email": "Ana@Example.com", "name": "Ana" })),
-    )
-    .await;
+    let body = json!({ "email": "Ana@Example.com", "name": "Ana" });
+    let (status, ana) = app
+        .api_call(Method::POST, "/api/subscribers", Some(body))
+        .await;
     assert_eq!(status, 202, "{ana}");
     assert_eq!(ana["status"], "pending");
     assert_eq!(ana["email"], "ana@example.com");
@@ -47,13 +28,10 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     assert!(mail[0].subject().starts_with("Please confirm"));
 
     // Pre-confirmed with the consent recorded elsewhere: no mail at all.
-    let (status, bo) = call(
-        &app,
-        Method::POST,
-        "/api/subscribers",
-        Some(json!({ "email": "bo@example.com", "consent": { "at": "2026-11-02T09:30:00Z", "source": "shop checkout" } })),
-    )
-    .await;
+    let body = json!({ "email": "bo@example.com", "consent": { "at": "2026-11-02T09:30:00Z", "source": "shop checkout" } });
+    let (status, bo) = app
+        .api_call(Method::POST, "/api/subscribers", Some(body))
+        .await;
     assert_eq!(status, 201, "{bo}");
     assert_eq!(bo["status"], "confirmed");
     app.dispatch_all_pending().await;
@@ -70,20 +48,19 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
             "select id from subscribers where public_id = '{id}'"
         ))
         .await;
-    let (status, read) = call(&app, Method::GET, &format!("/api/subscribers/{id}"), None).await;
+    let (status, read) = app
+        .api_call(Method::GET, &format!("/api/subscribers/{id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(read["consent"]["source"], "shop checkout");
     assert_eq!(read["consent"]["consent_at"], 1_793_611_800_000_i64);
     assert_eq!(read["confirmed_at"], 1_793_611_800_000_i64);
 
     // Another system cannot put back someone already on the list.
-    let (status, error) = call(
-        &app,
-        Method::POST,
-        "/api/subscribers",
-        Some(json!({ "email": "bo@example.com", "consent": { "at": "2026-11-02T09:30:00Z", "source": "again" } })),
-    )
-    .await;
+    let body = json!({ "email": "bo@example.com", "consent": { "at": "2026-11-02T09:30:00Z", "source": "again" } });
+    let (status, error) = app
+        .api_call(Method::POST, "/api/subscribers", Some(body))
+        .await;
     assert_eq!(status, 409);
     assert!(error["error"]
         .as_str()
@@ -92,18 +69,14 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
 
     // Pages of confirmed readers, followed to the end, list each once.
     for i in 0..5 {
-        call(
-            &app,
-            Method::POST,
-            "/api/subscribers",
-            Some(json!({ "email": format!("r{i}@example.com"), "consent": { "at": "2026-01-01T00:00:00+08:00", "source": "import" } })),
-        )
-        .await;
+        let body = json!({ "email": format!("r{i}@example.com"), "consent": { "at": "2026-01-01T00:00:00+08:00", "source": "import" } });
+        app.api_call(Method::POST, "/api/subscribers", Some(body))
+            .await;
     }
     let mut seen = Vec::new();
     let mut next = Some("/api/subscribers?status=confirmed&limit=2".to_string());
     while let Some(path) = next {
-        let (status, page) = call(&app, Method::GET, &path, None).await;
+        let (status, page) = app.api_call(Method::GET, &path, None).await;
         assert_eq!(status, 200, "{page}");
         assert_eq!(page["total"], 6);
         let readers = page["subscribers"].as_array().unwrap();
@@ -118,18 +91,20 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     assert_eq!(seen.len(), 6);
     seen.dedup();
     assert_eq!(seen.len(), 6, "no reader on two pages");
-    let (_, pending) = call(&app, Method::GET, "/api/subscribers?status=pending", None).await;
+    let (_, pending) = app
+        .api_call(Method::GET, "/api/subscribers?status=pending", None)
+        .await;
     assert_eq!(pending["total"], 1);
     assert_eq!(pending["subscribers"][0]["email"], "ana@example.com");
 
     // Unsubscribe: stored as such, and left out of the next send.
-    let (status, left) = call(
-        &app,
-        Method::POST,
-        &format!("/api/subscribers/{id}/unsubscribe"),
-        None,
-    )
-    .await;
+    let (status, left) = app
+        .api_call(
+            Method::POST,
+            &format!("/api/subscribers/{id}/unsubscribe"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(left["status"], "unsubscribed");
     assert_eq!(
@@ -145,15 +120,13 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     assert_eq!(app.smtp.received_for("r0@example.com").len(), 1);
 
     // Erase: nothing left that names the reader.
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/subscribers/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .api_call(Method::DELETE, &format!("/api/subscribers/{id}"), None)
+        .await;
     assert_eq!(status, 204);
-    let (status, gone) = call(&app, Method::GET, &format!("/api/subscribers/{id}"), None).await;
+    let (status, gone) = app
+        .api_call(Method::GET, &format!("/api/subscribers/{id}"), None)
+        .await;
     assert_eq!(status, 404);
     assert!(gone["error"].is_string());
     assert_eq!(
@@ -168,13 +141,9 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
         .await,
         0
     );
-    let (status, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/api/subscribers/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .api_call(Method::DELETE, &format!("/api/subscribers/{id}"), None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -214,8 +183,9 @@ async fn bad_requests_get_json_errors_and_store_nothing(backend: Backend) {
         (json!(["a@example.com"]), "expected"),
     ];
     for (body, expected) in bad_adds {
-        let (status, error) =
-            call(&app, Method::POST, "/api/subscribers", Some(body.clone())).await;
+        let (status, error) = app
+            .api_call(Method::POST, "/api/subscribers", Some(body.clone()))
+            .await;
         assert_eq!(status, 422, "{body}");
         assert!(
             error["error"].as_str().unwrap().contains(expected),
@@ -232,28 +202,22 @@ async fn bad_requests_get_json_errors_and_store_nothing(backend: Backend) {
         "offset=-1",
         "page=2",
     ] {
-        let (status, error) = call(
-            &app,
-            Method::GET,
-            &format!("/api/subscribers?{query}"),
-            None,
-        )
-        .await;
+        let (status, error) = app
+            .api_call(Method::GET, &format!("/api/subscribers?{query}"), None)
+            .await;
         assert_eq!(status, 400, "{query}");
         assert!(error["error"].is_string(), "{query}");
     }
     // Row ids are not ids the API knows.
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        "/api/subscribers",
-        Some(json!({ "email": "first@example.com", "consent": { "at": "2026-01-01T00:00:00Z", "source": "x" } })),
-    )
-    .await;
+    let body = json!({ "email": "first@example.com", "consent": { "at": "2026-01-01T00:00:00Z", "source": "x" } });
+    let (status, _) = app
+        .api_call(Method::POST, "/api/subscribers", Some(body))
+        .await;
     assert_eq!(status, 201);
     for id in ["not-a-number", "1", "0x1"] {
-        let (status, error) =
-            call(&app, Method::GET, &format!("/api/subscribers/{id}"), None).await;
+        let (status, error) = app
+            .api_call(Method::GET, &format!("/api/subscribers/{id}"), None)
+            .await;
         assert_eq!(status, 400, "{id}: {error}");
         assert!(error["error"]
             .as_str()
@@ -261,12 +225,8 @@ async fn bad_requests_get_json_errors_and_store_nothing(backend: Backend) {
             .contains("not a subscriber id"));
     }
     let unknown = uuid::Uuid::new_v4();
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &format!("/api/subscribers/{unknown}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .api_call(Method::GET, &format!("/api/subscribers/{unknown}"), None)
+        .await;
     assert_eq!(status, 404);
 }

@@ -1,7 +1,7 @@
 //! Sending from the report page: test copies, the real send (confirmed,
 //! optionally scheduled, idempotent), pausing, resuming, cancelling, and the
 //! progress the page's script polls. All of it goes through the same
-//! `AppState` methods as the API, so both paths obey the same rules.
+//! service (`crate::app`) as the API, so both paths obey the same rules.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
