@@ -233,7 +233,12 @@ async fn app_with_readers(
         .await
         .expect("build the service");
     insert_readers(&app.state.store, readers).await;
-    let report_id = match app.state.save_report_source(&example_report()).await {
+    let report_id = match app
+        .state
+        .newsletter()
+        .save_report_source(&example_report())
+        .await
+    {
         Ok(newsletter::store::SaveOutcome::Created(id)) => id,
         other => panic!("saving the example report: {:?}", other.err()),
     };
@@ -447,6 +452,7 @@ async fn stages(args: &Args) {
         insert_readers(&store, 20_000).await;
         let report_id = match app
             .state
+            .newsletter()
             .save_report_source(&example_report())
             .await
             .unwrap()

@@ -9,11 +9,15 @@
 //! - [`report`]: the weekly report format and its rendering.
 //! - [`render`]: templates embedded in the binary, in the configured look.
 //! - [`i18n`]: the message catalogues of every reader-facing word.
+//! - [`app`]: what the service does for editors (sending, progress,
+//!   feedback), with typed results that the web interface and the
+//!   commands show in their own ways.
 //! - [`http`]: the web interface.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`startup`]: assembling and running the service.
 //! - [`commands`]: the work behind the maintenance subcommands.
 
+pub mod app;
 pub mod bounces;
 pub mod commands;
 pub mod config;

@@ -33,6 +33,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::app::Newsletter;
 use crate::config::Settings;
 use crate::domain::Signer;
 use crate::store::Store;
@@ -59,6 +60,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The service behind the editors' API and pages.
+    pub fn newsletter(&self) -> Newsletter<'_> {
+        Newsletter::new(&self.store, &self.settings)
+    }
+
     /// The client's address: the peer, or the configured proxy header's
     /// last entry (the one our own proxy appended; earlier ones are the
     /// client's word and could be forged). A header sent on several lines

@@ -10,9 +10,9 @@ use axum::Router;
 use serde_json::json;
 
 use super::chart::{bar_chart, Chart, Column, Series};
-use super::{or_error_page, render, report_state, utc_time};
+use super::{or_error_page, render, utc_time};
+use crate::app::{helpful_sentence, report_state};
 use crate::domain::{SendState, SubscriberStatus};
-use crate::http::api::helpful_sentence;
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
 use crate::store::{now_ms, ReportHelpfulness, WeekGrowth};

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::reports::{report_page, ReportPage};
 use super::{error_page, or_error_page, CsrfForm};
-use crate::http::api::{parse_schedule, SendAction};
+use crate::app::{parse_schedule, SendAction, ServiceError};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
 use crate::store::{now_ms, TriggerOutcome};
@@ -59,9 +59,9 @@ async fn test_send(
         return error_page(&state, e);
     }
     let addresses = split_addresses(&form.addresses);
-    let result = match state.queue_test(id, &addresses).await {
+    let result = match state.newsletter().queue_test(id, &addresses).await {
         Ok(()) => Ok(back_to_report(id, "test")),
-        Err(AppError::Invalid(message)) => {
+        Err(ServiceError::Invalid(message)) => {
             let page = ReportPage {
                 test_addresses: form.addresses,
                 test_error: Some(message),
@@ -69,7 +69,7 @@ async fn test_send(
             };
             report_page(&state, &editor, id, StatusCode::UNPROCESSABLE_ENTITY, page).await
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     or_error_page(&state, result)
 }
@@ -136,7 +136,7 @@ fn checked_schedule(form: &SendForm) -> Result<i64, String> {
             ));
         }
     }
-    parse_schedule(rfc3339.as_deref()).map_err(|e| e.public_message())
+    parse_schedule(rfc3339.as_deref()).map_err(|e| e.to_string())
 }
 
 async fn send(
@@ -163,7 +163,11 @@ async fn send(
             return or_error_page(&state, result);
         }
     };
-    match state.trigger_send(id, form.key.trim(), scheduled_at).await {
+    match state
+        .newsletter()
+        .trigger_send(id, form.key.trim(), scheduled_at)
+        .await
+    {
         // A repeated key is this same form submitted again (a double click,
         // a reload): show the send it made.
         Ok(TriggerOutcome::Created(send) | TriggerOutcome::Repeated(send)) => {
@@ -184,7 +188,7 @@ async fn send(
                     .into(),
             ),
         ),
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(&state, e.into()),
     }
 }
 
@@ -198,7 +202,7 @@ async fn change(
     if let Err(e) = editor.check_csrf(&form.csrf) {
         return error_page(&state, e);
     }
-    match state.change_send(id, action).await {
+    match state.newsletter().change_send(id, action).await {
         Ok(_) => {
             let done = match action {
                 SendAction::Pause => "paused",
@@ -207,7 +211,7 @@ async fn change(
             };
             back_to_report(id, done)
         }
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(&state, e.into()),
     }
 }
 
@@ -247,9 +251,9 @@ async fn retry_failed(
     if let Err(e) = editor.check_csrf(&form.csrf) {
         return error_page(&state, e);
     }
-    match state.retry_failed(id).await {
+    match state.newsletter().retry_failed(id).await {
         Ok(_) => back_to_report(id, "retrying"),
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(&state, e.into()),
     }
 }
 
@@ -259,7 +263,7 @@ async fn progress(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let progress = state.report_progress(id).await?;
+    let progress = state.newsletter().report_progress(id).await?;
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(progress),
