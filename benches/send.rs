@@ -517,18 +517,20 @@ async fn stages(args: &Args) {
     let signer = &app.state.signer;
     let start = Instant::now();
     let mut bytes = 0;
-    for i in 1..=n {
+    let issue = uuid::Uuid::new_v4();
+    for _ in 1..=n {
+        let reader = uuid::Uuid::new_v4();
         let unsubscribe = format!(
             "https://news.example.com/unsubscribe?token={}",
-            signer.unsubscribe_token(i).as_str()
+            signer.unsubscribe_token(&reader).as_str()
         );
         let yes = format!(
             "https://news.example.com/feedback?token={}&answer=yes",
-            signer.feedback_token(1, i)
+            signer.feedback_token(&issue, &reader)
         );
         let no = format!(
             "https://news.example.com/feedback?token={}&answer=no",
-            signer.feedback_token(1, i)
+            signer.feedback_token(&issue, &reader)
         );
         let reader = newsletter::report::Reader {
             name: Some("Reader"),

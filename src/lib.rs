@@ -4,6 +4,7 @@
 //! - [`bounces`]: bounces and complaints, and the addresses they suppress.
 //! - [`config`]: layered settings (defaults, TOML file, `NEWSLETTER_*` env).
 //! - [`domain`]: parsed values (addresses, names, tokens).
+//! - [`events`]: outgoing webhooks: signed posts of what happens to other software.
 //! - [`store`]: all SQL, for SQLite and PostgreSQL alike.
 //! - [`delivery`]: the outbox queue, workers, SMTP transport and retries.
 //! - [`report`]: the weekly report format and its rendering.
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod i18n;
 pub mod metrics;

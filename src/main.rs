@@ -11,15 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{
     AdminCommand, BouncesCommand, Cli, Command, ConfigCommand, ExportFormat, ReportCommand,
-    SubscribersCommand, TokensCommand,
+    SubscribersCommand, TokensCommand, WebhooksCommand,
 };
 
 use newsletter::bounces::Intake;
-use newsletter::commands::{admin, bounces, check, report, subscribers};
+use newsletter::commands::{admin, bounces, check, report, subscribers, webhooks};
 use newsletter::config::Settings;
-use newsletter::domain::SubscriberStatus;
+use newsletter::domain::{SubscriberStatus, WebhookState};
 use newsletter::startup::{cancel_on_signal, load_signer, Application};
-use newsletter::store::Store;
+use newsletter::store::{now_ms, Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -78,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check) => check_config(&settings, &cli.config).await,
         Command::Admin(command) => run_admin(&settings, command).await,
         Command::Bounces(command) => run_bounces(settings, command).await,
+        Command::Webhooks(command) => run_webhooks(&settings, command).await,
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
     }
 }
@@ -231,6 +232,28 @@ async fn run_bounces(settings: Settings, command: BouncesCommand) -> anyhow::Res
                 "{} messages taken, {} left in the mailbox",
                 summary.taken, summary.left
             );
+        }
+    }
+    Ok(())
+}
+
+async fn run_webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Result<()> {
+    match command {
+        WebhooksCommand::List { status, limit } => {
+            let status = status
+                .map(|s| {
+                    s.parse::<WebhookState>()
+                        .ok()
+                        .with_context(|| format!("--status {s:?}: use queued, delivered or failed"))
+                })
+                .transpose()?;
+            let store = open_store(settings).await?;
+            print!("{}", webhooks::list(&store, status, limit).await?);
+        }
+        WebhooksCommand::Retry => {
+            let store = open_store(settings).await?;
+            let n = store.retry_webhooks_now(now_ms()).await?;
+            println!("{n} deliveries will be posted now");
         }
     }
     Ok(())

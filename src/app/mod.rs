@@ -16,7 +16,7 @@ use crate::store::{Store, StoreError, StoredReport};
 
 pub use feedback::{helpful_sentence, rfc3339, FeedbackCsv, FeedbackSummary};
 pub use preview::{render_sample, Sample};
-pub use progress::{report_state, ReportProgress};
+pub use progress::{ReportProgress, ReportState};
 pub use sending::{parse_schedule, SendAction, MAX_TEST_ADDRESSES};
 
 /// The editors' side of the newsletter over one store and its settings.

@@ -14,7 +14,7 @@ const FAILURES_SHOWN: i64 = 100;
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportProgress {
     /// The send's state, or "draft" before any send.
-    pub state: String,
+    pub state: ReportState,
     /// Why the service paused the send on its own, if it did.
     pub pause_reason: Option<String>,
     pub send: Option<Send>,
@@ -26,9 +26,33 @@ pub struct ReportProgress {
     pub bounces: BounceStats,
 }
 
-/// Where a report stands: its send's state, or "draft" before any send.
-pub fn report_state(send_state: Option<SendState>) -> &'static str {
-    send_state.map_or("draft", SendState::as_str)
+/// Where a report stands: a draft until it has a send, then its send's
+/// state. Shown, and serialised, as "draft" or the send state's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportState {
+    Draft,
+    Send(SendState),
+}
+
+impl ReportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportState::Draft => "draft",
+            ReportState::Send(state) => state.as_str(),
+        }
+    }
+}
+
+impl From<Option<SendState>> for ReportState {
+    fn from(send_state: Option<SendState>) -> Self {
+        send_state.map_or(ReportState::Draft, ReportState::Send)
+    }
+}
+
+impl Serialize for ReportState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 impl ReportProgress {
@@ -39,7 +63,7 @@ impl ReportProgress {
         bounces: BounceStats,
     ) -> Self {
         ReportProgress {
-            state: report_state(send.as_ref().map(|s| s.state)).to_string(),
+            state: send.as_ref().map(|s| s.state).into(),
             pause_reason: send.as_ref().and_then(|s| s.pause_reason.clone()),
             percent: settled_percent(&stats),
             send,
@@ -105,9 +129,12 @@ mod tests {
             Vec::new(),
             BounceStats::default(),
         );
-        assert_eq!(progress.state, "draft");
+        assert_eq!(progress.state, ReportState::Draft);
         assert_eq!(progress.pause_reason, None);
-        assert_eq!(report_state(Some(SendState::Paused)), "paused");
+        let paused = ReportState::from(Some(SendState::Paused));
+        assert_eq!(paused.as_str(), "paused");
+        assert_eq!(serde_json::to_value(paused).unwrap(), "paused");
+        assert_eq!(serde_json::to_value(ReportState::Draft).unwrap(), "draft");
     }
 
     #[test]

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use lettre::message::{Body, Mailbox};
 
-use crate::app::render_sample;
+use crate::app::{render_sample, ReportState};
 use crate::config::Settings;
 use crate::delivery::{assemble, list_id, Shape};
-use crate::domain::SendState;
 use crate::render::SITE_CSS;
 use crate::report::{render_archive_page, Report};
 use crate::store::{SaveOutcome, Store};
@@ -102,7 +101,7 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
 pub async fn list(store: &Store) -> anyhow::Result<String> {
     let mut out = String::new();
     for r in store.list_reports().await? {
-        let state = r.send_state.map_or("draft", SendState::as_str);
+        let state = ReportState::from(r.send_state).as_str();
         out.push_str(&format!(
             "{:>4}  {:<10} {:<40} {}\n",
             r.id, state, r.slug, r.title

@@ -165,6 +165,18 @@ impl SendState {
     }
 }
 
+states! {
+    /// Where one outgoing webhook delivery stands (`webhook_deliveries.status`).
+    WebhookState ("webhook delivery state") {
+        /// Waiting for its first or next attempt, or being posted under a lease.
+        Queued => "queued",
+        /// The endpoint answered 2xx.
+        Delivered => "delivered",
+        /// Refused for good (a 4xx or a redirect), or out of attempts.
+        Failed => "failed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

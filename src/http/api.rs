@@ -4,12 +4,13 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ApiEditor;
+use super::extract::{is_markdown, media_type, utf8_text};
 use super::{AppError, AppState};
 use crate::app::{parse_schedule, SendAction};
 use crate::store::{SaveOutcome, TriggerOutcome};
@@ -23,9 +24,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/reports/{id}", get(show))
         .route("/api/reports/{id}/test", post(test_send))
         .route("/api/reports/{id}/send", post(send))
-        .route("/api/reports/{id}/pause", post(pause))
-        .route("/api/reports/{id}/resume", post(resume))
-        .route("/api/reports/{id}/cancel", post(cancel))
+        .route("/api/reports/{id}/pause", change_route(SendAction::Pause))
+        .route("/api/reports/{id}/resume", change_route(SendAction::Resume))
+        .route("/api/reports/{id}/cancel", change_route(SendAction::Cancel))
         .route("/api/reports/{id}/retry-failed", post(retry_failed))
         .route("/api/reports/{id}/stats", get(stats))
         .route("/api/reports/{id}/feedback", get(feedback))
@@ -40,33 +41,22 @@ async fn list(_: ApiEditor, State(state): State<AppState>) -> Result<Response, A
 /// The Markdown source, sent as is (`text/markdown`, `text/plain`) or as
 /// `{"source": "…"}`.
 fn source_from(headers: &HeaderMap, body: &Bytes) -> Result<String, AppError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match content_type.as_str() {
-        "text/markdown" | "text/plain" => String::from_utf8(body.to_vec())
-            .map_err(|_| AppError::BadRequest("the report is not valid UTF-8".into())),
-        "application/json" => {
-            #[derive(Deserialize)]
-            struct Body {
-                source: String,
-            }
-            serde_json::from_slice::<Body>(body)
-                .map(|b| b.source)
-                .map_err(|e| {
-                    AppError::Invalid(format!("expected {{\"source\": \"…markdown…\"}}: {e}"))
-                })
-        }
-        _ => Err(AppError::UnsupportedMediaType(
-            "send the report as text/markdown, or as JSON {\"source\": …}".into(),
-        )),
+    let media_type = media_type(headers);
+    if is_markdown(&media_type) {
+        return utf8_text(body, "the report");
     }
+    if media_type != "application/json" {
+        return Err(AppError::UnsupportedMediaType(
+            "send the report as text/markdown, or as JSON {\"source\": …}".into(),
+        ));
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        source: String,
+    }
+    serde_json::from_slice::<Body>(body)
+        .map(|b| b.source)
+        .map_err(|e| AppError::Invalid(format!("expected {{\"source\": \"…markdown…\"}}: {e}")))
 }
 
 async fn create(
@@ -193,40 +183,14 @@ async fn send(
     }
 }
 
-async fn pause(
-    _: ApiEditor,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
-    let send = state
-        .newsletter()
-        .change_send(id, SendAction::Pause)
-        .await?;
-    Ok(Json(json!({ "send": send })).into_response())
-}
-
-async fn resume(
-    _: ApiEditor,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
-    let send = state
-        .newsletter()
-        .change_send(id, SendAction::Resume)
-        .await?;
-    Ok(Json(json!({ "send": send })).into_response())
-}
-
-async fn cancel(
-    _: ApiEditor,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Response, AppError> {
-    let send = state
-        .newsletter()
-        .change_send(id, SendAction::Cancel)
-        .await?;
-    Ok(Json(json!({ "send": send })).into_response())
+/// `POST` pausing, resuming or cancelling the report's send.
+fn change_route(action: SendAction) -> MethodRouter<AppState> {
+    post(
+        move |_: ApiEditor, State(state): State<AppState>, Path(id): Path<i64>| async move {
+            let send = state.newsletter().change_send(id, action).await?;
+            Ok::<_, AppError>(Json(json!({ "send": send })))
+        },
+    )
 }
 
 async fn retry_failed(

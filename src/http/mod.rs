@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod confirm;
 mod error;
+mod extract;
 mod feed;
 mod feedback;
 mod health;
@@ -158,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::routes())
         .merge(webhooks::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .layer(axum::middleware::from_fn(move |request, next| {
             transport_and_cache_policy(https, request, next)
         }))

@@ -269,17 +269,29 @@ impl Store {
             }
         };
         if let Some((reason, detail)) = reason {
-            sqlx::query(
+            let added = sqlx::query(
                 "insert into suppressions (email, reason, detail, bounce_id, created_at) \
                  values ($1, $2, $3, $4, $5) on conflict do nothing",
             )
             .bind(recipient.as_str())
             .bind(reason.as_str())
-            .bind(detail)
+            .bind(&detail)
             .bind(bounce_id)
             .bind(bounce.at)
             .execute(&mut *tx)
             .await?;
+            if added.rows_affected() == 1 {
+                super::events::record_suppression_event(
+                    &mut tx,
+                    reason,
+                    &recipient,
+                    bounce.source,
+                    &detail,
+                    bounce.delivery.report_id,
+                    bounce.at,
+                )
+                .await?;
+            }
         }
         let suppressed = suppression_reason(&mut tx, &recipient).await?;
         tx.commit().await?;

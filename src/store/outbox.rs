@@ -52,6 +52,8 @@ pub struct ClaimedJob {
     /// Attempts including this one.
     pub attempts: i64,
     pub subscriber_name: Option<String>,
+    /// The reader's public id, which their links carry.
+    pub subscriber_public_id: Option<uuid::Uuid>,
     pub subscriber_status: Option<SubscriberStatus>,
     /// The address bounced or complained: it is not mailed.
     pub suppressed: Option<SuppressionReason>,
@@ -165,6 +167,7 @@ impl Store {
                     seed: row.try_get("seed")?,
                     attempts: row.try_get("attempts")?,
                     subscriber_name: None,
+                    subscriber_public_id: None,
                     subscriber_status: None,
                     suppressed: None,
                 })
@@ -189,7 +192,7 @@ impl Store {
             return Ok(());
         }
         let sql = format!(
-            "select id, name, status from subscribers where id in ({})",
+            "select id, public_id, name, status from subscribers where id in ({})",
             placeholders(1, ids.len())
         );
         let mut query = sqlx::query(&sql);
@@ -202,11 +205,14 @@ impl Store {
             let id: i64 = row.try_get("id")?;
             let name: Option<String> = row.try_get("name")?;
             let status: String = row.try_get("status")?;
-            found.insert(id, (name, SubscriberStatus::parse(&status)));
+            let public_id = super::public_id_in(&row, "public_id")?;
+            found.insert(id, (name, public_id, SubscriberStatus::parse(&status)));
         }
         for job in jobs.iter_mut() {
-            if let Some((name, status)) = job.subscriber_id.and_then(|id| found.get(&id)) {
+            if let Some((name, public_id, status)) = job.subscriber_id.and_then(|id| found.get(&id))
+            {
                 job.subscriber_name = name.clone();
+                job.subscriber_public_id = Some(*public_id);
                 job.subscriber_status = *status;
             }
         }
@@ -417,20 +423,38 @@ async fn record_refusal(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(bounce) = bounce {
-        sqlx::query(
-            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
-             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
-             on conflict do nothing",
-        )
-        .bind(id)
-        .bind(format!(
+        let detail = format!(
             "refused by the relay: {}",
             reason.chars().take(300).collect::<String>()
-        ))
+        );
+        let added: Option<String> = sqlx::query_scalar(
+            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
+             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
+             on conflict do nothing returning email",
+        )
+        .bind(id)
+        .bind(&detail)
         .bind(bounce)
         .bind(now)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
+        if let Some(email) = added {
+            let report_id: Option<i64> =
+                sqlx::query_scalar("select report_id from outbox where id = $1")
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            super::events::record_suppression_event(
+                tx,
+                SuppressionReason::Bounced,
+                &email,
+                "smtp",
+                &detail,
+                report_id,
+                now,
+            )
+            .await?;
+        }
         metrics::counter!(crate::metrics::BOUNCES, "kind" => "hard", "source" => "smtp")
             .increment(1);
     }

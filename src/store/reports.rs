@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::SendState;
+use crate::domain::{LinkedId, SendState};
 
 /// A stored report.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -54,6 +54,8 @@ fn report_from_row(row: &sqlx::any::AnyRow) -> Result<StoredReport, StoreError> 
 #[derive(Debug, Clone)]
 pub struct ReportVersion {
     pub report_id: i64,
+    /// The id the report's links carry.
+    pub public_id: uuid::Uuid,
     pub revision: i64,
     pub slug: String,
     pub source: String,
@@ -94,7 +96,7 @@ impl Store {
         revision: i64,
     ) -> Result<Option<ReportVersion>, StoreError> {
         let row = sqlx::query(
-            "select v.source, r.slug from report_versions v join reports r on r.id = v.report_id \
+            "select v.source, r.slug, r.public_id from report_versions v join reports r on r.id = v.report_id \
              where v.report_id = $1 and v.revision = $2",
         )
         .bind(report_id)
@@ -104,6 +106,7 @@ impl Store {
         row.map(|row| {
             Ok(ReportVersion {
                 report_id,
+                public_id: super::public_id_in(&row, "public_id")?,
                 revision,
                 slug: row.try_get("slug")?,
                 source: row.try_get("source")?,
@@ -151,9 +154,10 @@ impl Store {
             }
             None => {
                 let id: i64 = sqlx::query_scalar(
-                    "insert into reports (slug, title, source, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $4) returning id",
+                    "insert into reports (public_id, slug, title, source, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $5) returning id",
                 )
+                .bind(super::new_public_id())
                 .bind(slug)
                 .bind(title)
                 .bind(source)
@@ -175,6 +179,12 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(report_from_row).transpose()
+    }
+
+    /// The row id of the report a link names, if there is one. A row id
+    /// from a link made before public ids is taken as it is.
+    pub async fn report_id_of(&self, id: &LinkedId) -> Result<Option<i64>, StoreError> {
+        self.row_id_of("reports", id).await
     }
 
     pub async fn report_by_slug(&self, slug: &str) -> Result<Option<StoredReport>, StoreError> {

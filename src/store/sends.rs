@@ -221,17 +221,23 @@ impl Store {
 
     /// Marks sends with nothing left to deliver as done.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let mut tx = self.write.begin().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
             "update sends set state = $2, finished_at = $1 where state = $3 and not exists \
-             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = $4)",
+             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = $4) \
+             returning report_id",
         )
         .bind(now)
         .bind(SendState::Done)
         .bind(SendState::Sending)
         .bind(DeliveryState::Queued)
-        .execute(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        for report_id in &finished {
+            super::events::record_send_finished(&mut tx, *report_id).await?;
+        }
+        tx.commit().await?;
+        Ok(finished.len() as u64)
     }
 
     pub async fn send(&self, id: i64) -> Result<Option<Send>, StoreError> {
@@ -448,25 +454,8 @@ impl Store {
         let Some(send) = self.send_of_report(report_id).await? else {
             return Ok(SendStats::default());
         };
-        // Kept by the database as deliveries change state: changes since
-        // the enqueue, when all `total` deliveries were queued.
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("select status, n from delivery_counts where report_id = $1")
-                .bind(report_id)
-                .fetch_all(&self.read)
-                .await?;
-        let mut stats = SendStats {
-            total: send.total,
-            queued: send.total,
-            ..SendStats::default()
-        };
-        for (status, n) in rows {
-            // A state this version does not know counts nowhere.
-            let Ok(status) = status.parse::<DeliveryState>() else {
-                continue;
-            };
-            *stats.count_mut(status) += n;
-        }
+        let mut stats =
+            counted_stats(&mut *self.read.acquire().await?, report_id, send.total).await?;
         // Only a send under way has deliveries in flight or a current pace.
         if send.state == SendState::Sending {
             let (leased, recent): (i64, i64) = sqlx::query_as(
@@ -531,4 +520,32 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A send's deliveries by state, from the counts the database keeps as
+/// deliveries change state: changes since the enqueue, when all `total`
+/// deliveries were queued.
+pub(super) async fn counted_stats(
+    conn: &mut sqlx::AnyConnection,
+    report_id: i64,
+    total: i64,
+) -> Result<SendStats, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("select status, n from delivery_counts where report_id = $1")
+            .bind(report_id)
+            .fetch_all(conn)
+            .await?;
+    let mut stats = SendStats {
+        total,
+        queued: total,
+        ..SendStats::default()
+    };
+    for (status, n) in rows {
+        // A state this version does not know counts nowhere.
+        let Ok(status) = status.parse::<DeliveryState>() else {
+            continue;
+        };
+        *stats.count_mut(status) += n;
+    }
+    Ok(stats)
 }

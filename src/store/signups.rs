@@ -145,6 +145,20 @@ async fn write_batch(
     if !confirm.is_empty() {
         queue_confirmations(&mut tx, &confirm, now).await?;
     }
+    super::events::record_signups(
+        &mut tx,
+        batch.iter().filter_map(|job| {
+            let reader = readers.get(&job.email)?;
+            reader.new.then_some((
+                reader.id,
+                job.email.as_str(),
+                job.name.as_deref(),
+                reader.status.as_str(),
+            ))
+        }),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     super::error::writes_work();
     Ok(outcomes)
@@ -161,14 +175,15 @@ async fn upsert_readers(
     now: i64,
 ) -> Result<HashMap<String, Reader>, StoreError> {
     let sql = format!(
-        "insert into subscribers (email, name, status, created_at) values {} \
+        "insert into subscribers (public_id, email, name, status, created_at) values {} \
          on conflict (email) do update set status = subscribers.status \
          returning id, email, status, created_at",
-        value_rows(batch.len(), 4)
+        value_rows(batch.len(), 5)
     );
     let mut query = sqlx::query_as(&sql);
     for job in batch {
         query = query
+            .bind(super::new_public_id())
             .bind(job.email.as_str())
             .bind(job.name.as_deref())
             .bind(SubscriberStatus::Pending.as_str())

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::chart::{bar_chart, Chart, Column, Series};
 use super::{or_error_page, render, utc_time};
-use crate::app::{helpful_sentence, report_state};
+use crate::app::{helpful_sentence, ReportState};
 use crate::domain::{SendState, SubscriberStatus};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
@@ -62,7 +62,7 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
             "id": r.id,
             "slug": r.slug,
             "title": r.title,
-            "state": report_state(r.send_state),
+            "state": ReportState::from(r.send_state),
             "when": when,
         });
         if r.started_at.is_some() && i < REPORTS_WITH_COUNTS {

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::app::{self, Sample};
 use crate::http::api::REPORT_BODY_LIMIT;
 use crate::http::auth::SessionEditor;
+use crate::http::extract::{is_markdown, media_type, utf8_text};
 use crate::http::{AppError, AppState};
 use crate::report::Report;
 
@@ -113,19 +114,12 @@ async fn live_preview(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     editor.check_csrf(sent)?;
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if !matches!(media_type.as_str(), "text/markdown" | "text/plain") {
+    if !is_markdown(&media_type(&headers)) {
         return Err(AppError::UnsupportedMediaType(
             "send the report as text/markdown".into(),
         ));
     }
-    let source = String::from_utf8(body.to_vec())
-        .map_err(|_| AppError::BadRequest("the report is not valid UTF-8".into()))?;
+    let source = utf8_text(&body, "the report")?;
     let sample = render_sample(&state, &source)?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

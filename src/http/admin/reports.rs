@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::preview::render_sample;
 use super::{error_page, or_error_page, render, utc_time};
-use crate::app::{report_state, FeedbackSummary, ReportProgress, ServiceError};
+use crate::app::{FeedbackSummary, ReportProgress, ReportState, ServiceError};
 use crate::domain::{random_token, SendState, SubscriberStatus};
 use crate::http::api::{feedback_csv_download, REPORT_BODY_LIMIT};
 use crate::http::auth::SessionEditor;
@@ -210,7 +210,7 @@ pub(super) async fn report_page(
             "source": report.source,
             "updated_at": utc_time(report.updated_at),
         },
-        "state": report_state(send.as_ref().map(|s| s.state)),
+        "state": ReportState::from(send.as_ref().map(|s| s.state)),
         "subject": sample.subject,
         "preview_id": report.id,
         "preview_text": sample.text,
@@ -309,17 +309,18 @@ struct SendView {
 
 impl SendView {
     fn of(send: &Send) -> SendView {
+        let state = send.state;
         SendView {
-            state: send.state,
+            state,
             scheduled_at: utc_time(send.scheduled_at),
             started_at: send.started_at.map(utc_time),
             finished_at: send.finished_at.map(utc_time),
             pause_reason: send.pause_reason.clone(),
-            can_pause: send.state.can_pause(),
-            can_resume: send.state == SendState::Paused,
-            can_retry: send.state.can_retry(),
-            can_cancel: send.state.is_live(),
-            live: send.state.is_live(),
+            can_pause: state.can_pause(),
+            can_resume: state == SendState::Paused,
+            can_retry: state.can_retry(),
+            can_cancel: state.is_live(),
+            live: state.is_live(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Form, Json, Router};
 use chrono::NaiveDateTime;
 use serde::Deserialize;
@@ -22,9 +22,15 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/reports/{id}/test", post(test_send))
         .route("/admin/reports/{id}/send", post(send))
-        .route("/admin/reports/{id}/pause", post(pause))
-        .route("/admin/reports/{id}/resume", post(resume))
-        .route("/admin/reports/{id}/cancel", post(cancel))
+        .route("/admin/reports/{id}/pause", change_route(SendAction::Pause))
+        .route(
+            "/admin/reports/{id}/resume",
+            change_route(SendAction::Resume),
+        )
+        .route(
+            "/admin/reports/{id}/cancel",
+            change_route(SendAction::Cancel),
+        )
         .route("/admin/reports/{id}/retry-failed", post(retry_failed))
         .route("/admin/reports/{id}/progress", get(progress))
 }
@@ -192,54 +198,32 @@ async fn send(
     }
 }
 
-async fn change(
-    state: AppState,
-    editor: SessionEditor,
-    id: i64,
-    form: CsrfForm,
-    action: SendAction,
-) -> Response {
-    if let Err(e) = editor.check_csrf(&form.csrf) {
-        return error_page(&state, e);
+/// `POST` from the report page's buttons pausing, resuming or cancelling
+/// its send; back to the page with what was done.
+fn change_route(action: SendAction) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              editor: SessionEditor,
+              Path(id): Path<i64>,
+              Form(form): Form<CsrfForm>| async move {
+            if let Err(e) = editor.check_csrf(&form.csrf) {
+                return error_page(&state, e);
+            }
+            match state.newsletter().change_send(id, action).await {
+                Ok(_) => back_to_report(id, done_after(action)),
+                Err(e) => error_page(&state, e.into()),
+            }
+        },
+    )
+}
+
+/// The notice shown after `action`.
+fn done_after(action: SendAction) -> &'static str {
+    match action {
+        SendAction::Pause => "paused",
+        SendAction::Resume => "resumed",
+        SendAction::Cancel => "cancelled",
     }
-    match state.newsletter().change_send(id, action).await {
-        Ok(_) => {
-            let done = match action {
-                SendAction::Pause => "paused",
-                SendAction::Resume => "resumed",
-                SendAction::Cancel => "cancelled",
-            };
-            back_to_report(id, done)
-        }
-        Err(e) => error_page(&state, e.into()),
-    }
-}
-
-async fn pause(
-    State(state): State<AppState>,
-    editor: SessionEditor,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(state, editor, id, form, SendAction::Pause).await
-}
-
-async fn resume(
-    State(state): State<AppState>,
-    editor: SessionEditor,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(state, editor, id, form, SendAction::Resume).await
-}
-
-async fn cancel(
-    State(state): State<AppState>,
-    editor: SessionEditor,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(state, editor, id, form, SendAction::Cancel).await
 }
 
 async fn retry_failed(
