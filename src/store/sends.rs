@@ -63,7 +63,7 @@ impl SendStats {
 }
 
 /// A failed delivery and the relay's reply.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Failure {
     pub recipient: String,
     pub reason: String,
@@ -458,7 +458,7 @@ impl Store {
             counted_stats(&mut *self.read.acquire().await?, report_id, send.total).await?;
         // Only a send under way has deliveries in flight or a current pace.
         if send.state == SendState::Sending {
-            let row = sqlx::query(
+            let (leased, recent): (i64, i64) = sqlx::query_as(
                 "select \
                  (select count(*) from outbox where report_id = $1 and kind = 'report' \
                   and status = $4 and lease_until > $2) as leased, \
@@ -471,8 +471,6 @@ impl Store {
             .bind(DeliveryState::Queued)
             .fetch_one(&self.read)
             .await?;
-            let leased: i64 = row.try_get("leased")?;
-            let recent: i64 = row.try_get("recent")?;
             stats.in_flight = leased;
             stats.queued -= leased;
             stats.rate_per_sec = recent as f64 / 60.0;
@@ -486,26 +484,15 @@ impl Store {
         report_id: i64,
         limit: i64,
     ) -> Result<Vec<Failure>, StoreError> {
-        let rows = sqlx::query(
-            "select recipient, last_error, attempts from outbox where report_id = $1 and kind = 'report' \
-             and status = $3 order by id desc limit $2",
+        Ok(sqlx::query_as(
+            "select recipient, coalesce(last_error, '') as reason, attempts from outbox \
+             where report_id = $1 and kind = 'report' and status = $3 order by id desc limit $2",
         )
         .bind(report_id)
         .bind(limit)
         .bind(DeliveryState::Failed)
         .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Failure {
-                    recipient: row.try_get("recipient")?,
-                    reason: row
-                        .try_get::<Option<String>, _>("last_error")?
-                        .unwrap_or_default(),
-                    attempts: row.try_get("attempts")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Queues a test copy of the report as it stands now for each address
