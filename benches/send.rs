@@ -756,7 +756,7 @@ async fn dkim_modes(args: &Args) {
         });
         let mut settings = Settings::default();
         settings.database_url =
-            support::fresh_database(backend, &args.postgres, dir.path(), "bench").await;
+            support::fresh_database(backend, &args.postgres, dir.path(), &format!("dkim{i}")).await;
         settings.mail.smtp_url = Some(format!("smtp://{}", args.smtp).into());
         settings.mail.pool_size = args.concurrency as u32;
         settings.mail.dkim = dkim;
