@@ -217,7 +217,7 @@ async fn run(backend: &str, args: &Args) -> Row {
     seed_readers(&app, seeded, now).await;
     let source = std::fs::read_to_string("reports/example.md")
         .expect("run from the repository root: reports/example.md");
-    let report_id = match app.state.save_report_source(&source).await {
+    let report_id = match app.state.newsletter().save_report_source(&source).await {
         Ok(newsletter::store::SaveOutcome::Created(id)) => id,
         other => panic!("saving the example report: {:?}", other.err()),
     };

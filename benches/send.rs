@@ -193,7 +193,12 @@ async fn run_one_via(
         .expect("build the service");
     let store = app.state.store.clone();
     insert_readers(&store, readers).await;
-    let report_id = match app.state.save_report_source(&example_report()).await {
+    let report_id = match app
+        .state
+        .newsletter()
+        .save_report_source(&example_report())
+        .await
+    {
         Ok(newsletter::store::SaveOutcome::Created(id)) => id,
         other => panic!("saving the example report: {:?}", other.err()),
     };
@@ -441,6 +446,7 @@ async fn stages(args: &Args) {
         insert_readers(&store, 20_000).await;
         let report_id = match app
             .state
+            .newsletter()
             .save_report_source(&example_report())
             .await
             .unwrap()
@@ -505,18 +511,20 @@ async fn stages(args: &Args) {
     let signer = &app.state.signer;
     let start = Instant::now();
     let mut bytes = 0;
-    for i in 1..=n {
+    let issue = uuid::Uuid::new_v4();
+    for _ in 1..=n {
+        let reader = uuid::Uuid::new_v4();
         let unsubscribe = format!(
             "https://news.example.com/unsubscribe?token={}",
-            signer.unsubscribe_token(i).as_str()
+            signer.unsubscribe_token(&reader).as_str()
         );
         let yes = format!(
             "https://news.example.com/feedback?token={}&answer=yes",
-            signer.feedback_token(1, i)
+            signer.feedback_token(&issue, &reader)
         );
         let no = format!(
             "https://news.example.com/feedback?token={}&answer=no",
-            signer.feedback_token(1, i)
+            signer.feedback_token(&issue, &reader)
         );
         let reader = newsletter::report::Reader {
             name: Some("Reader"),
@@ -768,8 +776,11 @@ async fn dkim_modes(args: &Args) {
             .expect("build the service");
         let store = app.state.store.clone();
         insert_readers(&store, args.dkim_readers).await;
-        let Ok(newsletter::store::SaveOutcome::Created(report)) =
-            app.state.save_report_source(&example_report()).await
+        let Ok(newsletter::store::SaveOutcome::Created(report)) = app
+            .state
+            .newsletter()
+            .save_report_source(&example_report())
+            .await
         else {
             panic!("saving the example report")
         };

@@ -52,6 +52,10 @@ pub enum Command {
     /// Take bounces and complaints that come back by mail.
     #[command(subcommand)]
     Bounces(BouncesCommand),
+    /// Look at and retry the outgoing webhooks (events posted to other
+    /// software).
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Print the completion script for a shell. The Debian package installs
     /// them; elsewhere, e.g. `newsletter completions bash >
     /// ~/.local/share/bash-completion/completions/newsletter`.
@@ -78,6 +82,23 @@ pub enum BouncesCommand {
     /// Read the bounce mailbox (bounces.imap) once and exit; `serve`
     /// polls it on its own.
     Poll,
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// The latest deliveries of events to endpoints, newest first: event,
+    /// endpoint, status, attempts, the endpoint's last answer.
+    List {
+        /// Only deliveries in this status: queued, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Post again every failed delivery, and now every one waiting for its
+    /// next attempt: for when an endpoint that was down works again.
+    Retry,
 }
 
 #[derive(Subcommand)]

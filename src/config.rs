@@ -63,6 +63,132 @@ pub struct Settings {
     pub bounces: BounceSettings,
     pub log: LogSettings,
     pub http: HttpSettings,
+    /// Outgoing webhooks: events posted to other software.
+    #[serde(default)]
+    pub webhooks: OutgoingWebhookSettings,
+}
+
+/// Outgoing webhooks: where events go and how hard to try.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutgoingWebhookSettings {
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Seconds to wait for an endpoint's answer.
+    pub timeout_secs: u64,
+    /// Posts of one event to one endpoint before it is marked failed.
+    pub max_attempts: i64,
+    /// First retry after this, doubled per attempt, with jitter.
+    pub retry_base_secs: f64,
+    pub retry_max_secs: f64,
+    /// Endpoints posted to at once per process (each endpoint gets its
+    /// events one at a time, in order).
+    pub concurrency: usize,
+    /// Events and their deliveries are deleted this long after they
+    /// happened, once nothing is left to try.
+    pub retention_days: i64,
+}
+
+impl Default for OutgoingWebhookSettings {
+    fn default() -> Self {
+        OutgoingWebhookSettings {
+            endpoints: Vec::new(),
+            timeout_secs: 10,
+            max_attempts: 12,
+            retry_base_secs: 30.0,
+            retry_max_secs: 6.0 * 3600.0,
+            concurrency: 4,
+            retention_days: 30,
+        }
+    }
+}
+
+/// One receiver of events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// A short name (letters, digits, `-`, `_`): deliveries are kept under
+    /// it, and logs and `webhooks list` show it instead of the URL.
+    pub name: String,
+    pub url: Url,
+    /// Key of the HMAC signature; at least 32 characters.
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret: SecretString,
+    /// The events it wants; all when unset.
+    #[serde(default)]
+    pub events: Option<Vec<crate::events::EventKind>>,
+    /// Allows `http://` to a host other than this machine: events would
+    /// cross the network unencrypted.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// Shortest endpoint secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
+
+impl WebhookEndpoint {
+    /// Whether this endpoint wants events of `kind`.
+    pub fn wants(&self, kind: crate::events::EventKind) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|events| events.contains(&kind))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key = "webhooks.endpoints";
+        let name = &self.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                key,
+                format!("name {name:?}: use 1 to 64 letters, digits, - or _"),
+            ));
+        }
+        match self.url.scheme() {
+            "https" => {}
+            "http" if self.allow_http || is_loopback(&self.url) => {}
+            "http" => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{name}: the url must be https:// (events name readers); http:// is \
+                         taken for this machine only, or with allow_http = true"
+                    ),
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    key,
+                    format!("{name}: the url must be https://, not {other}://"),
+                ))
+            }
+        }
+        if self.secret.expose_secret().chars().count() < MIN_WEBHOOK_SECRET {
+            return Err(invalid(
+                key,
+                format!("{name}: the secret must be at least {MIN_WEBHOOK_SECRET} characters"),
+            ));
+        }
+        if self.events.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                key,
+                format!("{name}: events is empty; leave it out for every event"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `url` points at this machine.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// The publication's look, without touching templates.
@@ -389,6 +515,7 @@ impl Default for Settings {
                 idle_timeout_secs: 60,
                 login_concurrency: 2,
             },
+            webhooks: OutgoingWebhookSettings::default(),
         }
     }
 }
@@ -531,6 +658,27 @@ impl Settings {
         }
         if self.delivery.max_attempts <= 0 {
             return Err(invalid("delivery.max_attempts", "must be at least 1"));
+        }
+        self.validate_webhooks()
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let hooks = &self.webhooks;
+        if hooks.max_attempts < 1 || hooks.timeout_secs < 1 || hooks.concurrency < 1 {
+            return Err(invalid(
+                "webhooks",
+                "max_attempts, timeout_secs and concurrency must be at least 1",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for endpoint in &hooks.endpoints {
+            endpoint.validate()?;
+            if !names.insert(endpoint.name.as_str()) {
+                return Err(invalid(
+                    "webhooks.endpoints",
+                    format!("two endpoints are named {:?}", endpoint.name),
+                ));
+            }
         }
         Ok(())
     }
@@ -790,5 +938,80 @@ mod tests {
         s.mail.smtp_url = Some("http://x".to_string().into());
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mail.smtp_url"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn webhook_endpoints_are_read_from_the_file_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "n.toml",
+                "[webhooks]\nmax_attempts = 5\n\n[[webhooks.endpoints]]\nname = \"crm\"\n\
+                 url = \"https://crm.example.com/hooks\"\n\
+                 secret = \"0123456789abcdef0123456789abcdef\"\n\
+                 events = [\"subscriber.confirmed\", \"send.finished\"]\n",
+            )?;
+            let s = Settings::load(Some(Path::new("n.toml"))).unwrap();
+            assert_eq!(s.webhooks.max_attempts, 5);
+            let crm = &s.webhooks.endpoints[0];
+            assert!(crm.wants(crate::events::EventKind::SendFinished));
+            assert!(!crm.wants(crate::events::EventKind::SubscriberCreated));
+
+            jail.create_file(
+                "bad.toml",
+                "[[webhooks.endpoints]]\nname = \"crm\"\nurl = \"https://crm.example.com/\"\n\
+                 secret = \"0123456789abcdef0123456789abcdef\"\nevents = [\"subscriber.deleted\"]\n",
+            )?;
+            let err = Settings::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("subscriber.deleted"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_webhook_endpoint_needs_https_off_this_machine_and_a_long_secret() {
+        let endpoint = |url: &str, secret: &str| WebhookEndpoint {
+            name: "crm".into(),
+            url: url.parse().unwrap(),
+            secret: secret.to_string().into(),
+            events: None,
+            allow_http: false,
+        };
+        let long = "0123456789abcdef0123456789abcdef";
+        let mut s = Settings::default();
+        for ok in [
+            "https://crm.example.com/hooks",
+            "http://127.0.0.1:9000/hooks",
+            "http://localhost/hooks",
+            "http://[::1]:9000/",
+        ] {
+            s.webhooks.endpoints = vec![endpoint(ok, long)];
+            s.validate().unwrap();
+        }
+        s.webhooks.endpoints = vec![endpoint("http://crm.example.com/hooks", long)];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("https://") && err.contains("allow_http"),
+            "{err}"
+        );
+        s.webhooks.endpoints[0].allow_http = true;
+        s.validate().unwrap();
+
+        s.webhooks.endpoints = vec![endpoint("https://crm.example.com/", "short-secret")];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 32"), "{err}");
+        assert!(
+            !err.contains("short-secret"),
+            "the secret is not repeated: {err}"
+        );
+
+        s.webhooks.endpoints = vec![
+            endpoint("https://a.example.com/", long),
+            endpoint("https://b.example.com/", long),
+        ];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("two endpoints"), "{err}");
     }
 }

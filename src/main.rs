@@ -11,15 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{
     AdminCommand, BouncesCommand, Cli, Command, ConfigCommand, ExportFormat, ReportCommand,
-    SubscribersCommand, TokensCommand,
+    SubscribersCommand, TokensCommand, WebhooksCommand,
 };
 
 use newsletter::bounces::Intake;
-use newsletter::commands::{admin, bounces, check, report, subscribers};
+use newsletter::commands::{admin, bounces, check, report, subscribers, webhooks};
 use newsletter::config::Settings;
-use newsletter::domain::SubscriberStatus;
+use newsletter::domain::{SubscriberStatus, WebhookState};
 use newsletter::startup::{cancel_on_signal, load_signer, Application};
-use newsletter::store::Store;
+use newsletter::store::{now_ms, Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -212,6 +212,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&settings).await?;
             admin::revoke_token(&store, id).await?;
             println!("API token {id} revoked");
+            Ok(())
+        }
+        Command::Webhooks(WebhooksCommand::List { status, limit }) => {
+            let status = status
+                .map(|s| {
+                    s.parse::<WebhookState>()
+                        .ok()
+                        .with_context(|| format!("--status {s:?}: use queued, delivered or failed"))
+                })
+                .transpose()?;
+            let store = open_store(&settings).await?;
+            print!("{}", webhooks::list(&store, status, limit).await?);
+            Ok(())
+        }
+        Command::Webhooks(WebhooksCommand::Retry) => {
+            let store = open_store(&settings).await?;
+            let n = store.retry_webhooks_now(now_ms()).await?;
+            println!("{n} deliveries will be posted now");
             Ok(())
         }
         Command::Completions { .. } => unreachable!("handled before the settings are read"),

@@ -12,6 +12,8 @@ pub const SIGNUPS: &str = "newsletter_signups_total";
 pub const VOTES: &str = "newsletter_votes_total";
 pub const BOUNCES: &str = "newsletter_bounces_total";
 pub const QUEUE_DEPTH: &str = "newsletter_queue_depth";
+pub const WEBHOOKS: &str = "newsletter_webhook_deliveries_total";
+pub const HTTP_REQUESTS: &str = "newsletter_http_requests_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -41,6 +43,14 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Bounces and complaints recorded, by kind and where they came from"
             );
             metrics::describe_counter!(VOTES, "Feedback answers recorded");
+            metrics::describe_counter!(
+                WEBHOOKS,
+                "Outgoing webhook posts by outcome: delivered, retry, failed"
+            );
+            metrics::describe_counter!(
+                HTTP_REQUESTS,
+                "HTTP requests answered, by method, route pattern and status"
+            );
             Some(handle)
         })
         .clone()

@@ -12,6 +12,7 @@ use crate::bounces::{BounceMailbox, Intake};
 use crate::config::Settings;
 use crate::delivery::{Composer, Dispatcher, Mailer};
 use crate::domain::{random_token, Signer};
+use crate::events::WebhookSender;
 use crate::http::limiter::AttemptLimiter;
 use crate::http::password_checks::PasswordChecks;
 use crate::http::server::ConnectionLimits;
@@ -102,9 +103,36 @@ impl Application {
         Ok(())
     }
 
-    /// Runs the delivery worker until `cancel` fires.
+    /// Runs the delivery worker, and the webhook poster beside it, until
+    /// `cancel` fires.
     pub async fn run_worker(&self, cancel: CancellationToken) {
+        let webhooks = self.spawn_webhook_sender(&cancel);
         self.dispatcher.clone().run(cancel).await;
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
+    }
+
+    /// The poster of outgoing webhooks, as every worker runs it.
+    pub fn webhook_sender(&self) -> anyhow::Result<WebhookSender> {
+        WebhookSender::new(
+            self.state.store.clone(),
+            self.state.settings.webhooks.clone(),
+        )
+        .context("preparing the webhook client")
+    }
+
+    fn spawn_webhook_sender(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match self.webhook_sender() {
+            Ok(sender) => Some(tokio::spawn(sender.run(cancel.clone()))),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "outgoing webhooks are not sent");
+                None
+            }
+        }
     }
 
     /// The bounce intake, as every way in uses it.
@@ -138,6 +166,7 @@ impl Application {
             let cancel = cancel.clone();
             tokio::spawn(async move { dispatcher.run(cancel).await })
         };
+        let webhooks = self.spawn_webhook_sender(&cancel);
         if let Some(mailbox) = self.bounce_mailbox()? {
             tracing::info!("polling the bounce mailbox");
             tokio::spawn(mailbox.run(cancel.clone()));
@@ -145,6 +174,9 @@ impl Application {
         let served = self.serve_http(listener, cancel.clone()).await;
         cancel.cancel();
         worker.await.context("worker task")?;
+        if let Some(webhooks) = webhooks {
+            webhooks.await.context("webhook task")?;
+        }
         self.state.store.close().await;
         served
     }

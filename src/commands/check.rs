@@ -33,6 +33,7 @@ pub async fn check_settings(settings: &Settings) -> Result<String, String> {
     );
 
     ok &= check_look(settings, &mut out);
+    describe_webhooks(settings, &mut out);
 
     let database = redact_url(&settings.database_url);
     match Store::connect(&settings.database_url, 1).await {
@@ -195,5 +196,47 @@ fn describe_dkim(out: &mut String, settings: &Settings, signer: &Signer) {
             out,
             "  WARNING: the From domain {from_domain} is not {d} or under it: DMARC will not count this signature"
         );
+    }
+}
+
+/// Each outgoing webhook endpoint: its name, where it posts (any password in
+/// the URL hidden) and what it wants; never its secret.
+fn describe_webhooks(settings: &Settings, out: &mut String) {
+    let endpoints = &settings.webhooks.endpoints;
+    if endpoints.is_empty() {
+        let _ = writeln!(
+            out,
+            "webhooks: none (set [[webhooks.endpoints]] to post events)"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "webhooks: {} endpoint{}, signed with their secrets",
+        endpoints.len(),
+        if endpoints.len() == 1 { "" } else { "s" }
+    );
+    for endpoint in endpoints {
+        let events = match &endpoint.events {
+            Some(events) => events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "every event".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {}  {events}",
+            endpoint.name,
+            redact_url(endpoint.url.as_str())
+        );
+        if endpoint.url.scheme() == "http" {
+            let _ = writeln!(
+                out,
+                "  WARNING: {} gets events over plain http://: readers' addresses travel unencrypted",
+                endpoint.name
+            );
+        }
     }
 }

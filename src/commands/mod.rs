@@ -6,3 +6,4 @@ pub mod bounces;
 pub mod check;
 pub mod report;
 pub mod subscribers;
+pub mod webhooks;

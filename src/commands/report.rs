@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use lettre::message::{Body, Mailbox};
 
+use crate::app::{render_sample, ReportState};
 use crate::config::Settings;
 use crate::delivery::{assemble, list_id, Shape};
 use crate::render::SITE_CSS;
-use crate::report::{render_archive_page, render_report, Reader, Report, SendContext};
+use crate::report::{render_archive_page, Report};
 use crate::store::{SaveOutcome, Store};
 
 /// Reads and parses a report file; errors name the file and the line.
@@ -54,26 +55,8 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
     let (_, report) = read_report(path)?;
     // In the publication's language and look, overrides included.
     let tera = crate::render::templates_for(settings).context("loading templates")?;
-    let base = settings.base();
-    let context = SendContext {
-        base_url: &base,
-        site_name: &settings.site_name,
-        archive_url: format!("{base}/archive/{}", report.slug()),
-    };
-    let rendered = render_report(&tera, &report, &context)?;
-    // Links that lead to harmless pages: a preview must not unsubscribe or
-    // vote for anyone.
-    let unsubscribe = format!("{base}/unsubscribe?token=preview");
-    let yes = format!("{base}/feedback?token=preview&answer=yes");
-    let no = format!("{base}/feedback?token=preview&answer=no");
-    let reader = Reader {
-        name: Some("Ana Reader"),
-        unsubscribe_url: &unsubscribe,
-        feedback_yes_url: &yes,
-        feedback_no_url: &no,
-    };
-    let html = rendered.html.fill(&reader, true);
-    let text = rendered.text.fill(&reader, false);
+    let sample = render_sample(settings, &tera, &report, "Ana Reader")?;
+    let (html, text) = (sample.html, sample.text);
     let to: Mailbox = "Ana Reader <ana.reader@example.com>".parse()?;
     let message_id = format!(
         "<preview-{}@{}>",
@@ -83,11 +66,11 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
     let message = assemble(
         settings.sender()?,
         to,
-        &rendered.subject,
+        &sample.subject,
         &message_id,
         Shape::Report {
             list_id: &list_id(&settings.site_name, settings.sender()?.email.domain()),
-            unsubscribe_url: &unsubscribe,
+            unsubscribe_url: &sample.unsubscribe_url,
         },
         Body::new(text.clone()),
         Body::new(html.clone()),
@@ -118,7 +101,7 @@ pub fn preview(settings: &Settings, path: &Path, out: &Path) -> anyhow::Result<V
 pub async fn list(store: &Store) -> anyhow::Result<String> {
     let mut out = String::new();
     for r in store.list_reports().await? {
-        let state = r.send_state.as_deref().unwrap_or("draft");
+        let state = ReportState::from(r.send_state).as_str();
         out.push_str(&format!(
             "{:>4}  {:<10} {:<40} {}\n",
             r.id, state, r.slug, r.title

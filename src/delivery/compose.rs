@@ -68,17 +68,24 @@ pub type ReportKey = (i64, i64);
 /// another as an editor tests them, so only the latest few are kept.
 #[derive(Default)]
 struct RenderCache {
-    renders: HashMap<ReportKey, Arc<RenderedReport>>,
+    renders: HashMap<ReportKey, Prepared>,
     /// Keys in the order they were rendered, oldest first.
     order: std::collections::VecDeque<ReportKey>,
+}
+
+/// A rendered revision, with the report's public id for its links.
+#[derive(Clone)]
+struct Prepared {
+    rendered: Arc<RenderedReport>,
+    public_id: uuid::Uuid,
 }
 
 /// Renders kept at most: the revisions in flight at once are few.
 const KEPT_RENDERS: usize = 16;
 
 impl RenderCache {
-    fn insert(&mut self, key: ReportKey, rendered: Arc<RenderedReport>) {
-        if self.renders.insert(key, rendered).is_none() {
+    fn insert(&mut self, key: ReportKey, prepared: Prepared) {
+        if self.renders.insert(key, prepared).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > KEPT_RENDERS {
@@ -181,8 +188,12 @@ impl Composer {
         };
         let rendered = crate::report::render_report(&self.tera, &report, &context)
             .map_err(|e| ComposeError::Report(e.to_string()))?;
+        let prepared = Prepared {
+            rendered: Arc::new(rendered),
+            public_id: version.public_id,
+        };
         self.lock_reports()
-            .insert((version.report_id, version.revision), Arc::new(rendered));
+            .insert((version.report_id, version.revision), prepared);
         Ok(())
     }
 
@@ -190,21 +201,22 @@ impl Composer {
         self.reports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The feedback link of a reader for a report and an answer.
-    pub fn feedback_url(&self, report_id: i64, subscriber_id: i64, answer: &str) -> String {
+    /// The feedback link of a reader for a report and an answer, by their
+    /// public ids.
+    pub fn feedback_url(&self, report: &uuid::Uuid, reader: &uuid::Uuid, answer: &str) -> String {
         format!(
             "{}/feedback?token={}&answer={answer}",
             self.base,
-            self.signer.feedback_token(report_id, subscriber_id)
+            self.signer.feedback_token(report, reader)
         )
     }
 
-    /// The one-click unsubscribe link of a reader.
-    pub fn unsubscribe_url(&self, subscriber_id: i64) -> String {
+    /// The one-click unsubscribe link of a reader, by their public id.
+    pub fn unsubscribe_url(&self, reader: &uuid::Uuid) -> String {
         format!(
             "{}/unsubscribe?token={}",
             self.base,
-            self.signer.unsubscribe_token(subscriber_id).as_str()
+            self.signer.unsubscribe_token(reader).as_str()
         )
     }
 
@@ -221,8 +233,8 @@ impl Composer {
             .seed
             .as_deref()
             .ok_or(ComposeError::Missing("confirmation without a seed"))?;
-        let subscriber_id = job
-            .subscriber_id
+        let reader = job
+            .subscriber_public_id
             .ok_or(ComposeError::Missing("confirmation without a subscriber"))?;
         let token = self.signer.confirmation_token(seed);
         let confirm_url = format!(
@@ -230,7 +242,7 @@ impl Composer {
             self.base,
             token.as_str()
         );
-        let unsubscribe_url = self.unsubscribe_url(subscriber_id);
+        let unsubscribe_url = self.unsubscribe_url(&reader);
         // No name: until the address confirms, it is whatever the person
         // who typed the address chose, and our mail must not carry it.
         let context = ConfirmationContext {
@@ -260,18 +272,20 @@ impl Composer {
     /// lead nowhere on purpose).
     fn report(&self, job: &ClaimedJob) -> Result<Composed, ComposeError> {
         let key = report_key(job)?;
-        let report_id = key.0;
-        let rendered = self
+        let Prepared {
+            rendered,
+            public_id: report,
+        } = self
             .lock_reports()
             .renders
             .get(&key)
             .cloned()
             .ok_or(ComposeError::Missing("report not prepared"))?;
-        let (unsubscribe_url, yes, no, subject) = match (job.kind, job.subscriber_id) {
+        let (unsubscribe_url, yes, no, subject) = match (job.kind, job.subscriber_public_id) {
             (JobKind::Report, Some(reader)) => (
-                self.unsubscribe_url(reader),
-                self.feedback_url(report_id, reader, "yes"),
-                self.feedback_url(report_id, reader, "no"),
+                self.unsubscribe_url(&reader),
+                self.feedback_url(&report, &reader, "yes"),
+                self.feedback_url(&report, &reader, "no"),
                 rendered.subject.clone(),
             ),
             (JobKind::Test, _) => {

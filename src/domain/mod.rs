@@ -5,6 +5,7 @@ mod email;
 mod name;
 mod password;
 mod spreadsheet;
+mod state;
 mod token;
 
 pub use email::{EmailError, SubscriberEmail};
@@ -14,8 +15,9 @@ pub use password::{
     MIN_PASSWORD_CHARS,
 };
 pub use spreadsheet::spreadsheet_text;
+pub use state::{DeliveryState, SendState, UnknownState, WebhookState};
 pub use token::{
-    random_token, sha256_hex, ConfirmationToken, Signer, TokenError, UnsubscribeToken,
+    random_token, sha256_hex, ConfirmationToken, LinkedId, Signer, TokenError, UnsubscribeToken,
 };
 
 /// Where a subscriber stands in the double opt-in flow.

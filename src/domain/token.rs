@@ -1,6 +1,8 @@
 //! Tokens that travel in links. Confirmation tokens are 256-bit values kept
-//! in the database only as a hash; unsubscribe tokens are signed, so they are
-//! checked without a lookup.
+//! in the database only as a hash; unsubscribe and feedback tokens are
+//! signed, so they are checked without a lookup. Signed tokens name readers
+//! and reports by their random public ids: a row id is sequential and tells
+//! whoever holds two links how many readers there are.
 
 use std::fmt;
 
@@ -9,6 +11,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -20,6 +23,46 @@ pub enum TokenError {
     Malformed,
     #[error("the link's signature does not match")]
     BadSignature,
+}
+
+/// What a signed link names. Links made now carry the public id; links in
+/// mail sent before public ids existed carry the row id, and keep working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkedId {
+    Public(Uuid),
+    /// The row id of a link made before public ids.
+    Row(i64),
+}
+
+impl LinkedId {
+    /// A public id in its canonical form (lowercase, hyphenated), or a
+    /// positive row id. Exactly one spelling of each is accepted, the one
+    /// that was signed.
+    fn parse(text: &str) -> Option<LinkedId> {
+        if let Some(id) = row_id(text) {
+            return Some(LinkedId::Row(id));
+        }
+        let id = Uuid::try_parse(text).ok()?;
+        (id.hyphenated().to_string() == text).then_some(LinkedId::Public(id))
+    }
+}
+
+/// A positive row id written in plain decimal.
+fn row_id(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('0') {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The report and reader of a feedback token's text, both of one format.
+fn feedback_ids(text: &str) -> Option<(LinkedId, LinkedId)> {
+    let (report, reader) = text.split_once('.')?;
+    match (LinkedId::parse(report)?, LinkedId::parse(reader)?) {
+        ids @ ((LinkedId::Public(_), LinkedId::Public(_))
+        | (LinkedId::Row(_), LinkedId::Row(_))) => Some(ids),
+        _ => None,
+    }
 }
 
 /// The service's signing key. Its `Debug` never shows the key.
@@ -51,68 +94,76 @@ impl Signer {
         mac
     }
 
-    /// Signs `id` for `purpose` as `"{id}.{signature}"`.
-    pub fn sign_id(&self, purpose: &str, id: i64) -> String {
+    /// Signs `text` for `purpose` as `"{text}.{signature}"`.
+    pub fn sign(&self, purpose: &str, text: &str) -> String {
         let sig = self
-            .mac(purpose, &[id.to_string().as_bytes()])
+            .mac(purpose, &[text.as_bytes()])
             .finalize()
             .into_bytes();
-        format!("{id}.{}", URL_SAFE_NO_PAD.encode(sig))
+        format!("{text}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// Checks the signature of a token made by [`Signer::sign`] in constant
+    /// time and returns the signed text. `check` sees the text first, so a
+    /// token of the wrong shape is reported as malformed, not as forged.
+    fn verify<'t>(
+        &self,
+        purpose: &str,
+        token: &'t str,
+        check: impl FnOnce(&str) -> bool,
+    ) -> Result<&'t str, TokenError> {
+        let (text, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        if !check(text) || sig.len() != 43 {
+            return Err(TokenError::Malformed);
+        }
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Malformed)?;
+        self.mac(purpose, &[text.as_bytes()])
+            .verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
+        Ok(text)
+    }
+
+    /// The raw HMAC of `parts` for `purpose`, for tokens with an encoding
+    /// of their own.
+    pub fn mac_bytes(&self, purpose: &str, parts: &[&[u8]]) -> [u8; 32] {
+        self.mac(purpose, parts).finalize().into_bytes().into()
+    }
+
+    /// Signs `id` for `purpose` as `"{id}.{signature}"`.
+    pub fn sign_id(&self, purpose: &str, id: i64) -> String {
+        self.sign(purpose, &id.to_string())
     }
 
     /// Checks a token made by [`Signer::sign_id`] in constant time and returns the id.
     pub fn verify_id(&self, purpose: &str, token: &str) -> Result<i64, TokenError> {
-        let (id, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let id: i64 = id.parse().map_err(|_| TokenError::Malformed)?;
-        if id <= 0 || sig.len() != 43 {
-            return Err(TokenError::Malformed);
-        }
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| TokenError::Malformed)?;
-        self.mac(purpose, &[id.to_string().as_bytes()])
-            .verify_slice(&sig)
-            .map_err(|_| TokenError::BadSignature)?;
-        Ok(id)
+        let text = self.verify(purpose, token, |text| row_id(text).is_some())?;
+        row_id(text).ok_or(TokenError::Malformed)
     }
 
-    /// The unsubscribe token of a subscriber.
-    pub fn unsubscribe_token(&self, subscriber_id: i64) -> UnsubscribeToken {
-        UnsubscribeToken(self.sign_id("unsubscribe", subscriber_id))
+    /// The unsubscribe token of a reader, by their public id.
+    pub fn unsubscribe_token(&self, reader: &Uuid) -> UnsubscribeToken {
+        UnsubscribeToken(self.sign("unsubscribe", &reader.to_string()))
     }
 
-    /// The subscriber id in a genuine unsubscribe token.
-    pub fn verify_unsubscribe(&self, token: &str) -> Result<i64, TokenError> {
-        self.verify_id("unsubscribe", token)
+    /// The reader named by a genuine unsubscribe token, of either format.
+    pub fn verify_unsubscribe(&self, token: &str) -> Result<LinkedId, TokenError> {
+        let text = self.verify("unsubscribe", token, |text| LinkedId::parse(text).is_some())?;
+        LinkedId::parse(text).ok_or(TokenError::Malformed)
     }
 
-    /// The token of a reader's feedback links for one report:
-    /// `"{report}.{subscriber}.{signature}"`.
-    pub fn feedback_token(&self, report_id: i64, subscriber_id: i64) -> String {
-        let parts = format!("{report_id}.{subscriber_id}");
-        let sig = self
-            .mac("feedback", &[parts.as_bytes()])
-            .finalize()
-            .into_bytes();
-        format!("{parts}.{}", URL_SAFE_NO_PAD.encode(sig))
+    /// The token of a reader's feedback links for one report, by their
+    /// public ids: `"{report}.{reader}.{signature}"`.
+    pub fn feedback_token(&self, report: &Uuid, reader: &Uuid) -> String {
+        self.sign("feedback", &format!("{report}.{reader}"))
     }
 
-    /// The report and reader of a genuine feedback token.
-    pub fn verify_feedback(&self, token: &str) -> Result<(i64, i64), TokenError> {
-        let (parts, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-        let (report, subscriber) = parts.split_once('.').ok_or(TokenError::Malformed)?;
-        let report: i64 = report.parse().map_err(|_| TokenError::Malformed)?;
-        let subscriber: i64 = subscriber.parse().map_err(|_| TokenError::Malformed)?;
-        if report <= 0 || subscriber <= 0 || sig.len() != 43 {
-            return Err(TokenError::Malformed);
-        }
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| TokenError::Malformed)?;
-        self.mac("feedback", &[parts.as_bytes()])
-            .verify_slice(&sig)
-            .map_err(|_| TokenError::BadSignature)?;
-        Ok((report, subscriber))
+    /// The report and reader of a genuine feedback token, of either format
+    /// (both public ids, or both row ids).
+    pub fn verify_feedback(&self, token: &str) -> Result<(LinkedId, LinkedId), TokenError> {
+        let text = self.verify("feedback", token, |text| feedback_ids(text).is_some())?;
+        feedback_ids(text).ok_or(TokenError::Malformed)
     }
 
     /// The confirmation token derived from a seed stored with the queued
@@ -199,31 +250,64 @@ mod tests {
         Signer::new(b"0123456789abcdef0123456789abcdef")
     }
 
+    /// A public id fixed for the tests: `Uuid::new_v4` everywhere else.
+    fn public(n: u128) -> Uuid {
+        Uuid::from_u128(0x5f0e_2a1c_9b7d_4e3a_8c61_0000_0000_0000 + n)
+    }
+
     #[test]
-    fn unsubscribe_token_round_trips() {
-        let t = signer().unsubscribe_token(42);
-        assert_eq!(signer().verify_unsubscribe(t.as_str()), Ok(42));
+    fn unsubscribe_tokens_carry_the_public_id_only() {
+        let reader = Uuid::new_v4();
+        let t = signer().unsubscribe_token(&reader);
+        let (text, _) = t.as_str().rsplit_once('.').unwrap();
+        assert_eq!(text, reader.to_string());
+        assert_eq!(
+            signer().verify_unsubscribe(t.as_str()),
+            Ok(LinkedId::Public(reader))
+        );
+    }
+
+    /// Unsubscribe links in mail sent before public ids carry the row id,
+    /// signed the same way; they keep working.
+    #[test]
+    fn unsubscribe_tokens_of_the_row_id_format_still_verify() {
+        let s = signer();
+        let old = s.sign_id("unsubscribe", 42);
+        assert!(old.starts_with("42."), "{old}");
+        assert_eq!(s.verify_unsubscribe(&old), Ok(LinkedId::Row(42)));
+        let sig = old.rsplit_once('.').unwrap().1;
+        assert_eq!(
+            s.verify_unsubscribe(&format!("43.{sig}")),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
     fn altered_or_foreign_tokens_are_refused() {
         let s = signer();
-        let t = s.unsubscribe_token(42);
-        let (_, sig) = t.as_str().split_once('.').unwrap();
+        let t = s.unsubscribe_token(&public(1));
+        let sig = t.as_str().rsplit_once('.').unwrap().1;
         assert_eq!(
-            s.verify_unsubscribe(&format!("43.{sig}")),
+            s.verify_unsubscribe(&format!("{}.{sig}", public(2))),
             Err(TokenError::BadSignature)
+        );
+        // The signature covers one spelling of the id.
+        let upper = public(1).to_string().to_uppercase();
+        assert_eq!(
+            s.verify_unsubscribe(&format!("{upper}.{sig}")),
+            Err(TokenError::Malformed)
         );
         let other = Signer::new(b"another key, just as long as the first");
         assert_eq!(
             other.verify_unsubscribe(t.as_str()),
             Err(TokenError::BadSignature)
         );
+        let legacy = s.sign_id("unsubscribe", 42);
         assert_eq!(
-            s.verify_id("feedback", t.as_str()),
+            s.verify_id("feedback", &legacy),
             Err(TokenError::BadSignature)
         );
-        for bad in ["", "42", "42.", "x.abc", "-1.abc", "42.!!!"] {
+        for bad in ["", "42", "42.", "x.abc", "-1.abc", "042.abc", "42.!!!"] {
             assert_eq!(
                 s.verify_unsubscribe(bad),
                 Err(TokenError::Malformed),
@@ -235,28 +319,48 @@ mod tests {
     #[test]
     fn feedback_tokens_bind_report_and_reader() {
         let s = signer();
-        let t = s.feedback_token(3, 42);
-        assert_eq!(s.verify_feedback(&t), Ok((3, 42)));
+        let (report, reader) = (public(3), public(42));
+        let t = s.feedback_token(&report, &reader);
+        assert_eq!(
+            s.verify_feedback(&t),
+            Ok((LinkedId::Public(report), LinkedId::Public(reader)))
+        );
         let sig = t.rsplit_once('.').unwrap().1;
+        for (r, m) in [(public(4), reader), (report, public(43)), (reader, report)] {
+            assert_eq!(
+                s.verify_feedback(&format!("{r}.{m}.{sig}")),
+                Err(TokenError::BadSignature)
+            );
+        }
         assert_eq!(
-            s.verify_feedback(&format!("4.42.{sig}")),
+            s.verify_unsubscribe(&format!("{reader}.{sig}")),
             Err(TokenError::BadSignature)
         );
-        assert_eq!(
-            s.verify_feedback(&format!("3.43.{sig}")),
-            Err(TokenError::BadSignature)
-        );
-        assert_eq!(
-            s.verify_unsubscribe(&format!("42.{sig}")),
-            Err(TokenError::BadSignature)
-        );
-        for bad in ["", "3.42", "3..x", "a.b.c", "3.42.short"] {
+        let mixed = s.sign("feedback", &format!("3.{reader}"));
+        for bad in ["", "3.42", "3..x", "a.b.c", "3.42.short", mixed.as_str()] {
             assert_eq!(
                 s.verify_feedback(bad),
                 Err(TokenError::Malformed),
                 "{bad:?}"
             );
         }
+    }
+
+    /// Feedback links in mail sent before public ids carry the report's
+    /// and the reader's row ids; they keep working.
+    #[test]
+    fn feedback_tokens_of_the_row_id_format_still_verify() {
+        let s = signer();
+        let old = s.sign("feedback", "3.42");
+        assert_eq!(
+            s.verify_feedback(&old),
+            Ok((LinkedId::Row(3), LinkedId::Row(42)))
+        );
+        let sig = old.rsplit_once('.').unwrap().1;
+        assert_eq!(
+            s.verify_feedback(&format!("3.43.{sig}")),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -291,16 +395,19 @@ mod properties {
         }
 
         #[test]
-        fn signed_ids_round_trip(id in 1i64..i64::MAX, report in 1i64..i64::MAX) {
+        fn signed_ids_round_trip(id in 1i64..i64::MAX, report in 1i64..i64::MAX, a in any::<u128>(), b in any::<u128>()) {
             let s = signer();
-            prop_assert_eq!(s.verify_unsubscribe(s.unsubscribe_token(id).as_str()), Ok(id));
-            prop_assert_eq!(s.verify_feedback(&s.feedback_token(report, id)), Ok((report, id)));
+            let (reader, issue) = (Uuid::from_u128(a), Uuid::from_u128(b));
+            prop_assert_eq!(s.verify_unsubscribe(s.unsubscribe_token(&reader).as_str()), Ok(LinkedId::Public(reader)));
+            prop_assert_eq!(s.verify_feedback(&s.feedback_token(&issue, &reader)), Ok((LinkedId::Public(issue), LinkedId::Public(reader))));
+            prop_assert_eq!(s.verify_unsubscribe(&s.sign_id("unsubscribe", id)), Ok(LinkedId::Row(id)));
+            prop_assert_eq!(s.verify_feedback(&s.sign("feedback", &format!("{report}.{id}"))), Ok((LinkedId::Row(report), LinkedId::Row(id))));
         }
 
         #[test]
-        fn any_changed_character_is_refused(id in 1i64..1_000_000, pos in 0usize..64, replacement in "[A-Za-z0-9._-]") {
+        fn any_changed_character_is_refused(id in any::<u128>(), pos in 0usize..80, replacement in "[A-Za-z0-9._-]") {
             let s = signer();
-            let token = s.unsubscribe_token(id).as_str().to_string();
+            let token = s.unsubscribe_token(&Uuid::from_u128(id)).as_str().to_string();
             let pos = pos % token.len();
             let mut altered: Vec<char> = token.chars().collect();
             let new = replacement.chars().next().unwrap();

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::app::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,18 @@ impl From<StoreError> for AppError {
         match e.storage_problem() {
             Some(problem) => AppError::Unavailable(problem.public_message()),
             None => AppError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(message) => AppError::Invalid(message),
+            ServiceError::NotFound(message) => AppError::NotFound(message),
+            ServiceError::Conflict(message) => AppError::Conflict(message),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Internal(e) => AppError::Internal(e),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppError, AppState};
+use crate::domain::LinkedId;
 
 /// Longest comment kept, in characters.
 pub const MAX_COMMENT_CHARS: usize = 1000;
@@ -53,7 +54,10 @@ impl Answer {
 
 /// The report, reader and answer of a genuine link, or the catalogue
 /// message saying why not.
-fn verify(state: &AppState, params: &FeedbackParams) -> Result<(i64, i64, Answer), &'static str> {
+fn verify(
+    state: &AppState,
+    params: &FeedbackParams,
+) -> Result<(LinkedId, LinkedId, Answer), &'static str> {
     let token = params.token.as_deref().ok_or("feedback-link-incomplete")?;
     let (report, reader) = state
         .signer
@@ -63,11 +67,34 @@ fn verify(state: &AppState, params: &FeedbackParams) -> Result<(i64, i64, Answer
     Ok((report, reader, answer))
 }
 
+/// The row ids of the report and reader a genuine link names, or the
+/// response when either is gone.
+async fn resolve(
+    state: &AppState,
+    report: &LinkedId,
+    reader: &LinkedId,
+) -> Result<(i64, i64), Response> {
+    let report = match state.store.report_id_of(report).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(refused(state, "feedback-report-gone")),
+        Err(e) => return Err(AppError::from(e).into_response()),
+    };
+    match state.store.subscriber_id_of(reader).await {
+        Ok(Some(reader)) => Ok((report, reader)),
+        Ok(None) => Err(refused(state, "feedback-link-invalid")),
+        Err(e) => Err(AppError::from(e).into_response()),
+    }
+}
+
 #[tracing::instrument(skip_all)]
 async fn show(State(state): State<AppState>, Query(params): Query<FeedbackParams>) -> Response {
-    let (report_id, _, answer) = match verify(&state, &params) {
+    let (report, reader, answer) = match verify(&state, &params) {
         Ok(v) => v,
         Err(message) => return refused(&state, message),
+    };
+    let (report_id, _) = match resolve(&state, &report, &reader).await {
+        Ok(ids) => ids,
+        Err(response) => return response,
     };
     let report = match state.store.report(report_id).await {
         Ok(Some(r)) => r,
@@ -88,9 +115,13 @@ async fn show(State(state): State<AppState>, Query(params): Query<FeedbackParams
 
 #[tracing::instrument(skip_all)]
 async fn record(State(state): State<AppState>, Form(params): Form<FeedbackParams>) -> Response {
-    let (report_id, reader, answer) = match verify(&state, &params) {
+    let (report, reader, answer) = match verify(&state, &params) {
         Ok(v) => v,
         Err(message) => return refused(&state, message),
+    };
+    let (report_id, reader) = match resolve(&state, &report, &reader).await {
+        Ok(ids) => ids,
+        Err(response) => return response,
     };
     let comment = params
         .comment

@@ -1,7 +1,9 @@
-//! `GET /metrics` for Prometheus, behind a bearer token of its own.
+//! `GET /metrics` for Prometheus, behind a bearer token of its own, and
+//! the count of requests it reports.
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -45,4 +47,55 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         "# HELP {name} Messages waiting in the outbox\n# TYPE {name} gauge\n{name} {depth}\n"
     ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// The route label of requests no route matched: one label for all of
+/// them, so that requests for made-up paths cannot grow the label set.
+const UNMATCHED: &str = "unmatched";
+
+/// Counts every answered request under its route's pattern
+/// (`/archive/{slug}`, not each slug), its method and its status.
+pub async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_string();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    metrics::counter!(
+        crate::metrics::HTTP_REQUESTS,
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_str().to_string(),
+    )
+    .increment(1);
+    response
+}
+
+/// The standard methods by name; any other under one label, for the same
+/// reason as unmatched paths.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let made_up = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&made_up), "other");
+    }
 }

@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod confirm;
 mod error;
+mod extract;
 mod feed;
 mod feedback;
 mod health;
@@ -33,6 +34,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::app::Newsletter;
 use crate::config::Settings;
 use crate::domain::Signer;
 use crate::store::Store;
@@ -59,6 +61,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The service behind the editors' API and pages.
+    pub fn newsletter(&self) -> Newsletter<'_> {
+        Newsletter::new(&self.store, &self.settings)
+    }
+
     /// The client's address: the peer, or the configured proxy header's
     /// last entry (the one our own proxy appended; earlier ones are the
     /// client's word and could be forged). A header sent on several lines
@@ -152,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::routes())
         .merge(webhooks::routes())
         .fallback(|| async { AppError::NotFound("no such page") })
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .layer(axum::middleware::from_fn(move |request, next| {
             transport_and_cache_policy(https, request, next)
         }))

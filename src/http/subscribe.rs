@@ -2,16 +2,16 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::extract::{JsonOrForm, JsonOrFormRejection};
 use super::{AppError, AppState};
 use crate::config::EmbedSettings;
 use crate::domain::{random_token, EmailError, NameError, SubscriberEmail, SubscriberName};
@@ -63,12 +63,6 @@ pub(super) struct SignupPayload {
     pub(super) email: String,
     #[serde(default)]
     pub(super) name: Option<String>,
-}
-
-/// A sign-up from a form or a JSON client; the answer is given in kind.
-struct SignupRequest {
-    payload: Result<SignupPayload, Refusal>,
-    from_form: bool,
 }
 
 /// Why a sign-up was not taken. A form shows the reader the catalogue's
@@ -126,57 +120,6 @@ impl Refusal {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for SignupRequest {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let (payload, from_form) = match content_type.as_str() {
-            "application/x-www-form-urlencoded" => (
-                serde_urlencoded::from_bytes::<SignupPayload>(&body)
-                    .map_err(|e| Refusal::Form(e.to_string())),
-                true,
-            ),
-            "application/json" => (parse_json(&body).map_err(Refusal::Json), false),
-            _ => {
-                return Err(AppError::UnsupportedMediaType(
-                    "send the sign-up as application/x-www-form-urlencoded or application/json"
-                        .into(),
-                )
-                .into_response())
-            }
-        };
-        Ok(SignupRequest { payload, from_form })
-    }
-}
-
-/// Only a JSON object will do (serde would also take an array for a struct).
-fn parse_json(body: &[u8]) -> Result<SignupPayload, AppError> {
-    let invalid = |detail: String| {
-        AppError::Invalid(format!(
-            "expected a JSON object {{\"email\": string, \"name\": optional string}}: {detail}"
-        ))
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
-    if !value.is_object() {
-        return Err(invalid("the body is not an object".into()));
-    }
-    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
-}
-
 /// The same answer for a new, pending or confirmed address, so the endpoint
 /// cannot be used to learn who subscribes (a catalogue message).
 const ACCEPTED: &str = "signup-accepted";
@@ -186,9 +129,27 @@ async fn subscribe(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: SignupRequest,
+    request: Result<JsonOrForm<SignupPayload>, JsonOrFormRejection>,
 ) -> Response {
-    let from_form = request.from_form;
+    // The answer is given in kind: a page to a form, JSON to a script.
+    let (payload, from_form) = match request {
+        Ok(JsonOrForm::Form(payload)) => (Ok(payload), true),
+        Ok(JsonOrForm::Json(payload)) => (Ok(payload), false),
+        Err(JsonOrFormRejection::Form(detail)) => (Err(Refusal::Form(detail)), true),
+        Err(JsonOrFormRejection::Json(detail)) => (
+            Err(Refusal::Json(AppError::Invalid(format!(
+                "expected a JSON object {{\"email\": string, \"name\": optional string}}: {detail}"
+            )))),
+            false,
+        ),
+        Err(JsonOrFormRejection::UnsupportedMediaType) => {
+            return AppError::UnsupportedMediaType(
+                "send the sign-up as application/x-www-form-urlencoded or application/json".into(),
+            )
+            .into_response()
+        }
+        Err(rejection) => return rejection.into_response(),
+    };
     // Per client, so nobody can flood the list (or the mail relay) with
     // sign-ups; per address limits live in the store.
     if state.settings.subscription.signups_per_ip_per_hour > 0 {
@@ -202,7 +163,7 @@ async fn subscribe(
             };
         }
     }
-    let result = match request.payload {
+    let result = match payload {
         Ok(payload) => sign_up(&state, &payload).await,
         Err(e) => Err(e),
     };

@@ -18,9 +18,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::ApiEditor;
+use super::extract::json_object;
 use super::subscribe::{sign_up, SignupPayload};
 use super::{AppError, AppState};
-use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::domain::{LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::store::{Consent, PreconfirmedOutcome, ReaderQuery, Subscriber};
 
 /// Readers per page unless asked otherwise, and at most.
@@ -156,13 +157,7 @@ async fn add(
             "expected {{\"email\": string, \"name\": optional string, \"consent\": optional {{\"at\": RFC 3339, \"source\": string}}}}: {detail}"
         ))
     };
-    // Only an object will do: serde would also take an array for a struct.
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-    if !value.is_object() {
-        return Err(invalid("the body is not an object".into()));
-    }
-    let payload: AddPayload = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+    let payload: AddPayload = json_object(&body).map_err(invalid)?;
     let email =
         SubscriberEmail::parse(&payload.email).map_err(|e| AppError::Invalid(e.to_string()))?;
     let name = match payload.name.as_deref() {
@@ -199,7 +194,7 @@ async fn add(
         PreconfirmedOutcome::Exists(subscriber) => Err(AppError::Conflict(format!(
             "the address is already on the list as {} (subscriber {})",
             subscriber.status.as_str(),
-            subscriber.id
+            subscriber.public_id
         ))),
     }
 }
@@ -211,10 +206,16 @@ fn view(subscriber: Subscriber, consent: Option<Consent>) -> serde_json::Value {
     value
 }
 
-/// The id in the path; a JSON error, like every other, when it is not one.
-fn parse_id(id: &str) -> Result<i64, AppError> {
-    id.parse()
-        .map_err(|_| AppError::BadRequest(format!("{id:?} is not a subscriber id")))
+/// The row id of the reader whose public id is in the path; a JSON error,
+/// like every other, when it is not one or names nobody.
+async fn parse_id(state: &AppState, id: &str) -> Result<i64, AppError> {
+    let id = uuid::Uuid::try_parse(id)
+        .map_err(|_| AppError::BadRequest(format!("{id:?} is not a subscriber id")))?;
+    state
+        .store
+        .subscriber_id_of(&LinkedId::Public(id))
+        .await?
+        .ok_or(AppError::NotFound("no such subscriber"))
 }
 
 async fn found(state: &AppState, id: i64) -> Result<Subscriber, AppError> {
@@ -230,7 +231,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&state, &id).await?;
     show_after(&state, id).await
 }
 
@@ -239,8 +240,7 @@ async fn unsubscribe(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
-    found(&state, id).await?;
+    let id = parse_id(&state, &id).await?;
     state.store.unsubscribe(id).await?;
     tracing::info!(subscriber = id, "unsubscribed through the API");
     show_after(&state, id).await
@@ -260,7 +260,7 @@ async fn erase(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&state, &id).await?;
     if !state.store.delete_reader(id).await? {
         return Err(AppError::NotFound("no such subscriber"));
     }

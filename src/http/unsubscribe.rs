@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use crate::domain::LinkedId;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/unsubscribe", get(show).post(unsubscribe))
@@ -20,7 +21,9 @@ struct TokenParam {
     token: Option<String>,
 }
 
-fn verify(state: &AppState, param: &TokenParam) -> Option<i64> {
+/// The reader a genuine link names: their public id, or the row id of a
+/// link sent before public ids.
+fn verify(state: &AppState, param: &TokenParam) -> Option<LinkedId> {
     state
         .signer
         .verify_unsubscribe(param.token.as_deref()?)
@@ -42,11 +45,17 @@ async fn show(State(state): State<AppState>, Query(param): Query<TokenParam>) ->
 /// form's empty one) does not matter: the signed token is the authority.
 #[tracing::instrument(skip_all)]
 async fn unsubscribe(State(state): State<AppState>, Query(param): Query<TokenParam>) -> Response {
-    let Some(id) = verify(&state, &param) else {
+    let Some(reader) = verify(&state, &param) else {
         return invalid_link(&state);
     };
-    match state.store.unsubscribe(id).await {
-        Ok(_) => {
+    // A reader no longer on the list (erased) is as unsubscribed as can be.
+    let done = match state.store.subscriber_id_of(&reader).await {
+        Ok(Some(id)) => state.store.unsubscribe(id).await.map(|_| Some(id)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(id) => {
             tracing::info!(subscriber = id, "unsubscribed");
             state.message_page(
                 StatusCode::OK,

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::bounces::{BounceKind, SuppressionReason};
+use crate::domain::DeliveryState;
 
 /// The delivery a bounce is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,10 +137,12 @@ impl Store {
     ) -> Result<Option<BouncedDelivery>, StoreError> {
         let sql = format!(
             "select {DELIVERY_COLUMNS} from outbox where recipient = $1 \
-             and status in ('sent', 'failed') order by id desc limit 1"
+             and status in ($2, $3) order by id desc limit 1"
         );
         let row = sqlx::query(&sql)
             .bind(recipient.trim().to_lowercase())
+            .bind(DeliveryState::Sent)
+            .bind(DeliveryState::Failed)
             .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(delivery_from_row).transpose()
@@ -266,17 +269,29 @@ impl Store {
             }
         };
         if let Some((reason, detail)) = reason {
-            sqlx::query(
+            let added = sqlx::query(
                 "insert into suppressions (email, reason, detail, bounce_id, created_at) \
                  values ($1, $2, $3, $4, $5) on conflict do nothing",
             )
             .bind(recipient.as_str())
             .bind(reason.as_str())
-            .bind(detail)
+            .bind(&detail)
             .bind(bounce_id)
             .bind(bounce.at)
             .execute(&mut *tx)
             .await?;
+            if added.rows_affected() == 1 {
+                super::events::record_suppression_event(
+                    &mut tx,
+                    reason,
+                    &recipient,
+                    bounce.source,
+                    &detail,
+                    bounce.delivery.report_id,
+                    bounce.at,
+                )
+                .await?;
+            }
         }
         let suppressed = suppression_reason(&mut tx, &recipient).await?;
         tx.commit().await?;
@@ -367,10 +382,12 @@ impl Store {
     pub async fn bounce_stats(&self, report_id: i64) -> Result<BounceStats, StoreError> {
         let attempted: i64 = sqlx::query_scalar(
             "select count(*) from outbox where report_id = $1 and kind = 'report' \
-             and (status = 'sent' or (status = 'failed' and exists \
+             and (status = $2 or (status = $3 and exists \
              (select 1 from bounces b where b.outbox_id = outbox.id)))",
         )
         .bind(report_id)
+        .bind(DeliveryState::Sent)
+        .bind(DeliveryState::Failed)
         .fetch_one(&self.read)
         .await?;
         let rows = sqlx::query(

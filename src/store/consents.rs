@@ -36,9 +36,10 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         let inserted = sqlx::query(
-            "insert into subscribers (email, name, status, created_at, confirmed_at) \
-             values ($1, $2, 'confirmed', $3, $4) on conflict (email) do nothing",
+            "insert into subscribers (public_id, email, name, status, created_at, confirmed_at) \
+             values ($1, $2, $3, 'confirmed', $4, $5) on conflict (email) do nothing",
         )
+        .bind(super::new_public_id())
         .bind(email.as_str())
         .bind(name.map(SubscriberName::as_str))
         .bind(now)
@@ -67,6 +68,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        super::events::record_added_reader(&mut tx, subscriber.id, now).await?;
         tx.commit().await?;
         Ok(PreconfirmedOutcome::Added(subscriber))
     }

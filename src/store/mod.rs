@@ -9,6 +9,7 @@ mod admins;
 mod bounces;
 mod consents;
 mod error;
+mod events;
 mod outbox;
 mod readers;
 mod reports;
@@ -32,6 +33,7 @@ pub use bounces::{
 };
 pub use consents::{Consent, PreconfirmedOutcome};
 pub use error::{StorageProblem, StoreError};
+pub use events::{ClaimedWebhook, WebhookDelivery, WebhookOutcome};
 pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
 pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
@@ -241,6 +243,40 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
             path.display()
         ))),
     }
+}
+
+impl Store {
+    /// The row id in `table` (one with a `public_id` column) of what a link
+    /// names; a row id from a link made before public ids is taken as it is.
+    async fn row_id_of(
+        &self,
+        table: &'static str,
+        id: &crate::domain::LinkedId,
+    ) -> Result<Option<i64>, StoreError> {
+        use crate::domain::LinkedId;
+        match id {
+            LinkedId::Row(id) => Ok(Some(*id)),
+            LinkedId::Public(id) => {
+                let sql = format!("select id from {table} where public_id = $1");
+                Ok(sqlx::query_scalar(&sql)
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?)
+            }
+        }
+    }
+}
+
+/// A new random public id, for a row about to be inserted.
+fn new_public_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The public id kept in `column` of `row`.
+fn public_id_in(row: &sqlx::any::AnyRow, column: &str) -> Result<uuid::Uuid, StoreError> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    uuid::Uuid::try_parse(&text).map_err(|_| StoreError::Corrupt(format!("public id {text:?}")))
 }
 
 /// `$1, $2, …` for a list of `n` values starting at placeholder `first`.

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::{placeholders, value_rows, Backend, Store, StoreError};
 use crate::bounces::SuppressionReason;
-use crate::domain::SubscriberStatus;
+use crate::domain::{DeliveryState, SubscriberStatus};
 
 /// What a queued message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub struct ClaimedJob {
     /// Attempts including this one.
     pub attempts: i64,
     pub subscriber_name: Option<String>,
+    /// The reader's public id, which their links carry.
+    pub subscriber_public_id: Option<uuid::Uuid>,
     pub subscriber_status: Option<SubscriberStatus>,
     /// The address bounced or complained: it is not mailed.
     pub suppressed: Option<SuppressionReason>,
@@ -110,7 +112,7 @@ pub enum ClaimCheck {
 
 const CLAIM_SQLITE: &str =
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+     where id in (select id from outbox where status = $5 and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
      returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
 
@@ -118,7 +120,7 @@ const CLAIM_SQLITE: &str =
 // other's rows; the lease then keeps the rows theirs after the commit.
 const CLAIM_POSTGRES: &str =
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+     where id in (select id from outbox where status = $5 and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
        for update skip locked) \
      returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
@@ -146,6 +148,7 @@ impl Store {
             .bind(worker)
             .bind(now)
             .bind(limit)
+            .bind(DeliveryState::Queued)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -164,6 +167,7 @@ impl Store {
                     seed: row.try_get("seed")?,
                     attempts: row.try_get("attempts")?,
                     subscriber_name: None,
+                    subscriber_public_id: None,
                     subscriber_status: None,
                     suppressed: None,
                 })
@@ -188,7 +192,7 @@ impl Store {
             return Ok(());
         }
         let sql = format!(
-            "select id, name, status from subscribers where id in ({})",
+            "select id, public_id, name, status from subscribers where id in ({})",
             placeholders(1, ids.len())
         );
         let mut query = sqlx::query(&sql);
@@ -201,11 +205,14 @@ impl Store {
             let id: i64 = row.try_get("id")?;
             let name: Option<String> = row.try_get("name")?;
             let status: String = row.try_get("status")?;
-            found.insert(id, (name, SubscriberStatus::parse(&status)));
+            let public_id = super::public_id_in(&row, "public_id")?;
+            found.insert(id, (name, public_id, SubscriberStatus::parse(&status)));
         }
         for job in jobs.iter_mut() {
-            if let Some((name, status)) = job.subscriber_id.and_then(|id| found.get(&id)) {
+            if let Some((name, public_id, status)) = job.subscriber_id.and_then(|id| found.get(&id))
+            {
                 job.subscriber_name = name.clone();
+                job.subscriber_public_id = Some(*public_id);
                 job.subscriber_status = *status;
             }
         }
@@ -231,15 +238,17 @@ impl Store {
         for chunk in sent.chunks(SENT_PER_STATEMENT) {
             // VALUES names its columns column1… on both backends.
             let sql = format!(
-                "update outbox set status = 'sent', message_id = v.column2, sent_at = v.column3, \
+                "update outbox set status = ${}, message_id = v.column2, sent_at = v.column3, \
                  lease_until = null, leased_by = null, seed = null, last_error = null \
                  from (values {}) as v where outbox.id = v.column1",
+                chunk.len() * 3 + 1,
                 value_rows(chunk.len(), 3)
             );
             let mut query = sqlx::query(&sql);
             for (id, message_id, at) in chunk {
                 query = query.bind(*id).bind(*message_id).bind(*at);
             }
+            query = query.bind(DeliveryState::Sent);
             query.execute(&mut *tx).await?;
         }
         for outcome in outcomes {
@@ -256,18 +265,14 @@ impl Store {
                     record_refusal(&mut tx, *id, reason).await?;
                     continue;
                 }
-                JobOutcome::Failed { id, reason } => sqlx::query(
-                    "update outbox set status = 'failed', last_error = $2, \
-                     lease_until = null, leased_by = null, seed = null where id = $1",
-                )
-                .bind(*id)
-                .bind(reason.as_str()),
-                JobOutcome::Skipped { id, reason } => sqlx::query(
-                    "update outbox set status = 'skipped', last_error = $2, \
-                     lease_until = null, leased_by = null, seed = null where id = $1",
-                )
-                .bind(*id)
-                .bind(reason.as_str()),
+                JobOutcome::Failed { id, reason } => {
+                    settle(&mut tx, *id, DeliveryState::Failed, reason).await?;
+                    continue;
+                }
+                JobOutcome::Skipped { id, reason } => {
+                    settle(&mut tx, *id, DeliveryState::Skipped, reason).await?;
+                    continue;
+                }
                 JobOutcome::Deferred { id, at, reason } => sqlx::query(
                     "update outbox set next_attempt_at = $2, last_error = $3, \
                      attempts = attempts - 1, lease_until = null, leased_by = null where id = $1",
@@ -291,7 +296,7 @@ impl Store {
         worker: &str,
         valid_until: i64,
     ) -> Result<ClaimCheck, StoreError> {
-        let row: Option<(String, Option<String>, Option<i64>)> =
+        let row: Option<(DeliveryState, Option<String>, Option<i64>)> =
             sqlx::query_as("select status, leased_by, lease_until from outbox where id = $1")
                 .bind(id)
                 .fetch_optional(&self.read)
@@ -302,11 +307,15 @@ impl Store {
         if leased_by.as_deref() != Some(worker) {
             return Ok(ClaimCheck::Lost);
         }
-        Ok(match status.as_str() {
-            "queued" if lease_until.is_some_and(|t| t > valid_until) => ClaimCheck::Held,
-            "queued" => ClaimCheck::Expiring,
-            "paused" | "cancelled" => ClaimCheck::Withdrawn,
-            _ => ClaimCheck::Lost,
+        Ok(match status {
+            DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
+                ClaimCheck::Held
+            }
+            DeliveryState::Queued => ClaimCheck::Expiring,
+            DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
+            DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
+                ClaimCheck::Lost
+            }
         })
     }
 
@@ -340,9 +349,10 @@ impl Store {
     pub async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
-             where leased_by = $1 and status = 'queued'",
+             where leased_by = $1 and status = $2",
         )
         .bind(worker)
+        .bind(DeliveryState::Queued)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
@@ -351,7 +361,8 @@ impl Store {
     /// Messages still waiting (due now or later), for health and tests.
     pub async fn queued_jobs(&self) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("select count(*) from outbox where status = 'queued'")
+            sqlx::query_scalar("select count(*) from outbox where status = $1")
+                .bind(DeliveryState::Queued)
                 .fetch_one(&self.read)
                 .await?,
         )
@@ -361,20 +372,32 @@ impl Store {
     /// answers, where counting them would read every one.
     pub async fn has_queued_jobs(&self) -> Result<bool, StoreError> {
         let first: Option<i64> =
-            sqlx::query_scalar("select id from outbox where status = 'queued' limit 1")
+            sqlx::query_scalar("select id from outbox where status = $1 limit 1")
+                .bind(DeliveryState::Queued)
                 .fetch_optional(&self.read)
                 .await?;
         Ok(first.is_some())
     }
+}
 
-    /// The earliest time a queued message becomes due.
-    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("select min(next_attempt_at) from outbox where status = 'queued'")
-                .fetch_one(&self.read)
-                .await?,
-        )
-    }
+/// Ends a delivery in `state` (failed or skipped) with the reason, letting
+/// go of its lease and of the seed its link tokens came from.
+async fn settle(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    state: DeliveryState,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update outbox set status = $3, last_error = $2, \
+         lease_until = null, leased_by = null, seed = null where id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(state)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A recipient the relay refused: the delivery fails, and a reader's
@@ -385,14 +408,7 @@ async fn record_refusal(
     id: i64,
     reason: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "update outbox set status = 'failed', last_error = $2, \
-         lease_until = null, leased_by = null, seed = null where id = $1",
-    )
-    .bind(id)
-    .bind(reason)
-    .execute(&mut **tx)
-    .await?;
+    settle(tx, id, DeliveryState::Failed, reason).await?;
     let now = super::now_ms();
     let bounce: Option<i64> = sqlx::query_scalar(
         "insert into bounces (kind, source, recipient, subscriber_id, report_id, outbox_id, \
@@ -407,20 +423,38 @@ async fn record_refusal(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(bounce) = bounce {
-        sqlx::query(
-            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
-             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
-             on conflict do nothing",
-        )
-        .bind(id)
-        .bind(format!(
+        let detail = format!(
             "refused by the relay: {}",
             reason.chars().take(300).collect::<String>()
-        ))
+        );
+        let added: Option<String> = sqlx::query_scalar(
+            "insert into suppressions (email, reason, detail, bounce_id, created_at) \
+             select lower(recipient), 'bounced', $2, $3, $4 from outbox where id = $1 \
+             on conflict do nothing returning email",
+        )
+        .bind(id)
+        .bind(&detail)
         .bind(bounce)
         .bind(now)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
+        if let Some(email) = added {
+            let report_id: Option<i64> =
+                sqlx::query_scalar("select report_id from outbox where id = $1")
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            super::events::record_suppression_event(
+                tx,
+                SuppressionReason::Bounced,
+                &email,
+                "smtp",
+                &detail,
+                report_id,
+                now,
+            )
+            .await?;
+        }
         metrics::counter!(crate::metrics::BOUNCES, "kind" => "hard", "source" => "smtp")
             .increment(1);
     }

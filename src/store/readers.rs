@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::subscribers::{subscriber_from_row, SUBSCRIBER_COLUMNS};
 use super::{Store, StoreError, Subscriber};
 use crate::bounces::SuppressionReason;
-use crate::domain::SubscriberStatus;
+use crate::domain::{DeliveryState, SubscriberStatus};
 
 /// What the readers page asks for.
 #[derive(Debug, Clone, Default)]
@@ -159,13 +159,15 @@ impl Store {
     pub async fn delete_reader(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
-            "update outbox set status = case when status = 'queued' or status = 'paused' \
-             then 'skipped' else status end, \
-             last_error = case when status = 'queued' or status = 'paused' \
+            "update outbox set status = case when status in ($2, $3) then $4 else status end, \
+             last_error = case when status in ($2, $3) \
              then 'the reader was deleted' else last_error end, \
              recipient = 'deleted reader', seed = null where subscriber_id = $1",
         )
         .bind(id)
+        .bind(DeliveryState::Queued)
+        .bind(DeliveryState::Paused)
+        .bind(DeliveryState::Skipped)
         .execute(&mut *tx)
         .await?;
         // Ids are never reused, so a vote's id points at nobody once the

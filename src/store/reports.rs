@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
+use crate::domain::{LinkedId, SendState};
 
 /// A stored report.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -17,14 +18,14 @@ pub struct StoredReport {
 }
 
 /// A line of the report list, with where its send stands.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct ReportListing {
     pub id: i64,
     pub slug: String,
     pub title: String,
     pub updated_at: i64,
     /// `None` while a draft.
-    pub send_state: Option<String>,
+    pub send_state: Option<SendState>,
     pub scheduled_at: Option<i64>,
     pub started_at: Option<i64>,
 }
@@ -53,6 +54,8 @@ fn report_from_row(row: &sqlx::any::AnyRow) -> Result<StoredReport, StoreError> 
 #[derive(Debug, Clone)]
 pub struct ReportVersion {
     pub report_id: i64,
+    /// The id the report's links carry.
+    pub public_id: uuid::Uuid,
     pub revision: i64,
     pub slug: String,
     pub source: String,
@@ -93,7 +96,7 @@ impl Store {
         revision: i64,
     ) -> Result<Option<ReportVersion>, StoreError> {
         let row = sqlx::query(
-            "select v.source, r.slug from report_versions v join reports r on r.id = v.report_id \
+            "select v.source, r.slug, r.public_id from report_versions v join reports r on r.id = v.report_id \
              where v.report_id = $1 and v.revision = $2",
         )
         .bind(report_id)
@@ -103,6 +106,7 @@ impl Store {
         row.map(|row| {
             Ok(ReportVersion {
                 report_id,
+                public_id: super::public_id_in(&row, "public_id")?,
                 revision,
                 slug: row.try_get("slug")?,
                 source: row.try_get("source")?,
@@ -150,9 +154,10 @@ impl Store {
             }
             None => {
                 let id: i64 = sqlx::query_scalar(
-                    "insert into reports (slug, title, source, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $4) returning id",
+                    "insert into reports (public_id, slug, title, source, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $5) returning id",
                 )
+                .bind(super::new_public_id())
                 .bind(slug)
                 .bind(title)
                 .bind(source)
@@ -176,6 +181,12 @@ impl Store {
         row.as_ref().map(report_from_row).transpose()
     }
 
+    /// The row id of the report a link names, if there is one. A row id
+    /// from a link made before public ids is taken as it is.
+    pub async fn report_id_of(&self, id: &LinkedId) -> Result<Option<i64>, StoreError> {
+        self.row_id_of("reports", id).await
+    }
+
     pub async fn report_by_slug(&self, slug: &str) -> Result<Option<StoredReport>, StoreError> {
         let row = sqlx::query(
             "select id, slug, title, source, created_at, updated_at from reports where slug = $1",
@@ -188,25 +199,12 @@ impl Store {
 
     /// Every report, newest first.
     pub async fn list_reports(&self) -> Result<Vec<ReportListing>, StoreError> {
-        let rows = sqlx::query(
-            "select r.id, r.slug, r.title, r.updated_at, s.state, s.scheduled_at, s.started_at \
-             from reports r left join sends s on s.report_id = r.id order by r.id desc",
+        Ok(sqlx::query_as(
+            "select r.id, r.slug, r.title, r.updated_at, s.state as send_state, s.scheduled_at, \
+             s.started_at from reports r left join sends s on s.report_id = r.id order by r.id desc",
         )
         .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ReportListing {
-                    id: row.try_get("id")?,
-                    slug: row.try_get("slug")?,
-                    title: row.try_get("title")?,
-                    updated_at: row.try_get("updated_at")?,
-                    send_state: row.try_get("state")?,
-                    scheduled_at: row.try_get("scheduled_at")?,
-                    started_at: row.try_get("started_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Reports whose send has started, newest first: the public archive.

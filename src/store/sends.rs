@@ -4,13 +4,14 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::domain::{DeliveryState, SendState};
 
 /// A send as stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Send {
     pub id: i64,
     pub report_id: i64,
-    pub state: String,
+    pub state: SendState,
     pub scheduled_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -47,25 +48,26 @@ pub struct SendStats {
     pub rate_per_sec: f64,
 }
 
+impl SendStats {
+    /// The counter of deliveries in `state`.
+    fn count_mut(&mut self, state: DeliveryState) -> &mut i64 {
+        match state {
+            DeliveryState::Queued => &mut self.queued,
+            DeliveryState::Paused => &mut self.paused,
+            DeliveryState::Sent => &mut self.sent,
+            DeliveryState::Failed => &mut self.failed,
+            DeliveryState::Skipped => &mut self.skipped,
+            DeliveryState::Cancelled => &mut self.cancelled,
+        }
+    }
+}
+
 /// A failed delivery and the relay's reply.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Failure {
     pub recipient: String,
     pub reason: String,
     pub attempts: i64,
-}
-
-fn send_from_row(row: &sqlx::any::AnyRow) -> Result<Send, StoreError> {
-    Ok(Send {
-        id: row.try_get("id")?,
-        report_id: row.try_get("report_id")?,
-        state: row.try_get("state")?,
-        scheduled_at: row.try_get("scheduled_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        total: row.try_get("total")?,
-        pause_reason: row.try_get("pause_reason")?,
-    })
 }
 
 const SEND_COLUMNS: &str =
@@ -83,12 +85,13 @@ impl Store {
     ) -> Result<TriggerOutcome, StoreError> {
         let inserted = sqlx::query(
             "insert into sends (report_id, idempotency_key, state, scheduled_at, created_at) \
-             values ($1, $2, 'scheduled', $3, $4) on conflict do nothing",
+             values ($1, $2, $5, $3, $4) on conflict do nothing",
         )
         .bind(report_id)
         .bind(idempotency_key)
         .bind(scheduled_at)
         .bind(now)
+        .bind(SendState::Scheduled)
         .execute(&self.write)
         .await?
         .rows_affected()
@@ -101,14 +104,14 @@ impl Store {
         let Some(row) = row else {
             // The key is taken by another report's send.
             let sql = format!("select {SEND_COLUMNS} from sends where idempotency_key = $1");
-            let other = sqlx::query(&sql)
+            let other = sqlx::query_as(&sql)
                 .bind(idempotency_key)
                 .fetch_one(&self.write)
                 .await?;
-            return Ok(TriggerOutcome::AlreadySent(send_from_row(&other)?));
+            return Ok(TriggerOutcome::AlreadySent(other));
         };
         let key: String = row.try_get("idempotency_key")?;
-        let send = send_from_row(&row)?;
+        let send = <Send as sqlx::FromRow<_>>::from_row(&row)?;
         if !inserted {
             return Ok(if key == idempotency_key {
                 TriggerOutcome::Repeated(send)
@@ -132,12 +135,16 @@ impl Store {
     /// that wins the state change enqueues.
     pub async fn start_send(&self, send_id: i64, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
-        let won = sqlx::query("update sends set state = 'sending', started_at = $2 where id = $1 and state = 'scheduled'")
-            .bind(send_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let won = sqlx::query(
+            "update sends set state = $3, started_at = $2 where id = $1 and state = $4",
+        )
+        .bind(send_id)
+        .bind(now)
+        .bind(SendState::Sending)
+        .bind(SendState::Scheduled)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if !won {
             return Ok(false);
@@ -174,9 +181,10 @@ impl Store {
     /// down) is paused instead, with the reason, for an editor to decide.
     pub async fn start_due_sends(&self, now: i64, overdue_after: i64) -> Result<usize, StoreError> {
         let due: Vec<(i64, i64)> = sqlx::query_as(
-            "select id, scheduled_at from sends where state = 'scheduled' and scheduled_at <= $1",
+            "select id, scheduled_at from sends where state = $2 and scheduled_at <= $1",
         )
         .bind(now)
+        .bind(SendState::Scheduled)
         .fetch_all(&self.read)
         .await?;
         let mut started = 0;
@@ -190,11 +198,12 @@ impl Store {
                     (now - scheduled_at) / 60_000
                 );
                 let held = sqlx::query(
-                    "update sends set state = 'paused', pause_reason = $2 \
-                     where id = $1 and state = 'scheduled'",
+                    "update sends set state = $3, pause_reason = $2 where id = $1 and state = $4",
                 )
                 .bind(id)
                 .bind(&reason)
+                .bind(SendState::Paused)
+                .bind(SendState::Scheduled)
                 .execute(&self.write)
                 .await?
                 .rows_affected();
@@ -212,42 +221,49 @@ impl Store {
 
     /// Marks sends with nothing left to deliver as done.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "update sends set state = 'done', finished_at = $1 where state = 'sending' and not exists \
-             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = 'queued')",
+        let mut tx = self.write.begin().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
+            "update sends set state = $2, finished_at = $1 where state = $3 and not exists \
+             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = $4) \
+             returning report_id",
         )
         .bind(now)
-        .execute(&self.write)
+        .bind(SendState::Done)
+        .bind(SendState::Sending)
+        .bind(DeliveryState::Queued)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        for report_id in &finished {
+            super::events::record_send_finished(&mut tx, *report_id).await?;
+        }
+        tx.commit().await?;
+        Ok(finished.len() as u64)
     }
 
     pub async fn send(&self, id: i64) -> Result<Option<Send>, StoreError> {
         let sql = format!("select {SEND_COLUMNS} from sends where id = $1");
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(send_from_row).transpose()
+            .await?)
     }
 
     pub async fn send_of_report(&self, report_id: i64) -> Result<Option<Send>, StoreError> {
         let sql = format!("select {SEND_COLUMNS} from sends where report_id = $1");
-        let row = sqlx::query(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(report_id)
             .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(send_from_row).transpose()
+            .await?)
     }
 
     /// Pause: queued deliveries are set aside; messages in flight finish.
     pub async fn pause_send(&self, report_id: i64) -> Result<bool, StoreError> {
         self.change_send_state(
             report_id,
-            &["sending", "scheduled"],
-            "paused",
-            "queued",
-            "paused",
+            &[SendState::Sending, SendState::Scheduled],
+            SendState::Paused,
+            DeliveryState::Queued,
+            DeliveryState::Paused,
         )
         .await
     }
@@ -255,7 +271,7 @@ impl Store {
     pub async fn resume_send(&self, report_id: i64) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
         // A send paused before it started goes back to waiting for its time.
-        let state: Option<(String, Option<i64>)> =
+        let state: Option<(SendState, Option<i64>)> =
             sqlx::query_as("select state, started_at from sends where report_id = $1")
                 .bind(report_id)
                 .fetch_optional(&mut *tx)
@@ -263,13 +279,13 @@ impl Store {
         let Some((state, started_at)) = state else {
             return Ok(false);
         };
-        if state != "paused" {
+        if state != SendState::Paused {
             return Ok(false);
         }
         let next = if started_at.is_some() {
-            "sending"
+            SendState::Sending
         } else {
-            "scheduled"
+            SendState::Scheduled
         };
         // An editor resuming a send that was due in the past means now.
         sqlx::query(
@@ -282,10 +298,14 @@ impl Store {
         .bind(super::now_ms())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("update outbox set status = 'queued' where report_id = $1 and kind = 'report' and status = 'paused'")
-            .bind(report_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "update outbox set status = $2 where report_id = $1 and kind = 'report' and status = $3",
+        )
+        .bind(report_id)
+        .bind(DeliveryState::Queued)
+        .bind(DeliveryState::Paused)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -294,21 +314,28 @@ impl Store {
     pub async fn cancel_send(&self, report_id: i64) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
         let changed = sqlx::query(
-            "update sends set state = 'cancelled', finished_at = $2 where report_id = $1 \
-             and state in ('scheduled', 'sending', 'paused')",
+            "update sends set state = $3, finished_at = $2 where report_id = $1 \
+             and state in ($4, $5, $6)",
         )
         .bind(report_id)
         .bind(super::now_ms())
+        .bind(SendState::Cancelled)
+        .bind(SendState::Scheduled)
+        .bind(SendState::Sending)
+        .bind(SendState::Paused)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
         if changed {
             sqlx::query(
-                "update outbox set status = 'cancelled' where report_id = $1 and kind = 'report' \
-                 and status in ('queued', 'paused')",
+                "update outbox set status = $2 where report_id = $1 and kind = 'report' \
+                 and status in ($3, $4)",
             )
             .bind(report_id)
+            .bind(DeliveryState::Cancelled)
+            .bind(DeliveryState::Queued)
+            .bind(DeliveryState::Paused)
             .execute(&mut *tx)
             .await?;
         }
@@ -321,18 +348,21 @@ impl Store {
     pub async fn pause_sends_in_progress(&self, reason: &str) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.write.begin().await?;
         let reports: Vec<i64> = sqlx::query_scalar(
-            "update sends set state = 'paused', pause_reason = $1 where state = 'sending' \
-             returning report_id",
+            "update sends set state = $2, pause_reason = $1 where state = $3 returning report_id",
         )
         .bind(reason)
+        .bind(SendState::Paused)
+        .bind(SendState::Sending)
         .fetch_all(&mut *tx)
         .await?;
         for report_id in &reports {
             sqlx::query(
-                "update outbox set status = 'paused' where report_id = $1 and kind = 'report' \
-                 and status = 'queued'",
+                "update outbox set status = $2 where report_id = $1 and kind = 'report' \
+                 and status = $3",
             )
             .bind(*report_id)
+            .bind(DeliveryState::Paused)
+            .bind(DeliveryState::Queued)
             .execute(&mut *tx)
             .await?;
         }
@@ -352,34 +382,36 @@ impl Store {
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.write.begin().await?;
-        let state: Option<String> =
+        let state: Option<SendState> =
             sqlx::query_scalar("select state from sends where report_id = $1")
                 .bind(report_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let to = match state.as_deref() {
-            Some("sending" | "done") => "queued",
-            Some("paused") => "paused",
+        let to = match state {
+            Some(SendState::Sending | SendState::Done) => DeliveryState::Queued,
+            Some(SendState::Paused) => DeliveryState::Paused,
             _ => return Ok(None),
         };
         let moved = sqlx::query(
             "update outbox set status = $2, attempts = $3, next_attempt_at = $4, \
              lease_until = null, leased_by = null \
-             where report_id = $1 and kind = 'report' and status = 'failed'",
+             where report_id = $1 and kind = 'report' and status = $5",
         )
         .bind(report_id)
         .bind(to)
         .bind((last_attempt - 1).max(0))
         .bind(now)
+        .bind(DeliveryState::Failed)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if moved > 0 {
             sqlx::query(
-                "update sends set state = 'sending', finished_at = null \
-                 where report_id = $1 and state = 'done'",
+                "update sends set state = $2, finished_at = null where report_id = $1 and state = $3",
             )
             .bind(report_id)
+            .bind(SendState::Sending)
+            .bind(SendState::Done)
             .execute(&mut *tx)
             .await?;
         }
@@ -390,26 +422,21 @@ impl Store {
     async fn change_send_state(
         &self,
         report_id: i64,
-        from: &[&str],
-        to: &str,
-        rows_from: &str,
-        rows_to: &str,
+        from: &[SendState],
+        to: SendState,
+        rows_from: DeliveryState,
+        rows_to: DeliveryState,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
-        let allowed = from
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let changed = sqlx::query(&format!(
-            "update sends set state = $2 where report_id = $1 and state in ({allowed})"
-        ))
-        .bind(report_id)
-        .bind(to)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let sql = format!(
+            "update sends set state = $2 where report_id = $1 and state in ({})",
+            super::placeholders(3, from.len())
+        );
+        let mut query = sqlx::query(&sql).bind(report_id).bind(to);
+        for state in from {
+            query = query.bind(*state);
+        }
+        let changed = query.execute(&mut *tx).await?.rows_affected() == 1;
         if changed {
             sqlx::query("update outbox set status = $3 where report_id = $1 and kind = 'report' and status = $2")
                 .bind(report_id)
@@ -427,42 +454,21 @@ impl Store {
         let Some(send) = self.send_of_report(report_id).await? else {
             return Ok(SendStats::default());
         };
-        // Kept by the database as deliveries change state: changes since
-        // the enqueue, when all `total` deliveries were queued.
-        let rows = sqlx::query("select status, n from delivery_counts where report_id = $1")
-            .bind(report_id)
-            .fetch_all(&self.read)
-            .await?;
-        let mut stats = SendStats {
-            total: send.total,
-            queued: send.total,
-            ..SendStats::default()
-        };
-        for row in rows {
-            let status: String = row.try_get("status")?;
-            let n: i64 = row.try_get("n")?;
-            match status.as_str() {
-                "queued" => stats.queued += n,
-                "sent" => stats.sent += n,
-                "failed" => stats.failed += n,
-                "skipped" => stats.skipped += n,
-                "paused" => stats.paused += n,
-                "cancelled" => stats.cancelled += n,
-                _ => {}
-            }
-        }
+        let mut stats =
+            counted_stats(&mut *self.read.acquire().await?, report_id, send.total).await?;
         // Only a send under way has deliveries in flight or a current pace.
-        if send.state == "sending" {
+        if send.state == SendState::Sending {
             let row = sqlx::query(
                 "select \
                  (select count(*) from outbox where report_id = $1 and kind = 'report' \
-                  and status = 'queued' and lease_until > $2) as leased, \
+                  and status = $4 and lease_until > $2) as leased, \
                  (select count(*) from outbox where report_id = $1 and kind = 'report' \
                   and sent_at > $3) as recent",
             )
             .bind(report_id)
             .bind(now)
             .bind(now - 60_000)
+            .bind(DeliveryState::Queued)
             .fetch_one(&self.read)
             .await?;
             let leased: i64 = row.try_get("leased")?;
@@ -482,10 +488,11 @@ impl Store {
     ) -> Result<Vec<Failure>, StoreError> {
         let rows = sqlx::query(
             "select recipient, last_error, attempts from outbox where report_id = $1 and kind = 'report' \
-             and status = 'failed' order by id desc limit $2",
+             and status = $3 order by id desc limit $2",
         )
         .bind(report_id)
         .bind(limit)
+        .bind(DeliveryState::Failed)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
@@ -526,4 +533,32 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A send's deliveries by state, from the counts the database keeps as
+/// deliveries change state: changes since the enqueue, when all `total`
+/// deliveries were queued.
+pub(super) async fn counted_stats(
+    conn: &mut sqlx::AnyConnection,
+    report_id: i64,
+    total: i64,
+) -> Result<SendStats, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("select status, n from delivery_counts where report_id = $1")
+            .bind(report_id)
+            .fetch_all(conn)
+            .await?;
+    let mut stats = SendStats {
+        total,
+        queued: total,
+        ..SendStats::default()
+    };
+    for (status, n) in rows {
+        // A state this version does not know counts nowhere.
+        let Ok(status) = status.parse::<DeliveryState>() else {
+            continue;
+        };
+        *stats.count_mut(status) += n;
+    }
+    Ok(stats)
 }

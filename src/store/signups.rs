@@ -105,14 +105,15 @@ async fn write_batch(
     // the status (one who asked never to be mailed again stays so until
     // they confirm). The no-op update makes the row come back in `returning`.
     let sql = format!(
-        "insert into subscribers (email, name, status, created_at) values {} \
+        "insert into subscribers (public_id, email, name, status, created_at) values {} \
          on conflict (email) do update set status = subscribers.status \
          returning id, email, status, created_at",
-        value_rows(batch.len(), 4)
+        value_rows(batch.len(), 5)
     );
     let mut query = sqlx::query(&sql);
     for job in batch {
         query = query
+            .bind(super::new_public_id())
             .bind(job.email.as_str())
             .bind(job.name.as_deref())
             .bind(SubscriberStatus::Pending.as_str())
@@ -210,6 +211,20 @@ async fn write_batch(
         }
         query.execute(&mut *tx).await?;
     }
+    super::events::record_signups(
+        &mut tx,
+        batch.iter().filter_map(|job| {
+            let (id, status, new) = readers.get(&job.email)?;
+            new.then_some((
+                *id,
+                job.email.as_str(),
+                job.name.as_deref(),
+                status.as_str(),
+            ))
+        }),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     super::error::writes_work();
     Ok(outcomes)

@@ -3,7 +3,8 @@
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError};
-use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::domain::{DeliveryState, LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
+use crate::events::EventKind;
 
 /// What a sign-up needs from the caller: the parsed input and the
 /// confirmation material (the seed goes to the outbox, the hash to the tokens
@@ -39,10 +40,15 @@ pub enum ConfirmOutcome {
     Expired,
 }
 
-/// A subscriber as stored.
+/// A subscriber as stored. Serialized (for the API) with the public id as
+/// its `id`: the row id is sequential and stays inside the service.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Subscriber {
+    #[serde(skip)]
     pub id: i64,
+    /// The id that links and the API show.
+    #[serde(rename = "id")]
+    pub public_id: uuid::Uuid,
     pub email: String,
     pub name: Option<String>,
     pub status: SubscriberStatus,
@@ -55,6 +61,7 @@ pub(super) fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber,
     let status: String = row.try_get("status")?;
     Ok(Subscriber {
         id: row.try_get("id")?,
+        public_id: super::public_id_in(row, "public_id")?,
         email: row.try_get("email")?,
         name: row.try_get("name")?,
         status: SubscriberStatus::parse(&status)
@@ -66,7 +73,7 @@ pub(super) fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber,
 }
 
 pub(super) const SUBSCRIBER_COLUMNS: &str =
-    "id, email, name, status, created_at, confirmed_at, unsubscribed_at";
+    "id, public_id, email, name, status, created_at, confirmed_at, unsubscribed_at";
 
 impl Store {
     /// Records a sign-up and, when due, queues its confirmation mail, all in
@@ -134,7 +141,7 @@ impl Store {
         .await?;
         // The name is the one sent with the sign-up whose link was followed,
         // so nobody else's sign-up names this reader.
-        sqlx::query(
+        let confirmed = sqlx::query(
             "update subscribers set status = 'confirmed', confirmed_at = $2, unsubscribed_at = null, \
              name = (select name from confirmation_tokens where token_hash = $3) \
              where id = $1 and status in ('pending', 'unsubscribed')",
@@ -144,6 +151,10 @@ impl Store {
         .bind(token_hash)
         .execute(&mut *tx)
         .await?;
+        if confirmed.rows_affected() == 1 {
+            super::events::record_reader_event(&mut tx, EventKind::SubscriberConfirmed, id, now)
+                .await?;
+        }
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed(id))
     }
@@ -153,6 +164,11 @@ impl Store {
     pub async fn unsubscribe(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
+        let before: Option<String> =
+            sqlx::query_scalar("select status from subscribers where id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let done = sqlx::query(
             "update subscribers set status = 'unsubscribed', \
              unsubscribed_at = coalesce(unsubscribed_at, $2) where id = $1",
@@ -162,12 +178,19 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update outbox set status = 'cancelled' \
-             where subscriber_id = $1 and kind = 'confirmation' and status in ('queued', 'paused')",
+            "update outbox set status = $2 \
+             where subscriber_id = $1 and kind = 'confirmation' and status in ($3, $4)",
         )
         .bind(id)
+        .bind(DeliveryState::Cancelled)
+        .bind(DeliveryState::Queued)
+        .bind(DeliveryState::Paused)
         .execute(&mut *tx)
         .await?;
+        if before.is_some_and(|s| s != SubscriberStatus::Unsubscribed.as_str()) {
+            super::events::record_reader_event(&mut tx, EventKind::SubscriberUnsubscribed, id, now)
+                .await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -191,6 +214,12 @@ impl Store {
             .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(subscriber_from_row).transpose()
+    }
+
+    /// The row id of the reader a link or an API call names, if there is
+    /// one. A row id from a link made before public ids is taken as it is.
+    pub async fn subscriber_id_of(&self, id: &LinkedId) -> Result<Option<i64>, StoreError> {
+        self.row_id_of("subscribers", id).await
     }
 
     /// Number of subscribers in each status.
@@ -271,7 +300,7 @@ impl Store {
     }
 }
 
-/// Rows per INSERT: six values each keeps a statement under SQLite's limit
+/// Rows per INSERT: seven values each keeps a statement under SQLite's limit
 /// of 32,766 bound values with room to spare.
 const IMPORT_ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -286,13 +315,14 @@ impl SubscriberImport {
     pub async fn add(&mut self, readers: &[ImportedSubscriber]) -> Result<(), StoreError> {
         for chunk in readers.chunks(IMPORT_ROWS_PER_STATEMENT) {
             let sql = format!(
-                "insert into subscribers (email, name, status, created_at, confirmed_at, unsubscribed_at) \
+                "insert into subscribers (public_id, email, name, status, created_at, confirmed_at, unsubscribed_at) \
                  values {} on conflict (email) do nothing",
-                super::value_rows(chunk.len(), 6)
+                super::value_rows(chunk.len(), 7)
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {
                 query = query
+                    .bind(super::new_public_id())
                     .bind(r.email.as_str())
                     .bind(r.name.as_ref().map(SubscriberName::as_str))
                     .bind(r.status.as_str())

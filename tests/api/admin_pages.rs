@@ -105,7 +105,7 @@ async fn send_state(app: &TestApp, id: i64) -> Option<String> {
         .send_of_report(id)
         .await
         .unwrap()
-        .map(|s| s.state)
+        .map(|s| s.state.to_string())
 }
 
 async fn progress(app: &TestApp, id: i64) -> serde_json::Value {
@@ -696,6 +696,11 @@ async fn logging_out_ends_the_session(backend: Backend) {
     let app = logged_in(backend).await;
     let html = page(&app, "/admin").await;
     let token = csrf(&html);
+    // Without the token, as with a wrong one, another site cannot log the
+    // editor out.
+    let response = post(&app, "/admin/logout", &[]).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(app.get("/admin").await.status(), 200);
     let response = post(&app, "/admin/logout", &[("csrf", &token)]).await;
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/admin/login");

@@ -180,6 +180,19 @@ pub fn envelope_sender_to(app: &TestApp, reader: &str, subject_part: &str) -> St
     mail.mail_from.clone()
 }
 
+/// `own`'s envelope sender with the delivery part of `victim`'s token put
+/// in: what a forger who received a copy of their own could try. A token is
+/// the enciphered delivery (16 hex digits), then its signature.
+pub fn token_moved(own: &str, victim: &str) -> String {
+    let token = |address: &str| {
+        let local = address.split('@').next().unwrap();
+        local.split_once('+').unwrap().1.to_string()
+    };
+    let (mine, theirs) = (token(own), token(victim));
+    assert_eq!(mine.len(), 40, "{own}");
+    own.replacen(&mine, &format!("{}{}", &theirs[..16], &mine[16..]), 1)
+}
+
 pub async fn suppression_of(app: &TestApp, email: &str) -> Option<String> {
     sqlx::query_scalar("select reason from suppressions where email = $1")
         .bind(email)
@@ -257,9 +270,7 @@ async fn bounces_fed_to_the_command_suppress_exactly_the_readers_they_name(backe
     // delivery: the signature no longer matches and nobody is suppressed.
     let own = verp("forger@example.org");
     let victim = verp("victim@example.org");
-    let own_id = own.split('+').nth(1).unwrap().split('-').next().unwrap();
-    let victim_id = victim.split('+').nth(1).unwrap().split('-').next().unwrap();
-    let forged = own.replacen(&format!("+{own_id}-"), &format!("+{victim_id}-"), 1);
+    let forged = token_moved(&own, &victim);
     let out = ingest(
         &app,
         &sample("gmail-no-such-user.eml", &forged, "victim@example.org"),

@@ -25,10 +25,14 @@ async fn writes_from_requests_and_workers_never_fail(backend: Backend) {
     let workers: Vec<_> = (0..2)
         .map(|_| tokio::spawn(app.app.dispatcher.clone().run(cancel.clone())))
         .collect();
-    let readers: Vec<i64> = sqlx::query_scalar("select id from subscribers order by id limit 500")
-        .fetch_all(app.store().pool())
+    let readers: Vec<uuid::Uuid> = app
+        .reader_ids()
         .await
-        .unwrap();
+        .into_iter()
+        .take(500)
+        .map(|(_, public)| public)
+        .collect();
+    let issue = app.report_public_id(report).await;
     let signer = app.app.state.signer.clone();
     let app_ref = &app;
     let signups = futures::stream::iter(0..500).map(|i| -> futures::future::BoxFuture<'_, u16> {
@@ -45,7 +49,7 @@ async fn writes_from_requests_and_workers_never_fail(backend: Backend) {
     });
     let votes =
         futures::stream::iter(readers).map(|reader| -> futures::future::BoxFuture<'_, u16> {
-            let token = signer.feedback_token(report, reader);
+            let token = signer.feedback_token(&issue, &reader);
             Box::pin(async move {
                 app_ref
                     .post_form("/feedback", &format!("token={token}&answer=yes"))

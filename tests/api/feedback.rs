@@ -141,7 +141,7 @@ async fn a_get_alone_records_nothing(backend: Backend) {
 
 async fn forged_foreign_and_malformed_links_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (id, mails) = sent_report(&app, &["a@example.com"]).await;
+    let (_, mails) = sent_report(&app, &["a@example.com"]).await;
     let token = token_of(&feedback_link(&app, &mails[0], "yes"));
     let mut parts = token.splitn(3, '.');
     let (report, reader, signature) = (
@@ -149,11 +149,11 @@ async fn forged_foreign_and_malformed_links_change_nothing(backend: Backend) {
         parts.next().unwrap(),
         parts.next().unwrap(),
     );
-    let other_report = id + 1;
-    let other_reader: i64 = reader.parse::<i64>().unwrap() + 1;
+    let other = uuid::Uuid::new_v4();
     let bad_tokens = [
-        format!("{other_report}.{reader}.{signature}"),
-        format!("{report}.{other_reader}.{signature}"),
+        format!("{other}.{reader}.{signature}"),
+        format!("{report}.{other}.{signature}"),
+        format!("{reader}.{report}.{signature}"),
         format!("{report}.{reader}.{}", "A".repeat(43)),
         format!("{report}.{reader}"),
         "%00%0D%0A".to_string(),
@@ -229,15 +229,13 @@ async fn a_thousand_concurrent_votes_are_counted_exactly(backend: Backend) {
         .create_report(&crate::sending::report_source("many-votes"))
         .await;
     app.trigger_send(id, "k").await;
-    let readers: Vec<i64> = sqlx::query_scalar("select id from subscribers order by id")
-        .fetch_all(app.store().pool())
-        .await
-        .unwrap();
+    let readers = app.reader_ids().await;
     assert_eq!(readers.len(), 1000);
+    let issue = app.report_public_id(id).await;
     let signer = app.app.state.signer.clone();
     let statuses: Vec<u16> = futures::stream::iter(readers.iter().copied())
-        .map(|reader| {
-            let token = signer.feedback_token(id, reader);
+        .map(|(reader, public)| {
+            let token = signer.feedback_token(&issue, &public);
             let answer = if reader % 2 == 0 { "yes" } else { "no" };
             let app = &app;
             async move { vote(app, &token, answer).await.status().as_u16() }
@@ -250,7 +248,7 @@ async fn a_thousand_concurrent_votes_are_counted_exactly(backend: Backend) {
         "{:?}",
         statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
     );
-    let yes = readers.iter().filter(|r| *r % 2 == 0).count() as i64;
+    let yes = readers.iter().filter(|(r, _)| *r % 2 == 0).count() as i64;
     let s = summary(&app, id).await;
     assert_eq!(s["yes"].as_i64(), Some(yes));
     assert_eq!(s["no"].as_i64(), Some(1000 - yes));

@@ -110,7 +110,7 @@ impl Drop for TestApp {
 
 /// Drops a test's PostgreSQL database, ending the connections still open to
 /// it, so that no test leaves one behind (SQLite files go with the temp dir).
-fn drop_test_database(url: &str) {
+pub fn drop_test_database(url: &str) {
     let Some(name) = url::Url::parse(url)
         .ok()
         .filter(|u| u.scheme().starts_with("postgres"))
@@ -488,6 +488,28 @@ impl TestApp {
             .fetch_one(self.store().pool())
             .await
             .expect(sql)
+    }
+
+    /// The public id of a report, which its links carry.
+    pub async fn report_public_id(&self, report_id: i64) -> uuid::Uuid {
+        let text: String = sqlx::query_scalar("select public_id from reports where id = $1")
+            .bind(report_id)
+            .fetch_one(self.store().pool())
+            .await
+            .unwrap();
+        text.parse().unwrap()
+    }
+
+    /// Every reader's row id and public id, oldest first.
+    pub async fn reader_ids(&self) -> Vec<(i64, uuid::Uuid)> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("select id, public_id from subscribers order by id")
+                .fetch_all(self.store().pool())
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|(id, public)| (id, public.parse().unwrap()))
+            .collect()
     }
 
     pub async fn status_of(&self, email: &str) -> Option<String> {

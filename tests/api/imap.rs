@@ -10,7 +10,7 @@ use newsletter::bounces::{BounceMailbox, PollSummary};
 use newsletter::config::ImapSettings;
 
 use crate::bounces::{
-    app_with_bounces, envelope_sender_to, sample, send_report_to, suppression_of,
+    app_with_bounces, envelope_sender_to, sample, send_report_to, suppression_of, token_moved,
 };
 use crate::helpers::Backend;
 
@@ -214,9 +214,7 @@ async fn the_bounce_mailbox_is_read_and_only_understood_mail_removed(backend: Ba
     let away = envelope_sender_to(&app, "imap-away@example.org", "");
     let forger = envelope_sender_to(&app, "imap-away@example.org", "");
     let victim = envelope_sender_to(&app, "imap-victim@example.org", "");
-    let victim_id = victim.split('+').nth(1).unwrap().split('-').next().unwrap();
-    let forger_id = forger.split('+').nth(1).unwrap().split('-').next().unwrap();
-    let forged = forger.replacen(&format!("+{forger_id}-"), &format!("+{victim_id}-"), 1);
+    let forged = token_moved(&forger, &victim);
 
     dovecot.deliver(
         "1.bounce",

@@ -6,7 +6,10 @@ use std::process::Command;
 
 use crate::helpers::{spawn_app_with, Backend};
 
-crate::on_both_backends!(the_brand_shows_in_every_mail_and_on_every_page);
+crate::on_both_backends!(
+    the_brand_shows_in_every_mail_and_on_every_page,
+    stylesheets_and_scripts_are_served_as_written,
+);
 
 const LOGO: &str = "https://cdn.example.org/brand/logo.png";
 const ACCENT: &str = "#c2410c";
@@ -189,4 +192,26 @@ fn config_check_lists_the_messages_a_catalogue_lacks() {
         report.contains("no catalogue for language `fr`"),
         "{report}"
     );
+}
+
+async fn stylesheets_and_scripts_are_served_as_written(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    for (path, file, content_type) in [
+        ("/static/site.css", "site.css", "text/css"),
+        ("/static/admin.css", "admin.css", "text/css"),
+        ("/static/autosubmit.js", "autosubmit.js", "text/javascript"),
+        ("/static/admin.js", "admin.js", "text/javascript"),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(
+            headers["content-type"],
+            format!("{content_type}; charset=utf-8").as_str(),
+            "{path}"
+        );
+        assert_eq!(headers["cache-control"], "public, max-age=3600", "{path}");
+        let written = std::fs::read_to_string(format!("templates/static/{file}")).unwrap();
+        assert_eq!(response.text().await.unwrap(), written, "{path}");
+    }
 }

@@ -2,10 +2,13 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
+
+const METRICS_TOKEN: &str = "scrape-secret-0123456789";
 
 crate::on_both_backends!(
     metrics_need_their_token_and_count_what_happened,
+    requests_are_counted_by_route_pattern_not_by_path,
     every_response_has_a_request_id
 );
 
@@ -14,20 +17,12 @@ async fn metrics_need_their_token_and_count_what_happened(backend: Backend) {
     assert_eq!(closed.get("/metrics").await.status(), 404);
 
     let app = spawn_app_with(backend, |s| {
-        s.metrics_token = Some("scrape-secret-0123456789".to_string().into())
+        s.metrics_token = Some(METRICS_TOKEN.to_string().into())
     })
     .await;
     app.post_json("/subscriptions", &json!({ "email": "m@example.com" }))
         .await;
-    let queued = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth("scrape-secret-0123456789")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(queued.status(), 200);
-    let text = queued.text().await.unwrap();
+    let text = scrape(&app).await;
     assert!(text.contains("newsletter_queue_depth 1"), "{text}");
     assert!(text.contains("newsletter_signups_total{outcome=\"confirmation_queued\"}"));
 
@@ -42,19 +37,54 @@ async fn metrics_need_their_token_and_count_what_happened(backend: Backend) {
             .unwrap();
         assert_eq!(response.status(), 401);
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth("scrape-secret-0123456789")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&app).await;
     assert!(text.contains("newsletter_queue_depth 0"), "{text}");
     assert!(text.contains("newsletter_deliveries_total{outcome=\"sent\"}"));
     assert!(text.contains("newsletter_smtp_send_seconds_bucket"));
+}
+
+/// The metrics page, read with the token.
+async fn scrape(app: &TestApp) -> String {
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+async fn requests_are_counted_by_route_pattern_not_by_path(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.metrics_token = Some(METRICS_TOKEN.to_string().into())
+    })
+    .await;
+    let ids: Vec<String> = (0..3)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    for id in &ids[..2] {
+        assert_eq!(app.get(&format!("/archive/{id}")).await.status(), 404);
+    }
+    assert_eq!(app.get(&format!("/{}", ids[2])).await.status(), 404);
+    let text = scrape(&app).await;
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("newsletter_http_requests_total{"))
+        .collect();
+    let counted = |route: &str| {
+        requests.iter().any(|l| {
+            l.contains(&format!("route=\"{route}\""))
+                && l.contains("method=\"GET\"")
+                && l.contains("status=\"404\"")
+        })
+    };
+    assert!(counted("/archive/{slug}"), "{text}");
+    assert!(counted("unmatched"), "{text}");
+    for id in &ids {
+        assert!(!text.contains(id.as_str()), "{id} became a label: {text}");
+    }
 }
 
 async fn every_response_has_a_request_id(backend: Backend) {

@@ -62,7 +62,14 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
         app.status_of("bo@example.com").await.as_deref(),
         Some("confirmed")
     );
-    let id = bo["id"].as_i64().unwrap();
+    // Readers are named by their public id, never by the row id.
+    let id = bo["id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::try_parse(&id).is_ok(), "{id}");
+    let row_id = app
+        .count(&format!(
+            "select id from subscribers where public_id = '{id}'"
+        ))
+        .await;
     let (status, read) = call(&app, Method::GET, &format!("/api/subscribers/{id}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(read["consent"]["source"], "shop checkout");
@@ -156,7 +163,7 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     );
     assert_eq!(
         app.count(&format!(
-            "select count(*) from subscriber_consents where subscriber_id = {id}"
+            "select count(*) from subscriber_consents where subscriber_id = {row_id}"
         ))
         .await,
         0
@@ -235,6 +242,31 @@ async fn bad_requests_get_json_errors_and_store_nothing(backend: Backend) {
         assert_eq!(status, 400, "{query}");
         assert!(error["error"].is_string(), "{query}");
     }
-    let (status, error) = call(&app, Method::GET, "/api/subscribers/not-a-number", None).await;
-    assert_eq!(status, 400, "{error}");
+    // Row ids are not ids the API knows.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/subscribers",
+        Some(json!({ "email": "first@example.com", "consent": { "at": "2026-01-01T00:00:00Z", "source": "x" } })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for id in ["not-a-number", "1", "0x1"] {
+        let (status, error) =
+            call(&app, Method::GET, &format!("/api/subscribers/{id}"), None).await;
+        assert_eq!(status, 400, "{id}: {error}");
+        assert!(error["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a subscriber id"));
+    }
+    let unknown = uuid::Uuid::new_v4();
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/subscribers/{unknown}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
 }

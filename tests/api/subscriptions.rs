@@ -432,13 +432,17 @@ async fn health_reports_the_database(backend: Backend) {
 
 async fn the_signing_key_survives_a_restart(backend: Backend) {
     let app = spawn_app(backend).await;
-    let token = app.app.state.signer.unsubscribe_token(7);
+    let reader = uuid::Uuid::new_v4();
+    let token = app.app.state.signer.unsubscribe_token(&reader);
     let mut settings = (*app.app.state.settings).clone();
     settings.secret_key = None;
     let again = newsletter::startup::Application::build(settings)
         .await
         .unwrap();
-    assert_eq!(again.state.signer.verify_unsubscribe(token.as_str()), Ok(7));
+    assert_eq!(
+        again.state.signer.verify_unsubscribe(token.as_str()),
+        Ok(newsletter::domain::LinkedId::Public(reader))
+    );
     let key: String =
         sqlx::query_scalar("select value from app_secrets where name = 'signing_key'")
             .fetch_one(app.store().pool())

@@ -10,9 +10,9 @@ use axum::Router;
 use serde_json::json;
 
 use super::chart::{bar_chart, Chart, Column, Series};
-use super::{or_error_page, render, report_state, utc_time};
-use crate::domain::SubscriberStatus;
-use crate::http::api::helpful_sentence;
+use super::{or_error_page, render, utc_time};
+use crate::app::{helpful_sentence, ReportState};
+use crate::domain::{SendState, SubscriberStatus};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
 use crate::store::{now_ms, ReportHelpfulness, WeekGrowth};
@@ -53,7 +53,7 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
         // else when the draft last changed.
         let when = match (r.started_at, r.scheduled_at) {
             (Some(started), _) => format!("started {}", utc_time(started)),
-            (None, Some(at)) if r.send_state.as_deref() == Some("scheduled") => {
+            (None, Some(at)) if r.send_state == Some(SendState::Scheduled) => {
                 format!("scheduled for {}", utc_time(at))
             }
             _ => format!("edited {}", utc_time(r.updated_at)),
@@ -62,7 +62,7 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
             "id": r.id,
             "slug": r.slug,
             "title": r.title,
-            "state": report_state(r.send_state.as_deref()),
+            "state": ReportState::from(r.send_state),
             "when": when,
         });
         if r.started_at.is_some() && i < REPORTS_WITH_COUNTS {

@@ -12,6 +12,7 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::CsrfForm;
 use crate::domain::{random_token, sha256_hex};
 use crate::http::auth::{SessionEditor, SESSION_COOKIE};
 use crate::http::{AppError, AppState};
@@ -158,11 +159,6 @@ fn failed(state: &AppState, status: StatusCode, message: &str) -> Response {
         Ok(html) => (status, [own_origin_policy()], html).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn logout(

@@ -85,11 +85,6 @@ fn utc_time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Where a report stands: its send's state, or "draft" before any send.
-fn report_state(send_state: Option<&str>) -> &str {
-    send_state.unwrap_or("draft")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,11 +92,5 @@ mod tests {
     #[test]
     fn times_are_shown_in_utc() {
         assert_eq!(utc_time(1_764_576_000_000), "2025-12-01 08:00 UTC");
-    }
-
-    #[test]
-    fn a_report_without_a_send_is_a_draft() {
-        assert_eq!(report_state(None), "draft");
-        assert_eq!(report_state(Some("paused")), "paused");
     }
 }

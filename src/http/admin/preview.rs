@@ -10,10 +10,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::app::{self, Sample};
 use crate::http::api::REPORT_BODY_LIMIT;
 use crate::http::auth::SessionEditor;
+use crate::http::extract::{is_markdown, media_type, utf8_text};
 use crate::http::{AppError, AppState};
-use crate::report::{render_report, Reader, Report, SendContext};
+use crate::report::Report;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -34,52 +36,18 @@ const CSRF_HEADER: &str = "x-csrf-token";
 const PREVIEW_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; \
                            frame-ancestors 'self'; form-action 'none'; base-uri 'none'";
 
-/// A report as one sample reader would receive it.
-pub(super) struct Sample {
-    pub subject: String,
-    pub html: String,
-    pub text: String,
-}
-
 /// Parses and renders `source` the way a send would. A source that does not
 /// parse, or does not render, is the editor's to fix: `Invalid`, with the
 /// parser's message.
 pub(super) fn render_sample(state: &AppState, source: &str) -> Result<Sample, AppError> {
     let report = Report::parse(source).map_err(|e| AppError::Invalid(e.to_string()))?;
-    let base = state.settings.base();
-    let context = SendContext {
-        base_url: &base,
-        site_name: &state.settings.site_name,
-        archive_url: format!("{base}/archive/{}", report.slug()),
-    };
-    let rendered = render_report(&state.tera, &report, &context)
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
-    // Inert links, like a test copy's: clicking them in the preview must not
-    // unsubscribe or vote for anyone.
-    let unsubscribe_url = format!("{base}/unsubscribe?token=preview");
-    let feedback_yes_url = format!("{base}/feedback?token=preview&answer=yes");
-    let feedback_no_url = format!("{base}/feedback?token=preview&answer=no");
-    let reader = Reader {
-        name: Some("Sample Reader"),
-        unsubscribe_url: &unsubscribe_url,
-        feedback_yes_url: &feedback_yes_url,
-        feedback_no_url: &feedback_no_url,
-    };
-    Ok(Sample {
-        subject: rendered.subject.clone(),
-        html: rendered.html.fill(&reader, true),
-        text: rendered.text.fill(&reader, false),
-    })
+    app::render_sample(&state.settings, &state.tera, &report, "Sample Reader")
+        .map_err(|e| AppError::Invalid(e.to_string()))
 }
 
 /// The stored source of report `id`.
 async fn stored_source(state: &AppState, id: i64) -> Result<String, AppError> {
-    Ok(state
-        .store
-        .report(id)
-        .await?
-        .ok_or(AppError::NotFound("no such report"))?
-        .source)
+    Ok(state.newsletter().report(id).await?.source)
 }
 
 /// The saved version's email HTML, for the report page's iframe.
@@ -146,19 +114,12 @@ async fn live_preview(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     editor.check_csrf(sent)?;
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if !matches!(media_type.as_str(), "text/markdown" | "text/plain") {
+    if !is_markdown(&media_type(&headers)) {
         return Err(AppError::UnsupportedMediaType(
             "send the report as text/markdown".into(),
         ));
     }
-    let source = String::from_utf8(body.to_vec())
-        .map_err(|_| AppError::BadRequest("the report is not valid UTF-8".into()))?;
+    let source = utf8_text(&body, "the report")?;
     let sample = render_sample(&state, &source)?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

@@ -7,16 +7,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::preview::render_sample;
-use super::{error_page, or_error_page, render, report_state, utc_time};
-use crate::domain::{random_token, SubscriberStatus};
-use crate::http::api::REPORT_BODY_LIMIT;
+use super::{error_page, or_error_page, render, utc_time};
+use crate::app::{FeedbackSummary, ReportProgress, ReportState, ServiceError};
+use crate::domain::{random_token, SendState, SubscriberStatus};
+use crate::http::api::{feedback_csv_download, REPORT_BODY_LIMIT};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
-use crate::store::{BounceStats, SaveOutcome};
+use crate::store::{BounceStats, SaveOutcome, Send};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,7 +38,7 @@ async fn feedback_csv(
     _editor: SessionEditor,
     Path(id): Path<i64>,
 ) -> Response {
-    let result = state.feedback_csv(id).await;
+    let result = feedback_csv_download(&state, id).await;
     or_error_page(&state, result)
 }
 
@@ -106,7 +107,7 @@ async fn save(
     // Browsers send a textarea's lines with CRLF; the stored source should
     // not depend on how it was typed in.
     let source = form.source.replace("\r\n", "\n");
-    match state.save_report_source(&source).await {
+    match state.newsletter().save_report_source(&source).await {
         Ok(SaveOutcome::Created(id) | SaveOutcome::Updated(id)) => {
             Redirect::to(&format!("/admin/reports/{id}?done=saved")).into_response()
         }
@@ -121,7 +122,7 @@ async fn save(
             ),
             Some(id),
         ),
-        Err(AppError::Invalid(message)) => form_page(
+        Err(ServiceError::Invalid(message)) => form_page(
             &state,
             &editor,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -129,7 +130,7 @@ async fn save(
             Some(&message),
             None,
         ),
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(&state, e.into()),
     }
 }
 
@@ -192,74 +193,14 @@ pub(super) async fn report_page(
     status: StatusCode,
     page: ReportPage,
 ) -> Result<Response, AppError> {
-    let report = state
-        .store
-        .report(id)
-        .await?
-        .ok_or(AppError::NotFound("no such report"))?;
+    let report = state.newsletter().report(id).await?;
     let send = state.store.send_of_report(id).await?;
     let confirmed = state
         .store
         .count_subscribers(SubscriberStatus::Confirmed)
         .await?;
-    // The subject comes from rendering; a stored source that no longer
-    // renders (the format moved on) is reported, not fatal to the page.
-    let (subject, text, render_error) = match render_sample(state, &report.source) {
-        Ok(sample) => (Some(sample.subject), Some(sample.text), None),
-        Err(AppError::Invalid(message)) => (None, None, Some(message)),
-        Err(e) => return Err(e),
-    };
-    let progress = match &send {
-        Some(_) => {
-            let mut progress = state.report_progress(id).await?;
-            let rate = progress["rate_per_sec"].as_f64().unwrap_or(0.0);
-            progress["rate_text"] = json!(format!("{rate:.1}"));
-            Some(progress)
-        }
-        None => None,
-    };
-    // Feedback only exists once readers got the report.
-    let feedback = match &send {
-        Some(s) if s.started_at.is_some() => {
-            let mut feedback = state.feedback_summary(id).await?;
-            let rate = feedback["response_rate"].as_f64().unwrap_or(0.0);
-            feedback["response_rate_text"] = json!(format!("{:.1}", rate * 100.0));
-            feedback["comments"] = json!(feedback["comments"]
-                .as_array()
-                .map(|list| list
-                    .iter()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        c["when"] = json!(utc_time(c["updated_at"].as_i64().unwrap_or(0)));
-                        c
-                    })
-                    .collect::<Vec<_>>())
-                .unwrap_or_default());
-            Some(feedback)
-        }
-        _ => None,
-    };
-    let bounces = match &send {
-        Some(s) if s.started_at.is_some() => {
-            Some(bounce_view(&state.store.bounce_stats(id).await?))
-        }
-        _ => None,
-    };
-    let send_view = send.as_ref().map(|s| {
-        json!({
-            "state": s.state,
-            "scheduled_at": utc_time(s.scheduled_at),
-            "started_at": s.started_at.map(utc_time),
-            "finished_at": s.finished_at.map(utc_time),
-            "can_pause": matches!(s.state.as_str(), "scheduled" | "sending"),
-            "can_resume": s.state == "paused",
-            "pause_reason": s.pause_reason,
-            "can_retry": matches!(s.state.as_str(), "sending" | "done" | "paused"),
-            "can_cancel": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
-            // Only a send that can still change is worth polling.
-            "live": matches!(s.state.as_str(), "scheduled" | "sending" | "paused"),
-        })
-    });
+    let sample = SampleView::of(state, &report.source)?;
+    let figures = SendFigures::of(state, id, send.as_ref()).await?;
     let context = json!({
         "csrf": editor.csrf_token(),
         "report": {
@@ -269,16 +210,16 @@ pub(super) async fn report_page(
             "source": report.source,
             "updated_at": utc_time(report.updated_at),
         },
-        "state": report_state(send.as_ref().map(|s| s.state.as_str())),
-        "subject": subject,
+        "state": ReportState::from(send.as_ref().map(|s| s.state)),
+        "subject": sample.subject,
         "preview_id": report.id,
-        "preview_text": text,
-        "render_error": render_error,
+        "preview_text": sample.text,
+        "render_error": sample.error,
         "confirmed": confirmed,
-        "send": send_view,
-        "progress": progress,
-        "feedback": feedback,
-        "bounces": bounces,
+        "send": send.as_ref().map(SendView::of),
+        "progress": figures.progress,
+        "feedback": figures.feedback,
+        "bounces": figures.bounces,
         "notice": page.notice,
         "test": { "addresses": page.test_addresses, "error": page.test_error },
         "send_form": {
@@ -290,6 +231,155 @@ pub(super) async fn report_page(
         },
     });
     Ok(render(state, status, "admin/report.html", context))
+}
+
+/// The subject and text of the stored source as a reader would get them,
+/// or why it does not render: a source that no longer renders (the format
+/// moved on) is reported on the page, not fatal to it.
+#[derive(Default)]
+struct SampleView {
+    subject: Option<String>,
+    text: Option<String>,
+    error: Option<String>,
+}
+
+impl SampleView {
+    fn of(state: &AppState, source: &str) -> Result<SampleView, AppError> {
+        match render_sample(state, source) {
+            Ok(sample) => Ok(SampleView {
+                subject: Some(sample.subject),
+                text: Some(sample.text),
+                error: None,
+            }),
+            Err(AppError::Invalid(message)) => Ok(SampleView {
+                error: Some(message),
+                ..SampleView::default()
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What the page shows of a send: its progress once there is a send, and
+/// readers' feedback and bounces once it has started (before, there are
+/// none).
+#[derive(Default)]
+struct SendFigures {
+    progress: Option<ProgressView>,
+    feedback: Option<FeedbackView>,
+    bounces: Option<serde_json::Value>,
+}
+
+impl SendFigures {
+    async fn of(state: &AppState, id: i64, send: Option<&Send>) -> Result<Self, AppError> {
+        let Some(send) = send else {
+            return Ok(SendFigures::default());
+        };
+        let progress = state.newsletter().report_progress(id).await?;
+        if send.started_at.is_none() {
+            return Ok(SendFigures {
+                progress: Some(ProgressView::of(progress)),
+                ..SendFigures::default()
+            });
+        }
+        let feedback = state.newsletter().feedback_summary(id).await?;
+        Ok(SendFigures {
+            bounces: Some(bounce_view(&progress.bounces)),
+            feedback: Some(FeedbackView::of(feedback)),
+            progress: Some(ProgressView::of(progress)),
+        })
+    }
+}
+
+/// A send's state, times, and which buttons it offers.
+#[derive(Serialize)]
+struct SendView {
+    state: SendState,
+    scheduled_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    pause_reason: Option<String>,
+    can_pause: bool,
+    can_resume: bool,
+    can_retry: bool,
+    can_cancel: bool,
+    /// Only a send that can still change is worth polling.
+    live: bool,
+}
+
+impl SendView {
+    fn of(send: &Send) -> SendView {
+        let state = send.state;
+        SendView {
+            state,
+            scheduled_at: utc_time(send.scheduled_at),
+            started_at: send.started_at.map(utc_time),
+            finished_at: send.finished_at.map(utc_time),
+            pause_reason: send.pause_reason.clone(),
+            can_pause: state.can_pause(),
+            can_resume: state == SendState::Paused,
+            can_retry: state.can_retry(),
+            can_cancel: state.is_live(),
+            live: state.is_live(),
+        }
+    }
+}
+
+/// The progress with its rate as people read it.
+#[derive(Serialize)]
+struct ProgressView {
+    #[serde(flatten)]
+    progress: ReportProgress,
+    rate_text: String,
+}
+
+impl ProgressView {
+    fn of(progress: ReportProgress) -> ProgressView {
+        ProgressView {
+            rate_text: format!("{:.1}", progress.stats.rate_per_sec),
+            progress,
+        }
+    }
+}
+
+/// The feedback with its response rate as a percentage and each comment's
+/// time for people.
+#[derive(Serialize)]
+struct FeedbackView {
+    yes: i64,
+    no: i64,
+    delivered: i64,
+    response_rate_text: String,
+    summary: Option<String>,
+    comments: Vec<CommentView>,
+}
+
+#[derive(Serialize)]
+struct CommentView {
+    helpful: bool,
+    comment: String,
+    when: String,
+}
+
+impl FeedbackView {
+    fn of(feedback: FeedbackSummary) -> FeedbackView {
+        FeedbackView {
+            yes: feedback.yes,
+            no: feedback.no,
+            delivered: feedback.delivered,
+            response_rate_text: format!("{:.1}", feedback.response_rate * 100.0),
+            summary: feedback.summary,
+            comments: feedback
+                .comments
+                .into_iter()
+                .map(|c| CommentView {
+                    when: utc_time(c.updated_at),
+                    helpful: c.helpful,
+                    comment: c.comment,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Above these shares mailbox providers start to distrust the sender, so

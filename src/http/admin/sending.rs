@@ -6,14 +6,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Form, Json, Router};
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::reports::{report_page, ReportPage};
 use super::{error_page, or_error_page, CsrfForm};
-use crate::http::api::{parse_schedule, SendAction};
+use crate::app::{parse_schedule, SendAction, ServiceError};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
 use crate::store::{now_ms, TriggerOutcome};
@@ -22,9 +22,15 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/reports/{id}/test", post(test_send))
         .route("/admin/reports/{id}/send", post(send))
-        .route("/admin/reports/{id}/pause", post(pause))
-        .route("/admin/reports/{id}/resume", post(resume))
-        .route("/admin/reports/{id}/cancel", post(cancel))
+        .route("/admin/reports/{id}/pause", change_route(SendAction::Pause))
+        .route(
+            "/admin/reports/{id}/resume",
+            change_route(SendAction::Resume),
+        )
+        .route(
+            "/admin/reports/{id}/cancel",
+            change_route(SendAction::Cancel),
+        )
         .route("/admin/reports/{id}/retry-failed", post(retry_failed))
         .route("/admin/reports/{id}/progress", get(progress))
 }
@@ -59,9 +65,9 @@ async fn test_send(
         return error_page(&state, e);
     }
     let addresses = split_addresses(&form.addresses);
-    let result = match state.queue_test(id, &addresses).await {
+    let result = match state.newsletter().queue_test(id, &addresses).await {
         Ok(()) => Ok(back_to_report(id, "test")),
-        Err(AppError::Invalid(message)) => {
+        Err(ServiceError::Invalid(message)) => {
             let page = ReportPage {
                 test_addresses: form.addresses,
                 test_error: Some(message),
@@ -69,7 +75,7 @@ async fn test_send(
             };
             report_page(&state, &editor, id, StatusCode::UNPROCESSABLE_ENTITY, page).await
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     or_error_page(&state, result)
 }
@@ -136,7 +142,7 @@ fn checked_schedule(form: &SendForm) -> Result<i64, String> {
             ));
         }
     }
-    parse_schedule(rfc3339.as_deref()).map_err(|e| e.public_message())
+    parse_schedule(rfc3339.as_deref()).map_err(|e| e.to_string())
 }
 
 async fn send(
@@ -163,7 +169,11 @@ async fn send(
             return or_error_page(&state, result);
         }
     };
-    match state.trigger_send(id, form.key.trim(), scheduled_at).await {
+    match state
+        .newsletter()
+        .trigger_send(id, form.key.trim(), scheduled_at)
+        .await
+    {
         // A repeated key is this same form submitted again (a double click,
         // a reload): show the send it made.
         Ok(TriggerOutcome::Created(send) | TriggerOutcome::Repeated(send)) => {
@@ -184,58 +194,36 @@ async fn send(
                     .into(),
             ),
         ),
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(&state, e.into()),
     }
 }
 
-async fn change(
-    state: AppState,
-    editor: SessionEditor,
-    id: i64,
-    form: CsrfForm,
-    action: SendAction,
-) -> Response {
-    if let Err(e) = editor.check_csrf(&form.csrf) {
-        return error_page(&state, e);
+/// `POST` from the report page's buttons pausing, resuming or cancelling
+/// its send; back to the page with what was done.
+fn change_route(action: SendAction) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              editor: SessionEditor,
+              Path(id): Path<i64>,
+              Form(form): Form<CsrfForm>| async move {
+            if let Err(e) = editor.check_csrf(&form.csrf) {
+                return error_page(&state, e);
+            }
+            match state.newsletter().change_send(id, action).await {
+                Ok(_) => back_to_report(id, done_after(action)),
+                Err(e) => error_page(&state, e.into()),
+            }
+        },
+    )
+}
+
+/// The notice shown after `action`.
+fn done_after(action: SendAction) -> &'static str {
+    match action {
+        SendAction::Pause => "paused",
+        SendAction::Resume => "resumed",
+        SendAction::Cancel => "cancelled",
     }
-    match state.change_send(id, action).await {
-        Ok(_) => {
-            let done = match action {
-                SendAction::Pause => "paused",
-                SendAction::Resume => "resumed",
-                SendAction::Cancel => "cancelled",
-            };
-            back_to_report(id, done)
-        }
-        Err(e) => error_page(&state, e),
-    }
-}
-
-async fn pause(
-    State(state): State<AppState>,
-    editor: SessionEditor,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(state, editor, id, form, SendAction::Pause).await
-}
-
-async fn resume(
-    State(state): State<AppState>,
-    editor: SessionEditor,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(state, editor, id, form, SendAction::Resume).await
-}
-
-async fn cancel(
-    State(state): State<AppState>,
-    editor: SessionEditor,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change(state, editor, id, form, SendAction::Cancel).await
 }
 
 async fn retry_failed(
@@ -247,9 +235,9 @@ async fn retry_failed(
     if let Err(e) = editor.check_csrf(&form.csrf) {
         return error_page(&state, e);
     }
-    match state.retry_failed(id).await {
+    match state.newsletter().retry_failed(id).await {
         Ok(_) => back_to_report(id, "retrying"),
-        Err(e) => error_page(&state, e),
+        Err(e) => error_page(&state, e.into()),
     }
 }
 
@@ -259,7 +247,7 @@ async fn progress(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let progress = state.report_progress(id).await?;
+    let progress = state.newsletter().report_progress(id).await?;
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(progress),
