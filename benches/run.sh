@@ -6,6 +6,9 @@
 #   PARTS=signup bash benches/run.sh     # only the sign-up load test
 #   RTT_MS=20 READERS= bash benches/run.sh   # only a relay at a distance: a delaying
 #                                            # proxy, msg/s per connection against lettre
+#   READERS= DKIM_READERS=0 PARTS=send bash benches/run.sh
+#                                       # only the send through `newsletter serve` processes
+#                                       # (PROCESS_READERS, 20,000), with sign-ups under load
 #
 # Starts Postfix's smtp-sink on loopback (installing Debian's postfix if it is
 # missing), runs `cargo bench --bench send`, then drives the sign-up endpoint
@@ -18,6 +21,11 @@ BACKENDS="${BACKENDS:-sqlite,postgres}"
 PARTS="${PARTS:-send,signup}"
 RTT_MS="${RTT_MS:-}"
 RTT_READERS="${RTT_READERS:-2000}"
+# The DKIM comparison and the send through `newsletter serve` processes; both
+# are left out of a relay-at-a-distance run unless asked for.
+if [[ -n $RTT_MS ]]; then default_extra=0; else default_extra=""; fi
+DKIM_READERS="${DKIM_READERS:-${default_extra:-10000}}"
+PROCESS_READERS="${PROCESS_READERS:-${default_extra:-20000}}"
 CONCURRENCY="${CONCURRENCY:-16}"
 SINK_PORT="${SINK_PORT:-2525}"
 HTTP_PORT="${HTTP_PORT:-18080}"
@@ -52,7 +60,7 @@ if [[ $PARTS == *send* ]]; then
   [[ -n $RTT_MS ]] && rtt=(--rtt-ms "$RTT_MS" --rtt-readers "$RTT_READERS")
   cargo bench --bench send -- --smtp "127.0.0.1:$SINK_PORT" --readers "$READERS" \
     --backends "$BACKENDS" --concurrency "$CONCURRENCY" --postgres "$PG_URL" \
-    --dkim-readers "${DKIM_READERS:-10000}" "${rtt[@]}"
+    --dkim-readers "$DKIM_READERS" --process-readers "$PROCESS_READERS" "${rtt[@]}"
 fi
 [[ $PARTS == *signup* ]] || exit 0
 

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+#[path = "support/processes.rs"]
+mod processes;
 mod support;
 
 use newsletter::config::Settings;
@@ -48,6 +50,11 @@ struct Args {
     dkim_readers: usize,
     rtt_ms: Option<u64>,
     rtt_readers: usize,
+    /// Readers for the send through `newsletter serve` and `worker`
+    /// processes (0 skips it).
+    process_readers: usize,
+    /// Seconds of sign-up load during the sends through the processes.
+    signup_secs: u64,
 }
 
 fn args() -> Args {
@@ -60,6 +67,8 @@ fn args() -> Args {
         dkim_readers: 10_000,
         rtt_ms: None,
         rtt_readers: 2_000,
+        process_readers: 20_000,
+        signup_secs: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,6 +88,8 @@ fn args() -> Args {
             "--dkim-readers" => args.dkim_readers = value().parse().expect("a number"),
             "--rtt-ms" => args.rtt_ms = Some(value().parse().expect("milliseconds")),
             "--rtt-readers" => args.rtt_readers = value().parse().expect("a number"),
+            "--process-readers" => args.process_readers = value().parse().expect("a number"),
+            "--signup-secs" => args.signup_secs = value().parse().expect("seconds"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -561,15 +572,157 @@ async fn main() {
     if !rows.is_empty() {
         print_rows(&rows, &args);
     }
+    if args.process_readers > 0 {
+        through_processes(&args).await;
+    }
     if let Some(rtt_ms) = args.rtt_ms {
         relay_at_a_distance(&args, rtt_ms).await;
     }
-    if args.readers.is_empty() {
+    if !args.readers.is_empty() {
+        println!("\n| backend | stage | cost | |\n|---|---|---|---|");
+        stages(&args).await;
+    }
+    dkim_modes(&args).await;
+}
+
+/// The same send in this process (the worker loop driven directly), through
+/// the real `newsletter serve` (and `serve` beside a `newsletter worker` on
+/// PostgreSQL), and over the bare lettre loop, one after the other; then
+/// `serve` again with sign-ups under load (wrk, 64 connections) during the
+/// send, unsigned and signed.
+async fn through_processes(args: &Args) {
+    let n = args.process_readers;
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_newsletter"));
+    println!(
+        "\nthe product: {n} readers, concurrency {c}, pool {c}, send triggered over HTTP, \
+         timed from the send's start to its last delivery; CPU of the service processes \
+         (from /proc) or of this process\n",
+        c = args.concurrency
+    );
+    println!("| backend | how | msg/s | of the bare loop | wall | CPU | CPU per message, × bare | after the trigger | peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut loads = Vec::new();
+    for backend in &args.backends {
+        eprintln!("running {backend}: in process, then as processes, {n} readers…");
+        let row = run_one_via(backend, n, args, &args.smtp, false).await;
+        let bare = &row.baseline;
+        let bare_cpu = bare.cpu.as_secs_f64() / bare.messages as f64;
+        let line = |how: &str, rate: f64, wall: Duration, cpu: Duration, done: String, rss: f64| {
+            println!(
+                "| {backend} | {how} | {rate:.0} | {:.0} % | {:.1} s | {:.1} s | {:.2} × | {done} | {rss:.0} MB |",
+                100.0 * rate / bare.rate(),
+                wall.as_secs_f64(),
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() / n as f64 / bare_cpu,
+            )
+        };
+        line(
+            "bare lettre loop",
+            bare.rate(),
+            bare.wall,
+            bare.cpu,
+            "-".into(),
+            bare.rss_mb,
+        );
+        line(
+            "in process (worker loop)",
+            row.service.rate(),
+            row.service.wall,
+            row.service.cpu,
+            "-".into(),
+            row.service.rss_mb,
+        );
+        let mut modes: Vec<(&str, usize, Option<&str>, bool)> = vec![("serve", 0, None, false)];
+        if backend == "postgres" {
+            modes.push(("serve + worker, 8 + 8", 1, None, false));
+        }
+        if *backend == args.backends[0] {
+            modes.push(("serve, sign-ups under load", 0, None, true));
+            modes.push((
+                "serve, RSA-2048 DKIM, sign-ups under load",
+                0,
+                Some("rsa"),
+                true,
+            ));
+            modes.push((
+                "serve, Ed25519 DKIM, sign-ups under load",
+                0,
+                Some("ed25519"),
+                true,
+            ));
+        }
+        for (how, workers, dkim, signups) in modes {
+            eprintln!("running {backend}: {how}…");
+            let dir = tempfile::tempdir().unwrap();
+            let dkim = dkim.map(|kind| {
+                let der = if kind == "rsa" {
+                    rsa_key()
+                } else {
+                    ed25519_key()
+                };
+                (
+                    "bench".to_string(),
+                    "localhost.localdomain".to_string(),
+                    key_file(dir.path(), kind, &der),
+                )
+            });
+            let sent = processes::send(processes::Setup {
+                binary,
+                dir: dir.path(),
+                database_url: support::fresh_database(backend, &args.postgres, dir.path(), "proc")
+                    .await,
+                smtp: &args.smtp,
+                concurrency: args.concurrency,
+                workers,
+                readers: n,
+                report_source: &example_report(),
+                dkim,
+                signup_load_secs: signups.then_some(args.signup_secs),
+            })
+            .await;
+            assert_eq!(sent.messages, n, "every reader got the report");
+            line(
+                how,
+                sent.rate(),
+                sent.delivery_wall,
+                sent.cpu,
+                format!(
+                    "first delivery {:.2} s, done {:.1} s",
+                    sent.first_delivery.as_secs_f64(),
+                    sent.send_wall.as_secs_f64()
+                ),
+                sent.rss_mb,
+            );
+            if let Some(load) = sent.signup {
+                loads.push((backend.clone(), how.to_string(), load));
+            }
+        }
+    }
+    if loads.is_empty() {
         return;
     }
-    println!("\n| backend | stage | cost | |\n|---|---|---|---|");
-    stages(&args).await;
-    dkim_modes(&args).await;
+    println!(
+        "\n| backend | sign-ups (wrk, 2 threads, 64 connections, {} s) during | req/s | p50 | p99 | non-2xx |\n|---|---|---|---|---|---|",
+        args.signup_secs
+    );
+    for (backend, how, load) in loads {
+        println!(
+            "| {backend} | {how} | {:.0} | {:.1} ms | {:.1} ms | {} |",
+            load.requests_per_sec, load.p50_ms, load.p99_ms, load.non_2xx
+        );
+    }
+}
+
+/// A PKCS#8 key as a PEM file in `dir`.
+fn key_file(dir: &std::path::Path, name: &str, der: &[u8]) -> std::path::PathBuf {
+    use x509_cert::der::pem::{encode_string, LineEnding};
+    let file = dir.join(format!("{name}.pem"));
+    std::fs::write(
+        &file,
+        encode_string("PRIVATE KEY", LineEnding::LF, der).unwrap(),
+    )
+    .unwrap();
+    file
 }
 
 fn print_rows(rows: &[Row], args: &Args) {
@@ -612,34 +765,28 @@ async fn dkim_modes(args: &Args) {
         ("RSA-2048", Some(rsa_key())),
         ("Ed25519", Some(ed25519_key())),
     ];
-    println!("\n| backend | readers | DKIM | service msg/s | service wall / CPU | ratio to DKIM off |\n|---|---|---|---|---|---|");
-    let mut off_rate = 0.0;
+    println!("\n| backend | readers | DKIM | service msg/s | service wall / CPU | ratio to DKIM off | ratio to the bare loop |\n|---|---|---|---|---|---|---|");
+    let (mut off_rate, mut bare_rate) = (0.0, 0.0);
     for (i, (name, pkcs8)) in modes.into_iter().enumerate() {
         eprintln!(
             "running {backend} with {} readers, DKIM {name}…",
             args.dkim_readers
         );
-        let dkim = pkcs8.map(|der| {
-            use x509_cert::der::pem::{encode_string, LineEnding};
-            let file = dir.path().join(format!("key{i}.pem"));
-            std::fs::write(
-                &file,
-                encode_string("PRIVATE KEY", LineEnding::LF, &der).unwrap(),
-            )
-            .unwrap();
-            newsletter::config::DkimSettings {
-                selector: "bench".into(),
-                domain: "localhost.localdomain".into(),
-                private_key_file: file,
-            }
+        let dkim = pkcs8.map(|der| newsletter::config::DkimSettings {
+            selector: "bench".into(),
+            domain: "localhost.localdomain".into(),
+            private_key_file: key_file(dir.path(), &format!("key{i}"), &der),
         });
+        // A database of its own per mode: the modes run one after another.
+        let mode_dir = dir.path().join(format!("dkim{i}"));
+        std::fs::create_dir_all(&mode_dir).unwrap();
         let (app, report) = app_with_readers(
             backend,
             args.dkim_readers,
             args,
             &args.smtp,
             dkim,
-            dir.path(),
+            &mode_dir,
         )
         .await;
         let store = app.state.store.clone();
@@ -654,14 +801,32 @@ async fn dkim_modes(args: &Args) {
         );
         if name == "off" {
             off_rate = run.rate();
+            // The bare loop, in the same run, with the same bytes unsigned.
+            let sample = sample_message(&app, report).await;
+            let bare = measured(bare_connections(
+                &args.smtp,
+                &sample,
+                args.dkim_readers,
+                args.concurrency,
+            ))
+            .await;
+            bare_rate = bare.rate();
+            println!(
+                "| {backend} | {} | bare lettre loop | {:.0} | {:.1} s / {:.1} s | | 100 % |",
+                args.dkim_readers,
+                bare.rate(),
+                bare.wall.as_secs_f64(),
+                bare.cpu.as_secs_f64(),
+            );
         }
         println!(
-            "| {backend} | {} | {name} | {:.0} | {:.1} s / {:.1} s | {:.0} % |",
+            "| {backend} | {} | {name} | {:.0} | {:.1} s / {:.1} s | {:.0} % | {:.0} % |",
             args.dkim_readers,
             run.rate(),
             run.wall.as_secs_f64(),
             run.cpu.as_secs_f64(),
-            100.0 * run.rate() / off_rate
+            100.0 * run.rate() / off_rate,
+            100.0 * run.rate() / bare_rate,
         );
         store.close().await;
     }
