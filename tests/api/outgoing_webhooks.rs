@@ -228,12 +228,17 @@ async fn reader_events_arrive_signed_with_their_facts_and_no_token(backend: Back
         .await;
     assert_eq!(response.status(), 200);
     let id = subscriber_id(&app, "ann@example.org").await;
+    let public_id: String = sqlx::query_scalar("select public_id from subscribers where id = $1")
+        .bind(id)
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
     // Unsubscribing twice: the second changes nothing, and tells nobody.
     for _ in 0..2 {
         let response = app
             .api(
                 reqwest::Method::POST,
-                &format!("/api/subscribers/{id}/unsubscribe"),
+                &format!("/api/subscribers/{public_id}/unsubscribe"),
             )
             .await
             .send()
