@@ -487,6 +487,11 @@ impl Dispatcher {
                     _ = cancel.cancelled() => break,
                     _ = broken.cancelled() => break,
                     _ = tokio::time::sleep(idle) => {}
+                    // Queued here: a send just triggered starts now, not
+                    // at the next poll.
+                    _ = self.store.mail_queued_here() => {
+                        last_tended = Instant::now() - Duration::from_secs(60);
+                    }
                 }
                 continue;
             };

@@ -19,6 +19,7 @@ mod signups;
 mod subscribers;
 mod votes;
 
+use std::sync::Arc;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -64,6 +65,9 @@ pub struct Store {
     write: AnyPool,
     backend: Backend,
     signups: signups::SignupQueue,
+    /// Told when this process queues mail, so that its own idle worker
+    /// starts at once instead of at its next poll.
+    queued: Arc<tokio::sync::Notify>,
 }
 
 /// Current time in Unix milliseconds, the unit every table uses.
@@ -72,6 +76,17 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// Mail was queued or made due by this process.
+    fn mail_queued(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Resolves once this process has queued mail since the last call;
+    /// mail queued by other processes is found by polling.
+    pub async fn mail_queued_here(&self) {
+        self.queued.notified().await
+    }
+
     /// Connects, creating an SQLite file (and its directory) when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
@@ -90,11 +105,13 @@ impl Store {
                 })
                 .connect_with(options)
                 .await?;
+            let queued = Arc::new(tokio::sync::Notify::new());
             Ok(Store {
                 read,
-                signups: signups::start(write.clone()),
+                signups: signups::start(write.clone(), queued.clone()),
                 write,
                 backend: Backend::Sqlite,
+                queued,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -102,11 +119,13 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
+            let queued = Arc::new(tokio::sync::Notify::new());
             Ok(Store {
                 read: pool.clone(),
-                signups: signups::start(pool.clone()),
+                signups: signups::start(pool.clone(), queued.clone()),
                 write: pool,
                 backend: Backend::Postgres,
+                queued,
             })
         }
     }

@@ -173,6 +173,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.mail_queued();
         Ok(true)
     }
 
@@ -307,6 +308,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.mail_queued();
         Ok(true)
     }
 
@@ -416,6 +418,9 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        if moved > 0 {
+            self.mail_queued();
+        }
         Ok(Some(moved))
     }
 
@@ -518,6 +523,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.mail_queued();
         Ok(())
     }
 }

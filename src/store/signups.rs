@@ -8,9 +8,10 @@
 //! load a batch is a single sign-up, so nothing waits for a batch to fill.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use sqlx::{Any, AnyPool, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 #[cfg(test)]
 use super::Store;
@@ -38,13 +39,14 @@ pub(super) struct SignupJob {
 pub(super) type SignupQueue = mpsc::Sender<SignupJob>;
 
 /// Starts the writer task; it ends when every sender is gone.
-pub(super) fn start(write: AnyPool) -> SignupQueue {
+/// Starts the writer; `queued` is told whenever it queues confirmation mail.
+pub(super) fn start(write: AnyPool, queued: Arc<Notify>) -> SignupQueue {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    tokio::spawn(run(write, receiver));
+    tokio::spawn(run(write, receiver, queued));
     sender
 }
 
-async fn run(write: AnyPool, mut incoming: mpsc::Receiver<SignupJob>) {
+async fn run(write: AnyPool, mut incoming: mpsc::Receiver<SignupJob>, queued: Arc<Notify>) {
     let mut held: VecDeque<SignupJob> = VecDeque::new();
     loop {
         if held.is_empty() {
@@ -61,23 +63,40 @@ async fn run(write: AnyPool, mut incoming: mpsc::Receiver<SignupJob>) {
         }
         let (batch, later) = next_batch(held);
         held = later;
-        write_answering(&write, batch).await;
+        write_answering(&write, batch, &queued).await;
     }
 }
 
 /// Writes a batch and answers its sign-ups. When the batch fails, each
 /// sign-up is tried again on its own, so that one that cannot be stored
 /// does not take the others down with it.
-async fn write_answering(write: &AnyPool, batch: Vec<SignupJob>) {
+async fn write_answering(write: &AnyPool, batch: Vec<SignupJob>, queued: &Notify) {
     match write_batch(write, &batch).await {
         Err(e) if batch.len() > 1 => {
             tracing::warn!(error = %e, size = batch.len(), "a batch of sign-ups failed; writing them one by one");
             for job in batch {
                 let result = write_batch(write, std::slice::from_ref(&job)).await;
+                wake_if_mail_queued(queued, &result);
                 answer(vec![job], result);
             }
         }
-        result => answer(batch, result),
+        result => {
+            wake_if_mail_queued(queued, &result);
+            answer(batch, result)
+        }
+    }
+}
+
+/// A worker of this process sleeping between polls sends the confirmations
+/// now rather than at its next poll.
+fn wake_if_mail_queued(queued: &Notify, result: &Result<Vec<SignupOutcome>, StoreError>) {
+    if let Ok(outcomes) = result {
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, SignupOutcome::ConfirmationQueued))
+        {
+            queued.notify_one();
+        }
     }
 }
 
@@ -461,7 +480,7 @@ mod tests {
     #[tokio::test]
     async fn a_sign_up_that_cannot_be_stored_does_not_lose_the_others() {
         for (store, _dir) in stores().await {
-            let queue = start(store.write.clone());
+            let queue = start(store.write.clone(), Arc::new(Notify::new()));
             // Two sign-ups with one token: the second cannot be stored.
             let (a, a_answer) = job("a@x.org");
             let (mut b, b_answer) = job("b@x.org");
