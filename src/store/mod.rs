@@ -19,9 +19,9 @@ mod signups;
 mod subscribers;
 mod votes;
 
-use std::sync::Arc;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -16,6 +16,7 @@ crate::on_both_backends!(
     smtp_down_at_first_and_up_later,
     a_crashed_workers_claims_come_back,
     the_background_worker_sends_without_help,
+    an_idle_worker_starts_at_once_on_what_its_process_queues,
     attempts_run_out,
     a_421_and_close_is_retried,
     a_server_slower_than_the_timeout_is_retried,
@@ -176,6 +177,43 @@ async fn the_background_worker_sends_without_help(backend: Backend) {
             .await,
         0
     );
+}
+
+async fn an_idle_worker_starts_at_once_on_what_its_process_queues(backend: Backend) {
+    // Polling once an hour: only the wake-up from this process can bring
+    // these messages out before the deadline.
+    let app =
+        crate::helpers::spawn_app_with(backend, |s| s.delivery.poll_interval_ms = 3_600_000).await;
+    let cancel = CancellationToken::new();
+    let worker = tokio::spawn(app.app.dispatcher.clone().run(cancel.clone()));
+    // Let the worker find nothing and go to sleep first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A sign-up's confirmation.
+    app.post_form("/subscriptions", "email=una%40example.com&name=Una")
+        .await;
+    app.smtp.wait_for(1, MAIL_WAIT).await;
+    let link = crate::helpers::confirmation_link(&app.smtp.received()[0]);
+    let token = crate::helpers::token_in(&link);
+    let confirmed = app
+        .post_form("/subscriptions/confirm", &format!("token={token}"))
+        .await;
+    assert_eq!(confirmed.status(), 200);
+
+    // A report sent through the API, as an editor would.
+    let report = app
+        .create_report(&crate::sending::report_source("wake-up"))
+        .await;
+    let response = app.trigger_send(report, "wake-up").await;
+    assert!(response.status().is_success(), "{}", response.status());
+    app.smtp.wait_for(2, MAIL_WAIT).await;
+    assert_eq!(app.smtp.received_for("una@example.com").len(), 2);
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 async fn attempts_run_out(backend: Backend) {
