@@ -7,6 +7,7 @@
 //! caller can act on and leave the wording of the answer to it.
 
 mod feedback;
+mod overview;
 mod preview;
 mod progress;
 mod sending;
@@ -15,6 +16,7 @@ use crate::config::Settings;
 use crate::store::{Store, StoreError, StoredReport};
 
 pub use feedback::{helpful_sentence, rfc3339, FeedbackCsv, FeedbackSummary};
+pub use overview::{Moment, Overview, ReaderCounts, ReportSummary, SendFigures};
 pub use preview::{render_sample, Sample};
 pub use progress::{ReportProgress, ReportState};
 pub use sending::{parse_schedule, SendAction, MAX_TEST_ADDRESSES};

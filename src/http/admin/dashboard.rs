@@ -7,23 +7,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use serde::Serialize;
 use serde_json::json;
 
 use super::chart::{bar_chart, Chart, Column, Series};
 use super::{or_error_page, render, utc_time};
-use crate::app::{helpful_sentence, ReportState};
-use crate::domain::{SendState, SubscriberStatus};
+use crate::app::{helpful_sentence, Moment, ReportSummary};
 use crate::http::auth::SessionEditor;
 use crate::http::{AppError, AppState};
-use crate::store::{now_ms, ReportHelpfulness, WeekGrowth};
-
-/// Weeks of reader growth on the dashboard.
-const GROWTH_WEEKS: i64 = 12;
-/// Reports in the helpfulness chart.
-const CHART_REPORTS: i64 = 12;
-/// Reports whose delivery counts are shown (each costs a count over the
-/// report's deliveries).
-const REPORTS_WITH_COUNTS: usize = 10;
+use crate::store::{ReportHelpfulness, WeekGrowth};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/admin", get(dashboard))
@@ -35,53 +27,10 @@ async fn dashboard(State(state): State<AppState>, editor: SessionEditor) -> Resp
 }
 
 async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppError> {
-    let store = &state.store;
-    let now = now_ms();
-    let readers = json!({
-        "pending": store.count_subscribers(SubscriberStatus::Pending).await?,
-        "confirmed": store.count_subscribers(SubscriberStatus::Confirmed).await?,
-        "unsubscribed": store.count_subscribers(SubscriberStatus::Unsubscribed).await?,
-    });
-    let growth = store.reader_growth(GROWTH_WEEKS, now).await?;
-    let recent_growth = growth.last().copied().unwrap_or_default();
-    // The chart's counts serve the table too; only a report outside the
-    // chart needs its own.
-    let helpfulness = store.helpfulness_of_recent_reports(CHART_REPORTS).await?;
-    let mut reports = Vec::new();
-    for (i, r) in store.list_reports().await?.into_iter().enumerate() {
-        // The most telling time: when it went out, else when it will,
-        // else when the draft last changed.
-        let when = match (r.started_at, r.scheduled_at) {
-            (Some(started), _) => format!("started {}", utc_time(started)),
-            (None, Some(at)) if r.send_state == Some(SendState::Scheduled) => {
-                format!("scheduled for {}", utc_time(at))
-            }
-            _ => format!("edited {}", utc_time(r.updated_at)),
-        };
-        let mut row = json!({
-            "id": r.id,
-            "slug": r.slug,
-            "title": r.title,
-            "state": ReportState::from(r.send_state),
-            "when": when,
-        });
-        if r.started_at.is_some() && i < REPORTS_WITH_COUNTS {
-            let stats = store.send_stats(r.id, now).await?;
-            let (yes, no) = match helpfulness.iter().find(|h| h.report_id == r.id) {
-                Some(h) => (h.yes, h.no),
-                None => {
-                    let votes = store.helpfulness(r.id).await?;
-                    (votes.yes, votes.no)
-                }
-            };
-            row["sent"] = json!(stats.sent);
-            row["failed"] = json!(stats.failed);
-            row["helpful"] = json!(helpful_sentence(yes, yes + no));
-            let bounces = store.bounce_stats(r.id).await?;
-            row["bounce_alert"] = json!(super::reports::bounce_alert(&bounces));
-        }
-        reports.push(row);
-    }
+    let overview = state.newsletter().overview().await?;
+    let this_week = overview.growth.last().copied().unwrap_or_default();
+    let helpfulness = &overview.helpfulness;
+    let reports: Vec<ReportRow> = overview.reports.iter().map(ReportRow::of).collect();
     Ok(render(
         state,
         StatusCode::OK,
@@ -89,13 +38,53 @@ async fn page(state: &AppState, editor: &SessionEditor) -> Result<Response, AppE
         json!({
             "csrf": editor.csrf_token(),
             "editor": editor.editor.email,
-            "readers": readers,
-            "this_week": recent_growth,
-            "growth_chart": growth_chart(&growth),
-            "helpfulness_chart": (!helpfulness.is_empty()).then(|| helpfulness_chart(&helpfulness)),
+            "readers": overview.readers,
+            "this_week": this_week,
+            "growth_chart": growth_chart(&overview.growth),
+            "helpfulness_chart": (!helpfulness.is_empty()).then(|| helpfulness_chart(helpfulness)),
             "reports": reports,
         }),
     ))
+}
+
+/// A report's line in the table.
+#[derive(Serialize)]
+struct ReportRow {
+    id: i64,
+    slug: String,
+    title: String,
+    state: crate::app::ReportState,
+    when: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    helpful: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounce_alert: Option<Option<String>>,
+}
+
+impl ReportRow {
+    fn of(report: &ReportSummary) -> ReportRow {
+        let when = match report.moment {
+            Moment::Started(at) => format!("started {}", utc_time(at)),
+            Moment::Scheduled(at) => format!("scheduled for {}", utc_time(at)),
+            Moment::Edited(at) => format!("edited {}", utc_time(at)),
+        };
+        let figures = report.figures.as_ref();
+        ReportRow {
+            id: report.id,
+            slug: report.slug.clone(),
+            title: report.title.clone(),
+            state: report.state,
+            when,
+            sent: figures.map(|f| f.sent),
+            failed: figures.map(|f| f.failed),
+            helpful: figures.map(|f| helpful_sentence(f.helpful_yes, f.helpful_yes + f.helpful_no)),
+            bounce_alert: figures.map(|f| super::reports::bounce_alert(&f.bounces)),
+        }
+    }
 }
 
 /// New confirmations against departures, week by week.
