@@ -204,13 +204,7 @@ async fn a_strict_postfix_accepts_the_ehlo_name() {
     })
     .await;
     let logs = tempfile::tempdir().unwrap();
-    let started = std::process::Command::new(&postfix)
-        .arg("start")
-        .arg(logs.path())
-        .arg(app.smtp.port.to_string())
-        .env("STRICT_HELO", "1")
-        .output()
-        .unwrap();
+    let started = crate::postfix::start_local_postfix(&postfix, logs.path(), app.smtp.port, true);
     if !started.status.success() {
         missing(&format!(
             "a startable Postfix ({})",

@@ -59,6 +59,43 @@ impl Drop for PostfixLock {
     }
 }
 
+/// Runs `local-postfix start`. A Postfix left by an interrupted run can hang
+/// while the tool stops it (its log daemon gone, the master waiting on it):
+/// past a deadline the stuck processes are killed and the start is tried
+/// once more, so one bad leftover costs a minute instead of the whole run.
+pub fn start_local_postfix(
+    tool: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+    strict_helo: bool,
+) -> std::process::Output {
+    for _ in 0..2 {
+        let mut child = Command::new(tool)
+            .arg("start")
+            .arg(dir)
+            .arg(port.to_string())
+            .env("STRICT_HELO", if strict_helo { "1" } else { "0" })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run local-postfix");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if child.try_wait().expect("wait for local-postfix").is_some() {
+                return child.wait_with_output().expect("local-postfix output");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("local-postfix hung; killing the stuck Postfix and starting again");
+        let _ = child.kill();
+        let _ = child.wait();
+        for pattern in ["postfix-script", "/usr/sbin/postlog", "postfix/sbin/master"] {
+            let _ = Command::new("pkill").args(["-9", "-f", pattern]).status();
+        }
+    }
+    panic!("local-postfix hung twice");
+}
+
 fn tool() -> Option<PathBuf> {
     let path = PathBuf::from(
         std::env::var("NEWSLETTER_TEST_LOCAL_POSTFIX").unwrap_or_else(|_| DEFAULT_TOOL.into()),
@@ -72,12 +109,7 @@ fn start_postfix(dir: &std::path::Path, port: u16) -> Option<()> {
     let reason = match tool() {
         None => "the local-postfix tool is not installed".to_string(),
         Some(tool) => {
-            let out = Command::new(&tool)
-                .arg("start")
-                .arg(dir)
-                .arg(port.to_string())
-                .output()
-                .expect("run local-postfix");
+            let out = start_local_postfix(&tool, dir, port, false);
             if out.status.success() {
                 // Deferred mail comes back at the first failed attempt, so
                 // a soft bounce arrives within the test.
