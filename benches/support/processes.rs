@@ -273,15 +273,7 @@ pub async fn send(setup: Setup<'_>) -> ProcessSend {
     });
 
     let send = loop {
-        let shown: serde_json::Value = http
-            .get(format!("{base}/api/reports/{report}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown = api_json(&http, &format!("{base}/api/reports/{report}"), &token).await;
         let send = shown["send"].clone();
         match send["state"].as_str() {
             Some("done") => break send,
@@ -296,15 +288,7 @@ pub async fn send(setup: Setup<'_>) -> ProcessSend {
         Some(wrk) => Some(parse_wrk(&wrk.wait_with_output().await.unwrap().stdout)),
         None => None,
     };
-    let stats: serde_json::Value = http
-        .get(format!("{base}/api/reports/{report}/stats"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = api_json(&http, &format!("{base}/api/reports/{report}/stats"), &token).await;
     for child in &mut children {
         if let Some(pid) = child.id() {
             // SAFETY: a plain signal to a child this function started.
@@ -373,4 +357,16 @@ pub fn parse_wrk(out: &[u8]) -> Load {
         }
     }
     load
+}
+
+/// An API answer as JSON.
+async fn api_json(http: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
