@@ -380,16 +380,24 @@ impl Store {
 
     /// Bounce and complaint counts and rates of one report.
     pub async fn bounce_stats(&self, report_id: i64) -> Result<BounceStats, StoreError> {
-        let attempted: i64 = sqlx::query_scalar(
-            "select count(*) from outbox where report_id = $1 and kind = 'report' \
-             and (status = $2 or (status = $3 and exists \
-             (select 1 from bounces b where b.outbox_id = outbox.id)))",
+        // Delivered mail counts as attempted, and so does mail refused
+        // with a bounce. The delivered are counted as they change state;
+        // the refused are found from the report's bounces, which are few,
+        // rather than from its deliveries, which may be a million.
+        let (sent, refused): (i64, i64) = sqlx::query_as(
+            "select \
+             (select coalesce(cast(sum(n) as bigint), 0) from delivery_counts \
+              where report_id = $1 and status = $2) as sent, \
+             (select count(distinct b.outbox_id) from bounces b \
+              join outbox o on o.id = b.outbox_id \
+              where b.report_id = $1 and o.kind = 'report' and o.status = $3) as refused",
         )
         .bind(report_id)
         .bind(DeliveryState::Sent)
         .bind(DeliveryState::Failed)
         .fetch_one(&self.read)
         .await?;
+        let attempted = sent + refused;
         let rows = sqlx::query(
             "select kind, count(distinct recipient) as n from bounces where report_id = $1 group by kind",
         )

@@ -36,7 +36,7 @@ pub use consents::{Consent, PreconfirmedOutcome};
 pub use error::{StorageProblem, StoreError};
 pub use events::{ClaimedWebhook, WebhookDelivery, WebhookOutcome};
 pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
-pub use readers::{ReaderPage, ReaderQuery, WeekGrowth, WEEK_MS};
+pub use readers::{ReaderPage, ReaderQuery, WeekGrowth};
 pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};
 pub use subscribers::{

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::subscribers::{subscriber_from_row, SUBSCRIBER_COLUMNS};
-use super::{Store, StoreError, Subscriber};
+use super::{Backend, Store, StoreError, Subscriber};
 use crate::bounces::SuppressionReason;
 use crate::domain::{DeliveryState, SubscriberStatus};
 
@@ -44,7 +44,7 @@ pub struct WeekGrowth {
     pub unsubscribed: i64,
 }
 
-pub const WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// `%`, `_` and the escape character itself would be wildcards in LIKE.
 fn like_pattern(fragment: &str) -> String {
@@ -60,45 +60,121 @@ fn like_pattern(fragment: &str) -> String {
     pattern
 }
 
+/// Characters in a search fragment before the address index can serve it:
+/// the index holds every three-letter piece of each address.
+const INDEXED_FRAGMENT: usize = 3;
+
+/// The readers a query can match, as a `from` clause and its conditions,
+/// with the values to bind in order. Only the filters asked for appear, so
+/// each statement can use the index that fits it.
+struct ReaderFilter {
+    from: &'static str,
+    conditions: Vec<String>,
+    binds: Vec<String>,
+    /// The column that orders readers newest first.
+    order: &'static str,
+}
+
+impl ReaderFilter {
+    fn new(backend: Backend, query: &ReaderQuery) -> ReaderFilter {
+        let mut filter = ReaderFilter {
+            from: "subscribers",
+            conditions: Vec::new(),
+            binds: Vec::new(),
+            order: "id",
+        };
+        if let Some(fragment) = query.address.as_deref() {
+            let fragment = fragment.to_lowercase();
+            // On SQLite the trigram table finds candidates, in the order of
+            // their ids, and the exact condition below keeps only true
+            // matches (the table's own LIKE takes `%` and `_` as wildcards,
+            // so it finds a superset). PostgreSQL's trigram index serves the
+            // exact condition directly.
+            if backend == Backend::Sqlite && fragment.chars().count() >= INDEXED_FRAGMENT {
+                filter.from = "(select rowid as found from subscriber_search \
+                               where email like $1) as candidates \
+                               join subscribers on subscribers.id = candidates.found";
+                filter.order = "candidates.found";
+                filter.binds.push(format!("%{fragment}%"));
+            }
+            let n = filter.bind(like_pattern(&fragment));
+            filter
+                .conditions
+                .push(format!("lower(email) like ${n} escape '\\'"));
+        }
+        if let Some(status) = query.status {
+            let n = filter.bind(status.as_str().to_string());
+            filter.conditions.push(format!("status = ${n}"));
+        }
+        if let Some(reason) = query.suppressed {
+            let n = filter.bind(reason.as_str().to_string());
+            filter.conditions.push(format!(
+                "exists (select 1 from suppressions s \
+                 where s.email = lower(subscribers.email) and s.reason = ${n})"
+            ));
+        }
+        filter
+    }
+
+    /// Binds `value`, returning its placeholder number.
+    fn bind(&mut self, value: String) -> usize {
+        self.binds.push(value);
+        self.binds.len()
+    }
+
+    fn searches(&self) -> bool {
+        !self.conditions.is_empty()
+    }
+
+    /// `from … where …`, followed by the placeholder number free next.
+    fn clause(&self) -> (String, usize) {
+        let mut clause = format!("from {}", self.from);
+        if !self.conditions.is_empty() {
+            clause.push_str(" where ");
+            clause.push_str(&self.conditions.join(" and "));
+        }
+        (clause, self.binds.len() + 1)
+    }
+
+    fn query<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        self.binds
+            .iter()
+            .fold(sqlx::query(sql), |q, value| q.bind(value.as_str()))
+    }
+}
+
 impl Store {
     /// Readers matching `query`, newest first.
     pub async fn find_readers(&self, query: &ReaderQuery) -> Result<ReaderPage, StoreError> {
-        // Both filters are always bound; a null one matches everything, so
-        // the statement text stays the same.
-        let pattern = query.address.as_deref().map(like_pattern);
-        let status = query.status.map(SubscriberStatus::as_str);
-        let suppressed = query.suppressed.map(SuppressionReason::as_str);
-        let filter = "($1 is null or lower(email) like $1 escape '\\') \
-                      and ($2 is null or status = $2) \
-                      and ($3 is null or exists (select 1 from suppressions s \
-                      where s.email = lower(subscribers.email) and s.reason = $3))";
-        let (matching, more) = match (&pattern, suppressed) {
-            // Without a search the counts are kept per status.
-            (None, None) => (self.count_readers(query.status).await?, false),
-            _ => {
-                let counted: i64 = sqlx::query_scalar(&format!(
-                    "select count(*) from (select 1 from subscribers where {filter} limit $4) as found"
-                ))
-                .bind(pattern.as_deref())
-                .bind(status)
-                .bind(suppressed)
+        let filter = ReaderFilter::new(self.backend, query);
+        let (clause, next) = filter.clause();
+        let (matching, more) = if filter.searches() {
+            let sql =
+                format!("select count(*) as n from (select 1 {clause} limit ${next}) as found");
+            let counted: i64 = filter
+                .query(&sql)
                 .bind(SEARCH_COUNT_LIMIT + 1)
                 .fetch_one(&self.read)
-                .await?;
-                (
-                    counted.min(SEARCH_COUNT_LIMIT),
-                    counted > SEARCH_COUNT_LIMIT,
-                )
-            }
+                .await?
+                .try_get("n")?;
+            (
+                counted.min(SEARCH_COUNT_LIMIT),
+                counted > SEARCH_COUNT_LIMIT,
+            )
+        } else {
+            // Without a search the counts are kept per status.
+            (self.count_readers(query.status).await?, false)
         };
         let sql = format!(
-            "select {SUBSCRIBER_COLUMNS} from subscribers where {filter} \
-             order by id desc limit $4 offset $5"
+            "select {SUBSCRIBER_COLUMNS} {clause} order by {order} desc limit ${next} offset ${after}",
+            order = filter.order,
+            after = next + 1,
         );
-        let rows = sqlx::query(&sql)
-            .bind(pattern.as_deref())
-            .bind(status)
-            .bind(suppressed)
+        let rows = filter
+            .query(&sql)
             .bind(query.limit)
             .bind(query.offset)
             .fetch_all(&self.read)
@@ -115,39 +191,35 @@ impl Store {
     }
 
     /// Sign-ups, confirmations and departures in each of the `weeks` weeks
-    /// ending at `now`, oldest first.
+    /// that end with the UTC day of `now`, oldest first. Read from the
+    /// counts kept per day, so a million readers cost what a hundred do.
     pub async fn reader_growth(&self, weeks: i64, now: i64) -> Result<Vec<WeekGrowth>, StoreError> {
-        let first = now - weeks * WEEK_MS;
+        let end_day = now.div_euclid(DAY_MS) + 1;
+        let first_day = end_day - weeks * 7;
         let mut growth: Vec<WeekGrowth> = (0..weeks)
             .map(|w| WeekGrowth {
-                start: first + w * WEEK_MS,
+                start: (first_day + w * 7) * DAY_MS,
                 ..WeekGrowth::default()
             })
             .collect();
-        for column in ["created_at", "confirmed_at", "unsubscribed_at"] {
-            // Integer division buckets the times into weeks on both backends.
-            let sql = format!(
-                "select ({column} - $1) / $2 as week, count(*) as n from subscribers \
-                 where {column} >= $1 and {column} < $3 group by ({column} - $1) / $2"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(first)
-                .bind(WEEK_MS)
-                .bind(now)
-                .fetch_all(&self.read)
-                .await?;
-            for row in rows {
-                let week: i64 = row.try_get("week")?;
-                let n: i64 = row.try_get("n")?;
-                let Some(slot) = usize::try_from(week).ok().and_then(|w| growth.get_mut(w)) else {
-                    continue;
-                };
-                match column {
-                    "created_at" => slot.signed_up = n,
-                    "confirmed_at" => slot.confirmed = n,
-                    _ => slot.unsubscribed = n,
-                }
-            }
+        let days: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "select day, signed_up, confirmed, unsubscribed from reader_days \
+             where day >= $1 and day < $2",
+        )
+        .bind(first_day)
+        .bind(end_day)
+        .fetch_all(&self.read)
+        .await?;
+        for (day, signed_up, confirmed, unsubscribed) in days {
+            let Some(week) = usize::try_from((day - first_day) / 7)
+                .ok()
+                .and_then(|w| growth.get_mut(w))
+            else {
+                continue;
+            };
+            week.signed_up += signed_up;
+            week.confirmed += confirmed;
+            week.unsubscribed += unsubscribed;
         }
         Ok(growth)
     }

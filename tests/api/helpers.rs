@@ -70,6 +70,27 @@ pub async fn postgres_available() -> bool {
 }
 
 /// A database URL of a fresh, empty database for one test.
+/// Brings `store`'s database to the schema as it was before migration
+/// `version`, as an installation of an earlier release has it.
+pub async fn migrate_before(store: &newsletter::store::Store, backend: Backend, version: i64) {
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let path = format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(&path))
+        .await
+        .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(store.pool()).await.unwrap();
+}
+
 pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
         Backend::Sqlite => format!("sqlite://{}/test.db", dir.display()),

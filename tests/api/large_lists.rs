@@ -6,7 +6,9 @@ use newsletter::commands::subscribers::import;
 use newsletter::domain::SubscriberStatus;
 use reqwest::Method;
 
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{
+    drop_test_database, fresh_database, migrate_before, spawn_app, Backend, TestApp,
+};
 use crate::sending::report_source;
 use crate::smtp_server::Fault;
 
@@ -14,6 +16,8 @@ crate::on_both_backends!(
     an_import_longer_than_a_batch_stores_every_row,
     a_bad_row_after_many_batches_stores_nothing,
     reader_counts_follow_every_change,
+    a_search_finds_exactly_the_readers_whose_address_has_the_part,
+    readers_of_before_are_found_and_charted_after_upgrade,
     send_counts_follow_every_delivery,
     the_archive_follows_a_changed_report,
 );
@@ -109,6 +113,52 @@ async fn assert_counts_match(app: &TestApp) {
     }
     let all = app.count("select count(*) from subscribers").await;
     assert_eq!(app.store().count_readers(None).await.unwrap(), all);
+    assert_growth_matches(app.store()).await;
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The overview's weekly growth equals the readers' own dates counted.
+async fn assert_growth_matches(store: &newsletter::store::Store) {
+    let now = newsletter::store::now_ms();
+    let growth = store.reader_growth(12, now).await.unwrap();
+    assert_eq!(growth.len(), 12);
+    let this_week = growth.last().unwrap();
+    assert!(this_week.start <= now && now < this_week.start + 7 * DAY_MS);
+    for week in &growth {
+        let end = week.start + 7 * DAY_MS;
+        for (column, kept) in [
+            ("created_at", week.signed_up),
+            ("confirmed_at", week.confirmed),
+            ("unsubscribed_at", week.unsubscribed),
+        ] {
+            let counted: i64 = sqlx::query_scalar(&format!(
+                "select count(*) from subscribers where {column} >= $1 and {column} < $2"
+            ))
+            .bind(week.start)
+            .bind(end)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(kept, counted, "{column} in the week from {}", week.start);
+        }
+    }
+}
+
+/// Spreads the readers' dates over the last twelve weeks and more, as a
+/// list that has grown for a while has them.
+async fn spread_dates(store: &newsletter::store::Store) {
+    let now = newsletter::store::now_ms();
+    sqlx::query(
+        "update subscribers set created_at = $1 - (id * 37 % 100) * $2, \
+         confirmed_at = case when confirmed_at is null then null else $1 - (id * 11 % 90) * $2 end, \
+         unsubscribed_at = case when unsubscribed_at is null then null else $1 - (id % 50) * $2 end",
+    )
+    .bind(now)
+    .bind(DAY_MS)
+    .execute(store.pool())
+    .await
+    .unwrap();
 }
 
 async fn reader_counts_follow_every_change(backend: Backend) {
@@ -118,6 +168,8 @@ async fn reader_counts_follow_every_change(backend: Backend) {
     let leaves = app.confirmed_reader("leaves@example.com").await;
     app.confirmed_reader("erased@example.com").await;
     app.insert_confirmed_readers(30).await;
+    assert_counts_match(&app).await;
+    spread_dates(app.store()).await;
     assert_counts_match(&app).await;
 
     let unsubscribe = leaves.header("List-Unsubscribe").unwrap();
@@ -265,4 +317,128 @@ async fn the_archive_follows_a_changed_report(backend: Backend) {
     let index = app.get("/archive").await.text().await.unwrap();
     assert!(index.contains("Corrected Report"), "{index}");
     assert!(!index.contains("Weekly Report archived"), "{index}");
+}
+
+/// Addresses of every shape a search must tell apart.
+const ADDRESSES: [&str; 9] = [
+    "ann_lee@example.com",
+    "annxlee@example.com",
+    "Bob.Stone@Example.COM",
+    "50%off@shop.example",
+    "back\\slash@example.org",
+    "读者@例子.中国",
+    "zoe@example.net",
+    "ab@x.io",
+    "an@x.io",
+];
+
+async fn insert_readers(store: &newsletter::store::Store, addresses: &[&str]) {
+    for (i, email) in addresses.iter().enumerate() {
+        let status = if i % 3 == 0 { "pending" } else { "confirmed" };
+        sqlx::query("insert into subscribers (email, status, created_at) values ($1, $2, $3)")
+            .bind(*email)
+            .bind(status)
+            .bind(newsletter::store::now_ms() - i as i64 * DAY_MS)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// What a search for `part` must find: every address holding it, case
+/// aside, each character taken literally; newest first.
+async fn expected_matches(
+    store: &newsletter::store::Store,
+    part: &str,
+    status: Option<SubscriberStatus>,
+) -> Vec<String> {
+    let mut all = store.all_subscribers().await.unwrap();
+    all.reverse();
+    all.into_iter()
+        .filter(|r| r.email.to_lowercase().contains(&part.to_lowercase()))
+        .filter(|r| status.is_none_or(|s| s == r.status))
+        .map(|r| r.email)
+        .collect()
+}
+
+async fn assert_search_matches(store: &newsletter::store::Store) {
+    let parts = [
+        "ann",
+        "_le",
+        "n_l",
+        "xlee",
+        "50%",
+        "%",
+        "\\",
+        "STONE",
+        "example.com",
+        "读者",
+        "例子.中",
+        "a",
+        "an",
+        "x.io",
+        "nobody here",
+        "e",
+        "zed",
+    ];
+    for part in parts {
+        for status in [None, Some(SubscriberStatus::Confirmed)] {
+            let query = newsletter::store::ReaderQuery {
+                address: Some(part.to_string()),
+                status,
+                limit: 100,
+                ..Default::default()
+            };
+            let page = store.find_readers(&query).await.unwrap();
+            let found: Vec<String> = page.readers.into_iter().map(|r| r.email).collect();
+            let expected = expected_matches(store, part, status).await;
+            assert_eq!(found, expected, "searching for {part:?} ({status:?})");
+            assert_eq!(page.matching, expected.len() as i64, "{part:?}");
+        }
+    }
+}
+
+async fn a_search_finds_exactly_the_readers_whose_address_has_the_part(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = app.store();
+    insert_readers(store, &ADDRESSES).await;
+    app.insert_confirmed_readers(40).await;
+    assert_search_matches(store).await;
+
+    // Erased and changed addresses are found no more; new ones at once.
+    let ann: i64 = app
+        .count("select id from subscribers where email = 'ann_lee@example.com'")
+        .await;
+    assert!(store.delete_reader(ann).await.unwrap());
+    sqlx::query("update subscribers set email = 'zed@example.net' where email = 'zoe@example.net'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    app.sign_up("annie_lee@example.com").await;
+    assert_search_matches(store).await;
+    let page = store
+        .find_readers(&newsletter::store::ReaderQuery {
+            address: Some("_lee".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let found: Vec<&str> = page.readers.iter().map(|r| r.email.as_str()).collect();
+    assert_eq!(found, ["annie_lee@example.com"]);
+}
+
+async fn readers_of_before_are_found_and_charted_after_upgrade(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(backend, dir.path()).await;
+    let store = newsletter::store::Store::connect(&url, 2).await.unwrap();
+    migrate_before(&store, backend, 20).await;
+    insert_readers(&store, &ADDRESSES).await;
+    spread_dates(&store).await;
+
+    store.migrate().await.unwrap();
+    assert_search_matches(&store).await;
+    assert_growth_matches(&store).await;
+    store.pool().close().await;
+    drop_test_database(&url);
 }

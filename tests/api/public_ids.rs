@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::bounces::{app_with_bounces, envelope_sender_to, ingest, sample, send_report_to};
 use crate::helpers::{
-    confirmation_link, drop_test_database, fresh_database, token_in, Backend, TestApp,
+    confirmation_link, drop_test_database, fresh_database, migrate_before, token_in, Backend,
+    TestApp,
 };
 use crate::smtp_server::Received;
 
@@ -407,22 +408,7 @@ async fn readers_and_reports_of_before_get_public_ids_on_upgrade(backend: Backen
     let store = newsletter::store::Store::connect(&url, 2).await.unwrap();
 
     // The database as it was before public ids, with readers and reports.
-    let folder = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    let path = format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
-    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(&path))
-        .await
-        .unwrap();
-    before.migrations = before
-        .migrations
-        .iter()
-        .filter(|m| m.version < 18)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    before.run(store.pool()).await.unwrap();
+    migrate_before(&store, backend, 18).await;
     for i in 0..50 {
         sqlx::query(
             "insert into subscribers (email, status, created_at) values ($1, 'confirmed', 0)",
