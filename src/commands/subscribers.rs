@@ -104,7 +104,11 @@ pub fn parse_import(
     default_status: SubscriberStatus,
 ) -> Result<Vec<ImportedSubscriber>, Vec<String>> {
     let mut readers = Vec::new();
-    check_rows(csv_text.as_bytes(), default_status, |r| readers.push(r))?;
+    check_rows(
+        || Ok(csv_text.as_bytes()),
+        default_status,
+        |r| readers.push(r),
+    )?;
     Ok(readers)
 }
 
@@ -113,14 +117,79 @@ pub fn parse_import(
 const MAX_ERRORS: usize = 100;
 
 /// Reads the CSV row by row, handing each good row to `each`; returns the
-/// number of rows, or every bad row by line. Only a fingerprint of each
-/// address is kept, to find repeats, so a list of a million readers is
-/// checked in a few tens of megabytes.
+/// number of rows, or every bad row by line. Repeated addresses are found
+/// once the whole file is read, from an 8-byte fingerprint of each address,
+/// so a list of a million readers is checked in about ten megabytes; only a
+/// file with repeats is read once more, to name them. `each` sees every
+/// good row before repeats are known: a caller stores nothing unless the
+/// whole check passes.
 fn check_rows<R: std::io::Read>(
-    input: R,
+    open: impl Fn() -> std::io::Result<R>,
     default_status: SubscriberStatus,
     mut each: impl FnMut(ImportedSubscriber),
 ) -> Result<usize, Vec<String>> {
+    let reopen = || open().map_err(|e| vec![format!("cannot read the file: {e}")]);
+    let hasher = std::collections::hash_map::RandomState::new();
+    let fingerprint = |reader: &ImportedSubscriber| {
+        use std::hash::BuildHasher;
+        hasher.hash_one(reader.email.as_str())
+    };
+    let mut bad = BadRows::default();
+    let mut fingerprints = Vec::new();
+    let mut rows = 0;
+    for (line, row) in read_rows(reopen()?, default_status)? {
+        rows += 1;
+        match row {
+            Ok(reader) => {
+                fingerprints.push(fingerprint(&reader));
+                each(reader);
+            }
+            Err(e) => bad.add(line, e),
+        }
+    }
+    let repeated = repeated(fingerprints);
+    if !repeated.is_empty() {
+        let mut first_lines = HashMap::new();
+        let mut repeats = BadRows::default();
+        for (line, row) in read_rows(reopen()?, default_status)? {
+            let Ok(reader) = row else { continue };
+            let key = fingerprint(&reader);
+            if repeated.contains(&key) {
+                match first_lines.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(first) => repeats.add(
+                        line,
+                        format!("{} is already on line {}", reader.email, first.get()),
+                    ),
+                    std::collections::hash_map::Entry::Vacant(first) => {
+                        first.insert(line);
+                    }
+                }
+            }
+        }
+        bad.merge(repeats);
+    }
+    bad.into_result(rows)
+}
+
+/// The fingerprints that occur more than once. Two different addresses
+/// share a 64-bit fingerprint about once in 10^13 pairs (a million readers
+/// make 5 × 10^11 pairs); the second reading compares the addresses' own
+/// fingerprints again, so such a pair would be named as a repeat.
+fn repeated(mut fingerprints: Vec<u64>) -> std::collections::HashSet<u64> {
+    fingerprints.sort_unstable();
+    fingerprints
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect()
+}
+
+/// Each row of the CSV with its line number: the reader, or what is wrong
+/// with the row.
+fn read_rows<R: std::io::Read>(
+    input: R,
+    default_status: SubscriberStatus,
+) -> Result<impl Iterator<Item = (usize, Result<ImportedSubscriber, String>)>, Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
@@ -151,81 +220,64 @@ fn check_rows<R: std::io::Read>(
         "optintime",
         "createdat",
     ]);
-
-    let mut errors = Vec::new();
-    let mut bad_rows = 0;
-    let mut seen = AddressFingerprints::default();
-    let mut rows = 0;
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = rows + 2;
-        let error = match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                rows += 1;
+    Ok(reader.into_records().enumerate().map(move |(i, record)| {
+        let line = i + 2;
+        let row = match record {
+            Ok(record) => {
                 let field =
                     |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or("").trim();
-                match parse_row(
+                parse_row(
                     field(Some(email_col)),
                     &name_of(field(name_col), field(first_col), field(last_col)),
                     field(status_col),
                     field(consent_col),
                     default_status,
-                ) {
-                    Ok(reader) => match seen.first_line(reader.email.as_str(), line) {
-                        Some(first) => {
-                            format!("line {line}: {} is already on line {first}", reader.email)
-                        }
-                        None => {
-                            each(reader);
-                            continue;
-                        }
-                    },
-                    Err(e) => format!("line {line}: {e}"),
-                }
+                )
+                .map_err(|e| e.to_string())
             }
-            Err(e) => {
-                rows += 1;
-                format!("line {line}: {e}")
-            }
+            Err(e) => Err(e.to_string()),
         };
-        bad_rows += 1;
-        if errors.len() < MAX_ERRORS {
-            errors.push(error);
-        }
-    }
-    if bad_rows > errors.len() {
-        errors.push(format!("… and {} more bad rows", bad_rows - errors.len()));
-    }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(errors)
-    }
+        (line, row)
+    }))
 }
 
-/// The first line of each address seen, keyed by a 64-bit hash of the
-/// address rather than the address itself. Two different addresses share a
-/// hash about once in 10^13 pairs; a million readers make 5 × 10^11 pairs.
+/// The bad rows of a file: the first `MAX_ERRORS` by line, and how many
+/// in all.
 #[derive(Default)]
-struct AddressFingerprints {
-    lines: HashMap<u64, usize>,
-    hasher: std::collections::hash_map::RandomState,
+struct BadRows {
+    named: Vec<(usize, String)>,
+    count: usize,
 }
 
-impl AddressFingerprints {
-    /// The line `address` was first seen on, or `None` (and remembered at
-    /// `line`) when it is new.
-    fn first_line(&mut self, address: &str, line: usize) -> Option<usize> {
-        use std::hash::BuildHasher;
-        let key = self.hasher.hash_one(address);
-        match self.lines.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(line);
-                None
-            }
+impl BadRows {
+    /// Rows must come in the order of their lines.
+    fn add(&mut self, line: usize, problem: String) {
+        self.count += 1;
+        if self.named.len() < MAX_ERRORS {
+            self.named.push((line, problem));
         }
+    }
+
+    fn merge(&mut self, other: BadRows) {
+        self.count += other.count;
+        self.named.extend(other.named);
+        self.named.sort_by_key(|(line, _)| *line);
+        self.named.truncate(MAX_ERRORS);
+    }
+
+    fn into_result(self, rows: usize) -> Result<usize, Vec<String>> {
+        if self.count == 0 {
+            return Ok(rows);
+        }
+        let mut errors: Vec<String> = self
+            .named
+            .iter()
+            .map(|(line, problem)| format!("line {line}: {problem}"))
+            .collect();
+        if self.count > errors.len() {
+            errors.push(format!("… and {} more bad rows", self.count - errors.len()));
+        }
+        Err(errors)
     }
 }
 
@@ -313,12 +365,10 @@ pub async fn import(
     default_status: SubscriberStatus,
     dry_run: bool,
 ) -> Result<ImportSummary, anyhow::Error> {
-    let open = || {
-        std::fs::File::open(file)
-            .map(std::io::BufReader::new)
-            .with_context(|| format!("reading {}", file.display()))
-    };
-    let rows = check_rows(open()?, default_status, drop).map_err(|errors| {
+    let path = file.to_path_buf();
+    let open = move || std::fs::File::open(&path).map(std::io::BufReader::new);
+    open().with_context(|| format!("reading {}", file.display()))?;
+    let rows = check_rows(open.clone(), default_status, drop).map_err(|errors| {
         anyhow::anyhow!(
             "nothing was imported; fix these rows and try again:\n  {}",
             errors.join("\n  ")
@@ -338,11 +388,10 @@ pub async fn import(
         }
         Ok::<_, crate::store::StoreError>(import)
     });
-    let input = open()?;
     let parsing = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(IMPORT_BATCH);
         let mut writer_gone = false;
-        let checked = check_rows(input, default_status, |reader| {
+        let checked = check_rows(open, default_status, |reader| {
             batch.push(reader);
             if batch.len() == IMPORT_BATCH && !writer_gone {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
@@ -385,6 +434,27 @@ mod tests {
         let rows = parse_import(mailchimp, SubscriberStatus::Confirmed).unwrap();
         assert_eq!(rows[0].name.as_ref().unwrap().as_str(), "Cy Lee");
         assert_eq!(rows[0].confirmed_at, Some(1_682_935_500_000));
+    }
+
+    #[test]
+    fn repeats_and_bad_rows_are_named_in_the_order_of_their_lines() {
+        // Odd lines from 3 on are bad; even ones repeat the first reader.
+        let mut csv = String::from("email\nfirst@example.com\n");
+        for i in 0..150 {
+            csv.push_str(&format!("not-an-address-{i}\nFIRST@example.com\n"));
+        }
+        let errors = parse_import(&csv, SubscriberStatus::Pending).unwrap_err();
+        assert_eq!(errors.len(), MAX_ERRORS + 1, "{errors:#?}");
+        for (i, error) in errors[..MAX_ERRORS].iter().enumerate() {
+            let line = i + 3;
+            let expected = if line % 2 == 1 {
+                format!("line {line}: ")
+            } else {
+                format!("line {line}: first@example.com is already on line 2")
+            };
+            assert!(error.starts_with(&expected), "{error} (wanted {expected})");
+        }
+        assert_eq!(errors[MAX_ERRORS], "… and 200 more bad rows");
     }
 
     #[test]
