@@ -464,9 +464,12 @@ impl Store {
         // Only a send under way has deliveries in flight or a current pace.
         if send.state == SendState::Sending {
             let (leased, recent): (i64, i64) = sqlx::query_as(
+                // Written so that both read the small partial indexes
+                // (outbox_leased, outbox_report_sent): `kind <> 'test'` is
+                // `kind = 'report'` for rows of a report.
                 "select \
-                 (select count(*) from outbox where report_id = $1 and kind = 'report' \
-                  and status = $4 and lease_until > $2) as leased, \
+                 (select coalesce(sum(case when status = $4 and lease_until > $2 then 1 else 0 end), 0) \
+                  from outbox where leased_by is not null and report_id = $1 and kind <> 'test') as leased, \
                  (select count(*) from outbox where report_id = $1 and kind = 'report' \
                   and sent_at > $3) as recent",
             )
@@ -489,15 +492,18 @@ impl Store {
         report_id: i64,
         limit: i64,
     ) -> Result<Vec<Failure>, StoreError> {
-        Ok(sqlx::query_as(
+        // The state is written into the statement, not bound, so that
+        // the partial index of failures (outbox_report_failed) serves it.
+        let sql = format!(
             "select recipient, coalesce(last_error, '') as reason, attempts from outbox \
-             where report_id = $1 and kind = 'report' and status = $3 order by id desc limit $2",
-        )
-        .bind(report_id)
-        .bind(limit)
-        .bind(DeliveryState::Failed)
-        .fetch_all(&self.read)
-        .await?)
+             where report_id = $1 and kind = 'report' and status = '{failed}' order by id desc limit $2",
+            failed = DeliveryState::Failed.as_str()
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(report_id)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?)
     }
 
     /// Queues a test copy of the report as it stands now for each address

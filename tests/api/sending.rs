@@ -169,7 +169,13 @@ async fn a_451_is_retried_and_a_550_is_reported(backend: Backend) {
     let retried: i64 = app
         .count("select count(*) from outbox where kind = 'report' and status = 'sent' and attempts = 2")
         .await;
-    assert_eq!(retried, 1);
+    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "select recipient, status, attempts, last_error from outbox where kind = 'report'",
+    )
+    .fetch_all(app.store().pool())
+    .await
+    .unwrap();
+    assert_eq!(retried, 1, "{rows:?}");
 }
 
 async fn a_reader_who_unsubscribes_during_a_send_is_skipped(backend: Backend) {
