@@ -4,8 +4,8 @@
 //!   cargo bench --bench million -- [--readers 1000000] [--backends sqlite,postgres]
 //!
 //! For each backend it:
-//! 1. imports `--import-rows` readers from a CSV file through the same code
-//!    as `newsletter subscribers import`, with the peak RSS of the import;
+//! 1. imports `--import-rows` readers from a CSV file with the release
+//!    binary's `newsletter subscribers import`, with that process's peak RSS;
 //! 2. seeds the rest of the list in SQL (spread over two years, some pending
 //!    and unsubscribed) and times the enqueue of a send to every reader;
 //! 3. marks that send delivered (a few failures), adds votes, and starts the
@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 mod support;
 
 use newsletter::config::Settings;
-use newsletter::domain::SubscriberStatus;
 use newsletter::startup::Application;
 use newsletter::store::now_ms;
 use tokio_util::sync::CancellationToken;
@@ -132,6 +131,33 @@ async fn finish_send(app: &Application, report_id: i64, now: i64) {
         .expect("closing the send");
 }
 
+/// Imports `csv` with `newsletter subscribers import`, as an operator
+/// would; returns its wall time and the process's peak RSS in MB.
+fn import_with_cli(database_url: &str, csv: &std::path::Path) -> (Duration, f64) {
+    let started = Instant::now();
+    // Reaped below by wait4, which also reads the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_newsletter"))
+        .args(["subscribers", "import"])
+        .arg(csv)
+        .env("NEWSLETTER_DATABASE_URL", database_url)
+        .env("NEWSLETTER_LOG__FILTER", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting newsletter subscribers import");
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just started, which nothing else waits for.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(
+        waited > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "newsletter subscribers import failed"
+    );
+    // Linux gives ru_maxrss in kilobytes.
+    (started.elapsed(), usage.ru_maxrss as f64 / 1024.0)
+}
+
 struct Timing {
     page: String,
     median: Duration,
@@ -202,15 +228,12 @@ async fn run(backend: &str, args: &Args) -> Row {
     );
     let csv = dir.path().join("readers.csv");
     write_csv(&csv, args.import_rows);
-    support::reset_peak_rss();
-    let started = Instant::now();
-    let summary =
-        newsletter::commands::subscribers::import(&store, &csv, SubscriberStatus::Confirmed, false)
-            .await
-            .expect("import");
-    let import = started.elapsed();
-    let import_rss = support::peak_rss_mb();
-    assert_eq!(summary.added as usize, args.import_rows);
+    let (import, import_rss) = import_with_cli(&app.state.settings.database_url, &csv);
+    let imported: i64 = sqlx::query_scalar("select count(*) from subscribers")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(imported as usize, args.import_rows);
 
     let seeded = args.readers.saturating_sub(args.import_rows);
     eprintln!("{backend}: seeding {seeded} more readers…");

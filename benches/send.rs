@@ -123,14 +123,14 @@ impl Measure {
 }
 
 async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
-    support::reset_peak_rss();
+    reset_peak_rss();
     let cpu = cpu_time();
     let start = Instant::now();
     let messages = f.await;
     Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
-        rss_mb: support::peak_rss_mb(),
+        rss_mb: peak_rss_mb(),
         messages,
     }
 }
@@ -845,4 +845,19 @@ fn ed25519_key() -> Vec<u8> {
         .unwrap()
         .as_ref()
         .to_vec()
+}
+
+/// Resets the peak resident set size, so each phase reports its own.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }

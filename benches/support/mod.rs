@@ -1,19 +1,4 @@
-//! What the benchmarks share: fresh databases and memory readings.
-
-/// Resets the peak resident set size, so each phase reports its own.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-pub fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
+//! What the benchmarks share: fresh databases.
 
 /// A database URL of a fresh database: an SQLite file in `dir`, or a new
 /// PostgreSQL database on the server at `postgres`.
