@@ -234,7 +234,8 @@ impl Store {
             "update outbox set status = case when status in ($2, $3) then $4 else status end, \
              last_error = case when status in ($2, $3) \
              then 'the reader was deleted' else last_error end, \
-             recipient = 'deleted reader', seed = null where subscriber_id = $1",
+             recipient = 'deleted reader', seed = null, subscriber_id = null \
+             where subscriber_id = $1",
         )
         .bind(id)
         .bind(DeliveryState::Queued)

@@ -154,11 +154,15 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let revision = super::reports::snapshot_revision(&mut tx, report_id, now).await?;
+        // No conflict clause: only the winner of the state change gets
+        // here, and the unique index outbox_one_report_per_reader would
+        // refuse (and roll back) a second delivery of the report to a
+        // reader. Checking each row for a conflict cost a fifth of the
+        // enqueue on PostgreSQL.
         let enqueued = sqlx::query(
             "insert into outbox (kind, subscriber_id, report_id, report_revision, recipient, next_attempt_at, created_at) \
              select 'report', id, $1, $3, email, $2, $2 from subscribers where status = 'confirmed' \
-             and not exists (select 1 from suppressions x where x.email = subscribers.email) \
-             on conflict do nothing",
+             and not exists (select 1 from suppressions x where x.email = subscribers.email)",
         )
         .bind(report_id)
         .bind(now)
@@ -174,6 +178,12 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.mail_queued();
+        if self.backend == super::Backend::Postgres {
+            // A million new rows would otherwise be planned for with the
+            // statistics of before until autovacuum comes round; a sample
+            // takes well under a second.
+            sqlx::query("analyze outbox").execute(&self.write).await?;
+        }
         Ok(true)
     }
 
