@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{JobKind, Store, StoreError};
 use crate::bounces::{BounceKind, SuppressionReason};
 use crate::domain::DeliveryState;
 
@@ -87,6 +87,17 @@ pub struct BounceMessage {
 
 const DELIVERY_COLUMNS: &str = "id, subscriber_id, report_id, recipient";
 
+/// Every delivery to address `$1`: a reader's, found through the reader
+/// (the index of a reader's deliveries), and test copies (`$2`), which
+/// name no reader. An outbox of a million rows has no index by address,
+/// so a bounce or a provider's event reads a handful of rows, not all.
+const MAILED: &str =
+    "select id, subscriber_id, report_id, recipient, status, message_id from outbox \
+     where subscriber_id = (select id from subscribers where email = $1) and recipient = $1 \
+     union all \
+     select id, subscriber_id, report_id, recipient, status, message_id from outbox \
+     where subscriber_id is null and kind = $2 and recipient = $1";
+
 fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<BouncedDelivery, StoreError> {
     Ok(BouncedDelivery {
         outbox_id: row.try_get("id")?,
@@ -118,12 +129,12 @@ impl Store {
             .trim()
             .trim_start_matches('<')
             .trim_end_matches('>');
-        let sql = format!(
-            "select {DELIVERY_COLUMNS} from outbox where message_id = $1 and recipient = $2"
-        );
+        let sql =
+            format!("select {DELIVERY_COLUMNS} from ({MAILED}) as mailed where message_id = $3");
         let row = sqlx::query(&sql)
-            .bind(format!("<{bare}>"))
             .bind(recipient.trim().to_lowercase())
+            .bind(JobKind::Test.as_str())
+            .bind(format!("<{bare}>"))
             .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(delivery_from_row).transpose()
@@ -136,11 +147,12 @@ impl Store {
         recipient: &str,
     ) -> Result<Option<BouncedDelivery>, StoreError> {
         let sql = format!(
-            "select {DELIVERY_COLUMNS} from outbox where recipient = $1 \
-             and status in ($2, $3) order by id desc limit 1"
+            "select {DELIVERY_COLUMNS} from ({MAILED}) as mailed \
+             where status in ($3, $4) order by id desc limit 1"
         );
         let row = sqlx::query(&sql)
             .bind(recipient.trim().to_lowercase())
+            .bind(JobKind::Test.as_str())
             .bind(DeliveryState::Sent)
             .bind(DeliveryState::Failed)
             .fetch_optional(&self.read)

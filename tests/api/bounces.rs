@@ -16,6 +16,7 @@ crate::on_both_backends!(
     a_relay_refusing_a_recipient_counts_as_a_hard_bounce,
     the_report_page_and_dashboard_warn_of_high_bounce_and_complaint_rates,
     suppressed_readers_are_listed_exported_and_can_be_lifted,
+    a_bounce_naming_an_address_finds_the_delivery_it_belongs_to,
 );
 
 pub const BOUNCE_ADDRESS: &str = "bounces@bounce.example.com";
@@ -608,4 +609,62 @@ fn an_unstorable_bounce_asks_the_mta_to_try_again() {
     drop(input);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(75), "{out:?}");
+}
+
+/// Bounces that carry no VERP address (a provider's event, a DSN quoting
+/// only the Message-ID) are matched by address and Message-ID: to a
+/// reader's report, to a test copy, and to nothing else.
+async fn a_bounce_naming_an_address_finds_the_delivery_it_belongs_to(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.confirmed_reader("ana@example.com").await;
+    app.confirmed_reader("bo@example.com").await;
+    let report = app
+        .create_report(&crate::sending::report_source("w1"))
+        .await;
+    app.trigger_send(report, "k").await;
+    let store = app.store();
+    store
+        .queue_test_sends(
+            report,
+            &["copy@example.org".to_string()],
+            newsletter::store::now_ms(),
+        )
+        .await
+        .unwrap();
+    app.dispatch_all_pending().await;
+
+    let sent: Vec<(i64, String, String)> = sqlx::query_as(
+        "select id, recipient, message_id from outbox where status = 'sent' and kind <> 'confirmation'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sent.len(), 3);
+    for (id, recipient, message_id) in &sent {
+        let bare = message_id.trim_matches(['<', '>']);
+        let found = store
+            .delivery_by_message_id(bare, &recipient.to_uppercase())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{recipient}'s delivery by its Message-ID"));
+        assert_eq!(found.outbox_id, *id, "{recipient}");
+        let latest = store.latest_delivery_to(recipient).await.unwrap().unwrap();
+        assert_eq!(latest.outbox_id, *id, "{recipient}");
+        // The Message-ID of one delivery names no other recipient's.
+        let other = if recipient == "ana@example.com" {
+            "bo@example.com"
+        } else {
+            "ana@example.com"
+        };
+        assert!(store
+            .delivery_by_message_id(message_id, other)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert!(store
+        .latest_delivery_to("never@example.com")
+        .await
+        .unwrap()
+        .is_none());
 }
