@@ -13,6 +13,7 @@ crate::on_both_backends!(
     a_relay_without_pipelining_gets_one_command_at_a_time,
     refusals_in_a_pipelined_envelope_are_sorted_and_the_line_kept,
     refusals_in_a_chunked_transaction_are_sorted,
+    lines_that_start_with_a_period_arrive_whole,
 );
 
 const READERS: usize = 30;
@@ -159,4 +160,36 @@ async fn refusals_in_a_chunked_transaction_are_sorted(backend: Backend) {
         chunking: true,
     };
     assert_refusals_sorted(backend, extensions).await;
+}
+
+/// DATA ends at a line holding a lone period, so every line of the message
+/// that starts with one is sent with a second in front; the relay (here
+/// the test server, which undoes it as relays do) gets the text back as
+/// written, and the DKIM-less message parses the same.
+async fn lines_that_start_with_a_period_arrive_whole(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.insert_confirmed_readers(3).await;
+    let source = report_source("dots").replace(
+        "The body of the news item.",
+        ".NET 10 shipped this week.\n\n.\n\n..and two periods lead this line.",
+    );
+    let id = app.create_report(&source).await;
+    assert_eq!(app.trigger_send(id, "dots").await.status(), 202);
+    app.dispatch_all_pending().await;
+    let mails = app.smtp.received();
+    assert_eq!(mails.len(), 3);
+    for mail in &mails {
+        assert_eq!(mail.commands, ["MAIL", "RCPT", "DATA"]);
+        let text = mail.text();
+        for line in [
+            ".NET 10 shipped this week.",
+            "..and two periods lead this line.",
+        ] {
+            assert!(
+                text.lines().any(|l| l.trim_end() == line),
+                "{line:?} is not a line of:\n{text}"
+            );
+        }
+        assert!(mail.html().contains(".NET 10 shipped this week."));
+    }
 }
