@@ -1,6 +1,7 @@
 //! The queued sender: workers claim due messages from the outbox, build
 //! them, send them over a pooled transport and record what happened.
 
+mod claim_gate;
 mod compose;
 pub mod dkim;
 mod headers;

@@ -11,6 +11,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::claim_gate::ClaimGate;
 use super::compose::{report_key, Composer, ReportKey};
 use super::retry::retry_delay;
 use super::transport::{MailError, Mailer};
@@ -96,6 +97,7 @@ pub struct Dispatcher {
     pace: Option<Arc<Mutex<Interval>>>,
     /// Relay-wide failures in a row, across this worker's senders.
     relay_failures: Arc<AtomicU32>,
+    gate: Arc<ClaimGate>,
 }
 
 impl Dispatcher {
@@ -114,7 +116,15 @@ impl Dispatcher {
             Arc::new(Mutex::new(interval))
         });
         let worker_id: Arc<str> = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into();
+        let lease = Duration::from_secs(settings.lease_secs.max(1));
+        let gate = Arc::new(ClaimGate::new(
+            store.clone(),
+            worker_id.clone(),
+            lease / 3,
+            DATABASE_DEADLINE,
+        ));
         Dispatcher {
+            gate,
             store,
             mailer,
             composer,
@@ -173,18 +183,12 @@ impl Dispatcher {
     /// Reads, just before a message goes out, whether it may: still queued,
     /// still this worker's, with lease time to spare.
     async fn gate(&self, id: i64) -> Result<ClaimCheck, DispatchError> {
-        let valid_until = now_ms() + (self.lease() / 3).as_millis() as i64;
-        match tokio::time::timeout(
-            DATABASE_DEADLINE,
-            self.store.check_claim(id, &self.worker_id, valid_until),
-        )
-        .await
-        {
+        match tokio::time::timeout(DATABASE_DEADLINE, self.gate.check(id)).await {
             Ok(Ok(ClaimCheck::Expiring)) => Err(DispatchError::Unreachable(
                 "leases are not being renewed".into(),
             )),
             Ok(Ok(check)) => Ok(check),
-            Ok(Err(e)) => Err(DispatchError::Unreachable(e.to_string())),
+            Ok(Err(e)) => Err(DispatchError::Unreachable(e)),
             Err(_) => Err(DispatchError::Unreachable(format!(
                 "no answer within {} s",
                 DATABASE_DEADLINE.as_secs()

@@ -5,6 +5,8 @@
 //! that. A worker that dies between the two leaves rows whose lease runs out,
 //! and another worker takes them.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{placeholders, value_rows, Backend, Store, StoreError};
@@ -288,35 +290,47 @@ impl Store {
         Ok(())
     }
 
-    /// Where a claimed message stands: read just before it goes on the wire,
-    /// so that a pause, a cancel or a lost lease stops it there.
-    pub async fn check_claim(
+    /// Where each of the claimed messages `ids` stands: read just before
+    /// they go on the wire, so that a pause, a cancel or a lost lease stops
+    /// them there. A row that is gone is `Lost`.
+    pub async fn check_claims(
         &self,
-        id: i64,
+        ids: &[i64],
         worker: &str,
         valid_until: i64,
-    ) -> Result<ClaimCheck, StoreError> {
-        let row: Option<(DeliveryState, Option<String>, Option<i64>)> =
-            sqlx::query_as("select status, leased_by, lease_until from outbox where id = $1")
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
-        let Some((status, leased_by, lease_until)) = row else {
-            return Ok(ClaimCheck::Lost);
-        };
-        if leased_by.as_deref() != Some(worker) {
-            return Ok(ClaimCheck::Lost);
+    ) -> Result<HashMap<i64, ClaimCheck>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
-        Ok(match status {
-            DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
-                ClaimCheck::Held
-            }
-            DeliveryState::Queued => ClaimCheck::Expiring,
-            DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
-            DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
+        let sql = format!(
+            "select id, status, leased_by, lease_until from outbox where id in ({})",
+            placeholders(1, ids.len())
+        );
+        let query = ids
+            .iter()
+            .fold(sqlx::query_as(&sql), |query, id| query.bind(*id));
+        let rows: Vec<(i64, DeliveryState, Option<String>, Option<i64>)> =
+            query.fetch_all(&self.read).await?;
+        let mut checks: HashMap<i64, ClaimCheck> =
+            ids.iter().map(|id| (*id, ClaimCheck::Lost)).collect();
+        for (id, status, leased_by, lease_until) in rows {
+            let check = if leased_by.as_deref() != Some(worker) {
                 ClaimCheck::Lost
-            }
-        })
+            } else {
+                match status {
+                    DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
+                        ClaimCheck::Held
+                    }
+                    DeliveryState::Queued => ClaimCheck::Expiring,
+                    DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
+                    DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
+                        ClaimCheck::Lost
+                    }
+                }
+            };
+            checks.insert(id, check);
+        }
+        Ok(checks)
     }
 
     /// Extends every lease `worker` holds, so rows waiting in its memory or

@@ -1,0 +1,96 @@
+//! The last check before a message goes on the wire, for all of a worker's
+//! senders at once.
+//!
+//! Each sender asks, just before it writes a message, whether its claim
+//! still holds: still queued (not paused or cancelled), still this
+//! worker's, with lease time to spare. Asked one by one, that is a database
+//! round trip per message, the largest share of a message's cost on
+//! PostgreSQL. Here the questions that arrive while one read is under way
+//! wait for the next, which answers them all: each answer still comes from
+//! a read made after its question was asked, and an idle worker's single
+//! question goes at once.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{now_ms, ClaimCheck, Store};
+
+/// Questions answered by one read at most.
+const MOST_PER_READ: usize = 256;
+
+type Answer = Result<ClaimCheck, String>;
+
+struct Question {
+    id: i64,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// Shared by the clones of one worker.
+pub(super) struct ClaimGate {
+    store: Store,
+    worker: Arc<str>,
+    /// A claim must hold at least this much longer to be used.
+    margin: Duration,
+    /// How long one read may take before its questions fail.
+    deadline: Duration,
+    /// Started on the first question, inside the runtime; the reading task
+    /// ends when the gate is dropped.
+    questions: OnceLock<mpsc::Sender<Question>>,
+}
+
+impl ClaimGate {
+    pub fn new(store: Store, worker: Arc<str>, margin: Duration, deadline: Duration) -> Self {
+        ClaimGate {
+            store,
+            worker,
+            margin,
+            deadline,
+            questions: OnceLock::new(),
+        }
+    }
+
+    /// Where the claim on delivery `id` stands now, or why that cannot be
+    /// told.
+    pub async fn check(&self, id: i64) -> Answer {
+        let questions = self.questions.get_or_init(|| self.start());
+        let (answer, answered) = oneshot::channel();
+        questions
+            .send(Question { id, answer })
+            .await
+            .map_err(|_| "the claim checks stopped".to_string())?;
+        answered
+            .await
+            .map_err(|_| "the claim checks stopped".to_string())?
+    }
+
+    fn start(&self) -> mpsc::Sender<Question> {
+        let (questions, mut asked) = mpsc::channel::<Question>(MOST_PER_READ * 4);
+        let (store, worker) = (self.store.clone(), self.worker.clone());
+        let (margin, deadline) = (self.margin, self.deadline);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MOST_PER_READ);
+            while asked.recv_many(&mut batch, MOST_PER_READ).await > 0 {
+                let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
+                let valid_until = now_ms() + margin.as_millis() as i64;
+                let read =
+                    tokio::time::timeout(deadline, store.check_claims(&ids, &worker, valid_until))
+                        .await;
+                for question in batch.drain(..) {
+                    let answer = match &read {
+                        Ok(Ok(checks)) => Ok(checks
+                            .get(&question.id)
+                            .copied()
+                            .unwrap_or(ClaimCheck::Lost)),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("no answer within {} s", deadline.as_secs())),
+                    };
+                    // A sender that stopped waiting needs no answer.
+                    let _ = question.answer.send(answer);
+                }
+            }
+        });
+        questions
+    }
+}
