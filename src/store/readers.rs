@@ -68,7 +68,7 @@ const INDEXED_FRAGMENT: usize = 3;
 /// with the values to bind in order. Only the filters asked for appear, so
 /// each statement can use the index that fits it.
 struct ReaderFilter {
-    from: &'static str,
+    from: String,
     conditions: Vec<String>,
     binds: Vec<String>,
     /// The column that orders readers newest first.
@@ -78,7 +78,7 @@ struct ReaderFilter {
 impl ReaderFilter {
     fn new(backend: Backend, query: &ReaderQuery) -> ReaderFilter {
         let mut filter = ReaderFilter {
-            from: "subscribers",
+            from: "subscribers".into(),
             conditions: Vec::new(),
             binds: Vec::new(),
             order: "id",
@@ -91,11 +91,12 @@ impl ReaderFilter {
             // so it finds a superset). PostgreSQL's trigram index serves the
             // exact condition directly.
             if backend == Backend::Sqlite && fragment.chars().count() >= INDEXED_FRAGMENT {
-                filter.from = "(select rowid as found from subscriber_search \
-                               where email like $1) as candidates \
-                               join subscribers on subscribers.id = candidates.found";
+                let n = filter.bind(format!("%{fragment}%"));
+                filter.from = format!(
+                    "(select rowid as found from subscriber_search where email like ${n}) \
+                     as candidates join subscribers on subscribers.id = candidates.found"
+                );
                 filter.order = "candidates.found";
-                filter.binds.push(format!("%{fragment}%"));
             }
             let n = filter.bind(like_pattern(&fragment));
             filter
