@@ -150,19 +150,14 @@ fn import_with_cli(database_url: &str, csv: &std::path::Path) -> (Duration, f64)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("starting newsletter subscribers import");
-    let status_file = format!("/proc/{}/status", child.id());
+    let pid = child.id().to_string();
     let mut peak_mb: f64 = 0.0;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the import") {
             break status;
         }
-        let reading = std::fs::read_to_string(&status_file)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
-        if let Some(kb) = reading {
-            peak_mb = peak_mb.max(kb / 1024.0);
+        if let Some(reading) = support::peak_rss_mb(&pid) {
+            peak_mb = peak_mb.max(reading);
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -130,7 +130,7 @@ async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
     Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
-        rss_mb: peak_rss_mb(),
+        rss_mb: support::peak_rss_mb("self").unwrap_or(0.0),
         messages,
     }
 }
@@ -850,14 +850,4 @@ fn ed25519_key() -> Vec<u8> {
 /// Resets the peak resident set size, so each phase reports its own.
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-pub fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }

@@ -1,4 +1,15 @@
-//! What the benchmarks share: fresh databases.
+//! What the benchmarks share: fresh databases and memory readings.
+
+/// The peak resident set size of process `pid` (`"self"` for this one)
+/// in MB, from its `VmHWM`; `None` once the process has exited.
+pub fn peak_rss_mb(pid: &str) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+}
 
 /// A database URL of a fresh database: an SQLite file in `dir`, or a new
 /// PostgreSQL database on the server at `postgres`.

@@ -160,16 +160,6 @@ pub fn process_cpu(pid: u32) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / per_sec)
 }
 
-fn process_peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 /// Sends the report to `setup.readers` readers through the processes.
 pub async fn send(setup: Setup<'_>) -> ProcessSend {
     let port = free_port();
@@ -283,7 +273,7 @@ pub async fn send(setup: Setup<'_>) -> ProcessSend {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let cpu = pids.iter().map(|&p| process_cpu(p)).sum::<Duration>() - cpu_before;
-    let rss_mb = process_peak_rss_mb(pids[0]);
+    let rss_mb = crate::support::peak_rss_mb(&pids[0].to_string()).unwrap_or(0.0);
     let signup = match load {
         Some(wrk) => Some(parse_wrk(&wrk.wait_with_output().await.unwrap().stdout)),
         None => None,

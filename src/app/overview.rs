@@ -134,7 +134,7 @@ impl Newsletter<'_> {
             failed: stats.failed,
             helpful_yes,
             helpful_no,
-            bounces: self.store.bounce_stats(report_id).await?,
+            bounces: self.store.bounce_stats(report_id, stats.sent).await?,
         })
     }
 }

@@ -92,7 +92,7 @@ impl Newsletter<'_> {
         let send = self.store.send_of_report(report_id).await?;
         let stats = self.store.send_stats(report_id, now_ms()).await?;
         let failures = self.store.send_failures(report_id, FAILURES_SHOWN).await?;
-        let bounces = self.store.bounce_stats(report_id).await?;
+        let bounces = self.store.bounce_stats(report_id, stats.sent).await?;
         Ok(ReportProgress::new(send, stats, failures, bounces))
     }
 }

@@ -391,25 +391,27 @@ impl Store {
     }
 
     /// Bounce and complaint counts and rates of one report.
-    pub async fn bounce_stats(&self, report_id: i64) -> Result<BounceStats, StoreError> {
+    /// `delivered` is the report's delivered count, which the caller has
+    /// from the counts kept per send.
+    pub async fn bounce_stats(
+        &self,
+        report_id: i64,
+        delivered: i64,
+    ) -> Result<BounceStats, StoreError> {
         // Delivered mail counts as attempted, and so does mail refused
-        // with a bounce. The delivered are counted as they change state;
-        // the refused are found from the report's bounces, which are few,
-        // rather than from its deliveries, which may be a million.
-        let (sent, refused): (i64, i64) = sqlx::query_as(
-            "select \
-             (select coalesce(cast(sum(n) as bigint), 0) from delivery_counts \
-              where report_id = $1 and status = $2) as sent, \
-             (select count(distinct b.outbox_id) from bounces b \
-              join outbox o on o.id = b.outbox_id \
-              where b.report_id = $1 and o.kind = 'report' and o.status = $3) as refused",
+        // with a bounce. The refused are found from the report's bounces,
+        // which are few, rather than from its deliveries, which may be a
+        // million.
+        let refused: i64 = sqlx::query_scalar(
+            "select count(distinct b.outbox_id) from bounces b \
+             join outbox o on o.id = b.outbox_id \
+             where b.report_id = $1 and o.kind = 'report' and o.status = $2",
         )
         .bind(report_id)
-        .bind(DeliveryState::Sent)
         .bind(DeliveryState::Failed)
         .fetch_one(&self.read)
         .await?;
-        let attempted = sent + refused;
+        let attempted = delivered + refused;
         let rows = sqlx::query(
             "select kind, count(distinct recipient) as n from bounces where report_id = $1 group by kind",
         )

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use newsletter::bounces::{read_notice, BounceKind, NoticeKind};
 
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
 use crate::smtp_server::Fault;
 
 crate::on_both_backends!(
@@ -615,7 +615,7 @@ fn an_unstorable_bounce_asks_the_mta_to_try_again() {
 /// only the Message-ID) are matched by address and Message-ID: to a
 /// reader's report, to a test copy, and to nothing else.
 async fn a_bounce_naming_an_address_finds_the_delivery_it_belongs_to(backend: Backend) {
-    let app = spawn_app_with(backend, |_| {}).await;
+    let app = spawn_app(backend).await;
     app.confirmed_reader("ana@example.com").await;
     app.confirmed_reader("bo@example.com").await;
     let report = app

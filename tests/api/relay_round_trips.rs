@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
 use crate::sending::report_source;
 use crate::smtp_server::{Extensions, Fault, Received};
 
@@ -167,7 +167,7 @@ async fn refusals_in_a_chunked_transaction_are_sorted(backend: Backend) {
 /// the test server, which undoes it as relays do) gets the text back as
 /// written, and the DKIM-less message parses the same.
 async fn lines_that_start_with_a_period_arrive_whole(backend: Backend) {
-    let app = spawn_app_with(backend, |_| {}).await;
+    let app = spawn_app(backend).await;
     app.insert_confirmed_readers(3).await;
     let source = report_source("dots").replace(
         "The body of the news item.",
