@@ -181,8 +181,11 @@ impl Store {
         if self.backend == super::Backend::Postgres {
             // A million new rows would otherwise be planned for with the
             // statistics of before until autovacuum comes round; a sample
-            // takes well under a second.
-            sqlx::query("analyze outbox").execute(&self.write).await?;
+            // takes well under a second. The send has started either way,
+            // so a failure here is only worth a warning.
+            if let Err(e) = sqlx::query("analyze outbox").execute(&self.write).await {
+                tracing::warn!(error = %e, "cannot refresh the outbox statistics after an enqueue");
+            }
         }
         Ok(true)
     }
