@@ -36,7 +36,7 @@ impl Store {
     /// password ends the editor's sessions: whoever knew the old one is
     /// logged out too.
     pub async fn upsert_admin(&self, email: &str, password_hash: &str) -> Result<i64, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "insert into admins (email, password_hash, created_at) values ($1, $2, $3) \
              on conflict (email) do update set password_hash = excluded.password_hash",

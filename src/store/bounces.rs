@@ -224,7 +224,7 @@ impl Store {
         policy: SoftBouncePolicy,
     ) -> Result<BounceEffect, StoreError> {
         let recipient = bounce.delivery.recipient.to_lowercase();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "insert into bounces (kind, source, recipient, subscriber_id, report_id, outbox_id, \
              status_code, diagnostic, message_id, created_at) \

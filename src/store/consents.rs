@@ -34,7 +34,7 @@ impl Store {
         consent: &Consent,
     ) -> Result<PreconfirmedOutcome, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "insert into subscribers (public_id, email, name, status, created_at, confirmed_at) \
              values ($1, $2, $3, 'confirmed', $4, $5) on conflict (email) do nothing",

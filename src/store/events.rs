@@ -200,7 +200,7 @@ impl Store {
             Backend::Sqlite => "",
             Backend::Postgres => " for update skip locked",
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "select id, kind from webhook_events where routed_at is null order by id limit $1{lock}"
         ))
@@ -281,7 +281,7 @@ impl Store {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sql)
             .bind(lease_until)
             .bind(worker)

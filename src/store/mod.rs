@@ -76,6 +76,18 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// Begins a write. On SQLite the write lock is taken at the start
+    /// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later
+    /// would otherwise fail at once with "database is locked" when another
+    /// process (a `newsletter worker`, a command) wrote in between, instead
+    /// of waiting its turn under the busy timeout.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
     /// Mail was queued or made due by this process.
     fn mail_queued(&self) {
         self.queued.notify_one();

@@ -144,7 +144,7 @@ impl Store {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sql)
             .bind(lease_until)
             .bind(worker)
@@ -226,7 +226,7 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Deliveries are nearly all successes: they go in a few statements
         // rather than one round trip each, which is what bounds a worker on
         // PostgreSQL.

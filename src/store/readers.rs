@@ -230,7 +230,7 @@ impl Store {
     /// counted without anything that leads back to the person. Returns
     /// false for an unknown id.
     pub async fn delete_reader(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "update outbox set status = case when status in ($2, $3) then $4 else status end, \
              last_error = case when status in ($2, $3) \

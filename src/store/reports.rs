@@ -123,7 +123,7 @@ impl Store {
         source: &str,
     ) -> Result<SaveOutcome, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query(
             "select r.id, s.id as send_id from reports r left join sends s on s.report_id = r.id where r.slug = $1",
         )

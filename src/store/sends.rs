@@ -134,7 +134,7 @@ impl Store {
     /// confirmed reader, as one snapshot in one transaction. Only the caller
     /// that wins the state change enqueues.
     pub async fn start_send(&self, send_id: i64, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let won = sqlx::query(
             "update sends set state = $3, started_at = $2 where id = $1 and state = $4",
         )
@@ -235,7 +235,7 @@ impl Store {
 
     /// Marks sends with nothing left to deliver as done.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let finished: Vec<i64> = sqlx::query_scalar(
             "update sends set state = $2, finished_at = $1 where state = $3 and not exists \
              (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = $4) \
@@ -283,7 +283,7 @@ impl Store {
     }
 
     pub async fn resume_send(&self, report_id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // A send paused before it started goes back to waiting for its time.
         let state: Option<(SendState, Option<i64>)> =
             sqlx::query_as("select state, started_at from sends where report_id = $1")
@@ -327,7 +327,7 @@ impl Store {
 
     /// Cancel: nothing more is sent; what was sent stays sent.
     pub async fn cancel_send(&self, report_id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "update sends set state = $3, finished_at = $2 where report_id = $1 \
              and state in ($4, $5, $6)",
@@ -361,7 +361,7 @@ impl Store {
     /// Pauses every send in progress, with the reason (the mail relay cannot
     /// be used). Returns the reports paused.
     pub async fn pause_sends_in_progress(&self, reason: &str) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let reports: Vec<i64> = sqlx::query_scalar(
             "update sends set state = $2, pause_reason = $1 where state = $3 returning report_id",
         )
@@ -396,7 +396,7 @@ impl Store {
         last_attempt: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let state: Option<SendState> =
             sqlx::query_scalar("select state from sends where report_id = $1")
                 .bind(report_id)
@@ -445,7 +445,7 @@ impl Store {
         rows_from: DeliveryState,
         rows_to: DeliveryState,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!(
             "update sends set state = $2 where report_id = $1 and state in ({})",
             super::placeholders(3, from.len())
@@ -527,7 +527,7 @@ impl Store {
         addresses: &[String],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let revision = super::reports::snapshot_revision(&mut tx, report_id, now).await?;
         for address in addresses {
             sqlx::query(

@@ -108,7 +108,7 @@ impl Store {
     /// Uses a confirmation token: single use, only before it expires.
     pub async fn confirm(&self, token_hash: &str) -> Result<ConfirmOutcome, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "select subscriber_id, expires_at, used_at from confirmation_tokens where token_hash = $1",
         )
@@ -163,7 +163,7 @@ impl Store {
     /// queued for the reader. Returns false for an unknown id.
     pub async fn unsubscribe(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let before: Option<String> =
             sqlx::query_scalar("select status from subscribers where id = $1")
                 .bind(id)
@@ -276,7 +276,7 @@ impl Store {
     /// them or, when dropped before `commit`, none.
     pub async fn begin_import(&self) -> Result<SubscriberImport, StoreError> {
         Ok(SubscriberImport {
-            tx: self.write.begin().await?,
+            tx: self.begin_write().await?,
             added: 0,
         })
     }

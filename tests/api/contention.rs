@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{spawn_app_with, Backend};
 
-crate::on_both_backends!(writes_from_requests_and_workers_never_fail);
+crate::on_both_backends!(
+    writes_from_requests_and_workers_never_fail,
+    a_change_that_reads_first_waits_for_another_process_writing,
+);
 
 async fn writes_from_requests_and_workers_never_fail(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.subscription.signups_per_ip_per_hour = 0).await;
@@ -88,4 +91,34 @@ async fn writes_from_requests_and_workers_never_fail(backend: Backend) {
         .await,
         1500
     );
+}
+
+/// Another process (here a second connection pool on the same database, as
+/// `newsletter worker` or a command would open) writes while an editor's
+/// resume reads the send and then writes it: the resume waits its turn and
+/// succeeds instead of failing with "database is locked".
+async fn a_change_that_reads_first_waits_for_another_process_writing(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.insert_confirmed_readers(3).await;
+    let report = app
+        .create_report(&crate::sending::report_source("turns"))
+        .await;
+    app.trigger_send(report, "k").await;
+    assert!(app.store().pause_send(report).await.unwrap());
+
+    let other = newsletter::store::Store::connect(&app.app.state.settings.database_url, 2)
+        .await
+        .unwrap();
+    let mut held = other.pool().begin().await.unwrap();
+    sqlx::query("update subscribers set name = 'Renamed' where email = 'reader0@example.com'")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let store = app.store().clone();
+    let resume = tokio::spawn(async move { store.resume_send(report).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.commit().await.unwrap();
+    let resumed = resume.await.unwrap();
+    assert!(matches!(resumed, Ok(true)), "{resumed:?}");
+    other.pool().close().await;
 }
