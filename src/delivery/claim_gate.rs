@@ -51,18 +51,28 @@ impl ClaimGate {
         }
     }
 
-    /// Where the claim on delivery `id` stands now, or why that cannot be
-    /// told.
-    pub async fn check(&self, id: i64) -> Answer {
+    /// Where the claims on deliveries `ids` stand now, or why that cannot
+    /// be told, in the order asked. All are asked before any answer is
+    /// awaited, so one read mostly answers them together.
+    pub async fn check(&self, ids: &[i64]) -> Vec<Answer> {
+        let stopped = || Err("the claim checks stopped".to_string());
         let questions = self.questions.get_or_init(|| self.start());
-        let (answer, answered) = oneshot::channel();
-        questions
-            .send(Question { id, answer })
-            .await
-            .map_err(|_| "the claim checks stopped".to_string())?;
-        answered
-            .await
-            .map_err(|_| "the claim checks stopped".to_string())?
+        let mut pending = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let (answer, answered) = oneshot::channel();
+            match questions.send(Question { id, answer }).await {
+                Ok(()) => pending.push(Some(answered)),
+                Err(_) => pending.push(None),
+            }
+        }
+        let mut answers = Vec::with_capacity(ids.len());
+        for answered in pending {
+            answers.push(match answered {
+                Some(answered) => answered.await.unwrap_or_else(|_| stopped()),
+                None => stopped(),
+            });
+        }
+        answers
     }
 
     fn start(&self) -> mpsc::Sender<Question> {

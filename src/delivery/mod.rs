@@ -14,5 +14,5 @@ mod worker;
 pub use compose::{assemble, ComposeError, Composer, Shape};
 pub use headers::{list_id, ListUnsubscribe, ListUnsubscribePost};
 pub use retry::retry_delay;
-pub use transport::{MailError, Mailer};
+pub use transport::{MailError, MailSession, Mailer};
 pub use worker::{DispatchError, Dispatcher};

@@ -5,6 +5,10 @@
 //! the middle of a transaction, where the next message would read the old
 //! replies. Here a connection goes back to the pool only after a clean
 //! success; after any error or timeout it is closed.
+//!
+//! A sender keeps its connection for a run of messages (a [`Session`]), so
+//! that each message's data can ride in the same write as the next one's
+//! envelope.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -13,10 +17,10 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 use url::Url;
 
-use super::smtp_transaction::{self, Capabilities, Failure};
+use super::smtp_transaction::{self, Capabilities, Failure, Handover, Held};
 use super::transport::MailError;
 
 /// An idle connection older than this is checked with NOOP before reuse:
@@ -115,43 +119,32 @@ impl SmtpPool {
         })
     }
 
-    /// Sends one message within the deadline.
-    pub async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<(), MailError> {
-        let mut conn = self.checkout().await?;
-        let sending = smtp_transaction::send(&mut conn.smtp, conn.caps, envelope, email);
-        match tokio::time::timeout(self.timeout, sending).await {
-            Ok(Ok(())) => {
-                self.checkin(conn).await;
-                Ok(())
-            }
-            Ok(Err(Failure::Refused(e))) => {
-                self.checkin(conn).await;
-                Err(e)
-            }
-            Ok(Err(Failure::Broken(e))) => {
-                close(conn);
-                Err(e)
-            }
-            Err(_) => {
-                close(conn);
-                Err(MailError::Transient(format!(
-                    "no answer from the relay within {} s",
-                    self.timeout.as_secs_f32()
-                )))
-            }
+    /// A run of messages over one connection.
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            pool: self,
+            conn: None,
+            held: None,
         }
     }
 
     /// Connects and greets, for a configuration check.
     pub async fn test_connection(&self) -> Result<(), MailError> {
         let conn = self.connect().await?;
-        self.checkin(conn).await;
+        self.checkin(conn);
         Ok(())
+    }
+
+    fn no_answer(&self) -> MailError {
+        MailError::Transient(format!(
+            "no answer from the relay within {} s",
+            self.timeout.as_secs_f32()
+        ))
     }
 
     async fn checkout(&self) -> Result<Connection, MailError> {
         loop {
-            let candidate = self.idle.lock().await.pop();
+            let candidate = self.idle.lock().expect("not poisoned").pop();
             let Some(Idle { mut conn, since }) = candidate else {
                 return self.connect().await;
             };
@@ -166,11 +159,11 @@ impl SmtpPool {
         }
     }
 
-    async fn checkin(&self, conn: Connection) {
+    fn checkin(&self, conn: Connection) {
         if conn.smtp.has_broken() {
             return close(conn);
         }
-        let mut idle = self.idle.lock().await;
+        let mut idle = self.idle.lock().expect("not poisoned");
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 conn,
@@ -249,6 +242,135 @@ impl SmtpPool {
                 "connecting to the relay took longer than {} s",
                 self.timeout.as_secs_f32()
             ))),
+        }
+    }
+}
+
+/// Outcomes a [`Session::send`] learned.
+pub struct Outcomes {
+    /// The message held before, when there was one.
+    pub before: Option<Result<(), MailError>>,
+    /// This message, unless its data is held for the next one.
+    pub this: Option<Result<(), MailError>>,
+}
+
+/// One sender's connection, kept while its messages follow each other.
+/// The last message's data may be held: [`Session::finish`] writes it and
+/// hands the connection back. A session dropped with a message held has
+/// not delivered it, and closes the connection.
+pub struct Session<'p> {
+    pool: &'p SmtpPool,
+    conn: Option<Connection>,
+    held: Option<Held>,
+}
+
+impl Session<'_> {
+    /// Sends one message within the deadline, with the data of the message
+    /// held before it.
+    pub async fn send(&mut self, envelope: &Envelope, email: &[u8]) -> Outcomes {
+        let held = self.held.take();
+        let had_held = held.is_some();
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => match self.pool.checkout().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    return Outcomes {
+                        before: None,
+                        this: Some(Err(e)),
+                    }
+                }
+            },
+        };
+        let sending = smtp_transaction::send(&mut conn.smtp, conn.caps, held, envelope, email);
+        let sent = match tokio::time::timeout(self.pool.timeout, sending).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                close(conn);
+                let late = self.pool.no_answer();
+                return Outcomes {
+                    before: had_held.then(|| Err(late.clone())),
+                    this: Some(Err(late)),
+                };
+            }
+        };
+        let broken = matches!(sent.this, Err(Failure::Broken(_)))
+            || matches!(sent.before, Some(Err(Failure::Broken(_))));
+        if broken {
+            close(conn);
+        } else {
+            self.conn = Some(conn);
+        }
+        let this = match sent.this {
+            Ok(Handover::Held(held)) if !broken => {
+                self.held = Some(held);
+                None
+            }
+            Ok(Handover::Held(_)) => Some(Err(MailError::Transient(
+                "the connection broke before this message's data".into(),
+            ))),
+            Ok(Handover::Accepted) => Some(Ok(())),
+            Err(failure) => Some(Err(failure.into_error())),
+        };
+        Outcomes {
+            before: sent.before.map(|r| r.map_err(Failure::into_error)),
+            this,
+        }
+    }
+
+    /// Writes the held message's data, if any, and returns its outcome;
+    /// the connection goes back to the pool either way.
+    pub async fn finish(&mut self) -> Option<Result<(), MailError>> {
+        let held = self.held.take();
+        let mut conn = self.conn.take()?;
+        let Some(held) = held else {
+            self.pool.checkin(conn);
+            return None;
+        };
+        let finishing = smtp_transaction::finish(&mut conn.smtp, held);
+        Some(
+            match tokio::time::timeout(self.pool.timeout, finishing).await {
+                Ok(Ok(())) => {
+                    self.pool.checkin(conn);
+                    Ok(())
+                }
+                Ok(Err(Failure::Refused(e))) => {
+                    self.pool.checkin(conn);
+                    Err(e)
+                }
+                Ok(Err(Failure::Broken(e))) => {
+                    close(conn);
+                    Err(e)
+                }
+                Err(_) => {
+                    close(conn);
+                    Err(self.pool.no_answer())
+                }
+            },
+        )
+    }
+}
+
+impl Session<'_> {
+    /// Drops the held message, if any: the connection closes with its data
+    /// unwritten, so the relay discards that transaction.
+    pub fn abandon(&mut self) {
+        if self.held.take().is_some() {
+            if let Some(conn) = self.conn.take() {
+                close(conn);
+            }
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.held.is_some() {
+                close(conn);
+            } else {
+                self.pool.checkin(conn);
+            }
         }
     }
 }

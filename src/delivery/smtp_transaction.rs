@@ -3,10 +3,11 @@
 //! lettre's client waits for each reply before it writes the next command,
 //! so a message costs four round trips (MAIL, RCPT, DATA, end of data). A
 //! relay 20–80 ms away then sets the pace, not the CPU. When the relay
-//! announces PIPELINING (RFC 2920) the envelope and DATA go out in one write
-//! and the message in a second: two round trips. When it also announces
-//! CHUNKING (RFC 3030) the message rides in the same write as its envelope
-//! (`BDAT n LAST`): one round trip. lettre still opens the connection,
+//! announces PIPELINING (RFC 2920) the envelope and DATA go out in one write,
+//! and the message's data in the same write as the next message's envelope:
+//! one round trip per message while messages follow each other. When it
+//! also announces CHUNKING (RFC 3030) the message rides in the same write as
+//! its own envelope (`BDAT n LAST`): one round trip. lettre still opens the connection,
 //! speaks TLS and AUTH, and parses every reply.
 
 use std::fmt::Write as _;
@@ -64,6 +65,12 @@ pub(super) enum Failure {
 }
 
 impl Failure {
+    pub fn into_error(self) -> MailError {
+        match self {
+            Failure::Refused(e) | Failure::Broken(e) => e,
+        }
+    }
+
     fn refused(e: Error) -> Failure {
         Failure::Refused(classify(e))
     }
@@ -73,35 +80,97 @@ impl Failure {
     }
 }
 
-/// Sends one message with one envelope recipient per reader: with several
-/// recipients, a refusal of any fails the whole message, as lettre does.
+/// A message whose envelope the relay has taken (its DATA got 354) and
+/// whose data is not written yet: it goes out at the head of the next
+/// message's envelope, since RFC 2920 lets message content open a group,
+/// or alone when no message follows. Each message then costs one round
+/// trip instead of two.
+pub(super) struct Held {
+    block: String,
+}
+
+/// What became of a message handed to [`send`].
+pub(super) enum Handover {
+    /// The relay accepted it.
+    Accepted,
+    /// Its data waits for the next message or for [`finish`].
+    Held(Held),
+}
+
+/// The replies [`send`] read: for the message held before, if one was
+/// given, and for the new one.
+pub(super) struct Sent {
+    pub before: Option<Result<(), Failure>>,
+    pub this: Result<Handover, Failure>,
+}
+
+/// Sends one message with one envelope recipient per reader (with several,
+/// a refusal of any fails the whole message, as lettre does), writing the
+/// data of the message `held` before in the same write as this envelope.
 pub(super) async fn send(
     conn: &mut AsyncSmtpConnection,
     caps: Capabilities,
+    held: Option<Held>,
     envelope: &Envelope,
     email: &[u8],
-) -> Result<(), Failure> {
+) -> Sent {
+    let chunk = std::str::from_utf8(email).ok().filter(|_| caps.chunking);
+    let mut before = None;
+    let held = match held {
+        // Only the pipelined DATA exchange leaves a message held; any other
+        // way of sending starts from a connection with nothing pending.
+        Some(held) if !caps.pipelining || chunk.is_some() => {
+            let finished = finish(conn, held).await;
+            let broken = matches!(finished, Err(Failure::Broken(_)));
+            before = Some(finished);
+            if broken {
+                let this = Err(Failure::Broken(MailError::Transient(
+                    "the connection broke before this message".into(),
+                )));
+                return Sent { before, this };
+            }
+            None
+        }
+        other => other,
+    };
     if !caps.pipelining {
         // lettre's own exchange; it closes the connection after any error.
-        return conn.send(envelope, email).await.map(drop).map_err(|e| {
-            if conn.has_broken() {
-                Failure::broken(e)
-            } else {
-                Failure::refused(e)
-            }
-        });
+        let this = conn
+            .send(envelope, email)
+            .await
+            .map(|_| Handover::Accepted)
+            .map_err(|e| {
+                if conn.has_broken() {
+                    Failure::broken(e)
+                } else {
+                    Failure::refused(e)
+                }
+            });
+        return Sent { before, this };
     }
-    let mail = Mail::new(
-        envelope.from().cloned(),
-        mail_parameters(conn, envelope, email)?,
-    );
-    let mut group = mail.to_string();
+    let parameters = match mail_parameters(conn, envelope, email) {
+        Ok(parameters) => parameters,
+        Err(refused) => {
+            // Nothing of this message is written; a held one goes alone.
+            if let Some(held) = held {
+                before = Some(finish(conn, held).await);
+            }
+            return Sent {
+                before,
+                this: Err(refused),
+            };
+        }
+    };
+    let mut group = match &held {
+        Some(held) => held.block.clone(),
+        None => String::new(),
+    };
+    group.push_str(&Mail::new(envelope.from().cloned(), parameters).to_string());
     for to in envelope.to() {
         group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
     }
     // BDAT carries the message verbatim inside the command text, which
     // lettre writes from a `str`; a message that is not UTF-8 goes by DATA.
-    let chunk = std::str::from_utf8(email).ok().filter(|_| caps.chunking);
     match chunk {
         Some(text) => {
             let _ = write!(group, "BDAT {} LAST\r\n", text.len());
@@ -110,13 +179,45 @@ pub(super) async fn send(
         None => group.push_str("DATA\r\n"),
     }
 
+    let mut first = conn.command(group).await;
+    if held.is_some() {
+        // The first reply is the held message's end of data.
+        match first {
+            Ok(_) => before = Some(Ok(())),
+            Err(e) if is_reply(&e) => before = Some(Err(Failure::refused(e))),
+            Err(e) => {
+                let cause = classify(e);
+                before = Some(Err(Failure::Broken(cause.clone())));
+                return Sent {
+                    before,
+                    this: Err(Failure::Broken(cause)),
+                };
+            }
+        }
+        first = conn.read_response().await;
+    }
+    Sent {
+        before,
+        this: envelope_replies(conn, first, envelope, email, chunk.is_some()).await,
+    }
+}
+
+/// Reads the rest of a pipelined transaction's replies, `first` being the
+/// reply to MAIL.
+async fn envelope_replies(
+    conn: &mut AsyncSmtpConnection,
+    first: Result<Response, Error>,
+    envelope: &Envelope,
+    email: &[u8],
+    chunked: bool,
+) -> Result<Handover, Failure> {
     let mut refusal = None;
-    note(conn.command(group).await, &mut refusal)?;
+    note(first, &mut refusal)?;
     for _ in envelope.to() {
         note(conn.read_response().await, &mut refusal)?;
     }
     let last = conn.read_response().await;
-    if chunk.is_some() {
+    if chunked {
         note(last, &mut refusal)?;
     } else {
         match last {
@@ -126,23 +227,38 @@ pub(super) async fn send(
                 // an empty message. Hang up instead.
                 return Err(Failure::broken(refusal.take().expect("checked")));
             }
-            Ok(_) => {
-                let sent = match std::str::from_utf8(email) {
-                    // The data and its end in one write, stuffed here in
-                    // a pass over the lines rather than lettre's pass over
-                    // every byte, which was the send's largest cost.
-                    Ok(text) => conn.command(data_block(text)).await,
-                    Err(_) => conn.message(email).await,
-                };
-                note(sent, &mut refusal)?
-            }
+            Ok(_) => match std::str::from_utf8(email) {
+                // The data and its end in one write, stuffed here in a pass
+                // over the lines rather than lettre's pass over every byte,
+                // which was the send's largest cost.
+                Ok(text) => {
+                    return Ok(Handover::Held(Held {
+                        block: data_block(text),
+                    }))
+                }
+                Err(_) => note(conn.message(email).await, &mut refusal)?,
+            },
             Err(e) => note(Err(e), &mut refusal)?,
         }
     }
     match refusal {
-        None => Ok(()),
+        None => Ok(Handover::Accepted),
         Some(e) => Err(reset(conn, e).await),
     }
+}
+
+/// Writes a held message's data alone and reads the relay's verdict.
+pub(super) async fn finish(conn: &mut AsyncSmtpConnection, held: Held) -> Result<(), Failure> {
+    match conn.command(held.block).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_reply(&e) => Err(Failure::refused(e)),
+        Err(e) => Err(Failure::broken(e)),
+    }
+}
+
+/// A 4xx or 5xx reply, as opposed to I/O trouble or a garbled answer.
+fn is_reply(e: &Error) -> bool {
+    e.is_transient() || e.is_permanent()
 }
 
 /// The message as DATA carries it, with its end (RFC 5321 §4.5.2): a
@@ -170,7 +286,7 @@ fn data_block(message: &str) -> String {
 fn note(result: Result<Response, Error>, refusal: &mut Option<Error>) -> Result<(), Failure> {
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.is_transient() || e.is_permanent() => {
+        Err(e) if is_reply(&e) => {
             if refusal.is_none() {
                 *refusal = Some(e);
             }

@@ -8,7 +8,7 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use super::dkim::Signer;
-use super::smtp_pool::SmtpPool;
+use super::smtp_pool::{Session, SmtpPool};
 
 use crate::config::MailSettings;
 
@@ -49,6 +49,69 @@ pub struct Mailer {
     transport: Transport,
     dkim: Option<Arc<Signer>>,
     description: String,
+}
+
+/// Outcomes a [`MailSession::send`] learned.
+pub use super::smtp_pool::Outcomes;
+
+enum Way<'m> {
+    Smtp(Box<Session<'m>>),
+    File(&'m AsyncFileTransport<Tokio1Executor>),
+}
+
+/// One sender's messages, in order. Over SMTP a message's outcome may come
+/// with the next message's (its data rides with that message's envelope);
+/// [`MailSession::finish`] settles the last one. A session dropped before
+/// then has not delivered that message.
+pub struct MailSession<'m> {
+    dkim: Option<&'m Arc<Signer>>,
+    way: Way<'m>,
+}
+
+impl MailSession<'_> {
+    pub async fn send(&mut self, message: Message) -> Outcomes {
+        let envelope = message.envelope().clone();
+        let mut bytes = message.formatted();
+        if let Some(signer) = self.dkim {
+            match sign_off_runtime(signer.clone(), bytes).await {
+                Ok(signed) => bytes = signed,
+                // A message held before stays held for the next one.
+                Err(e) => {
+                    return Outcomes {
+                        before: None,
+                        this: Some(Err(e)),
+                    }
+                }
+            }
+        }
+        match &mut self.way {
+            Way::Smtp(session) => session.send(&envelope, &bytes).await,
+            Way::File(file) => Outcomes {
+                before: None,
+                this: Some(
+                    file.send_raw(&envelope, &bytes)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| MailError::Transient(e.to_string())),
+                ),
+            },
+        }
+    }
+
+    /// Drops the message still held, unsent: see [`Session::abandon`].
+    pub fn abandon(&mut self) {
+        if let Way::Smtp(session) = &mut self.way {
+            session.abandon();
+        }
+    }
+
+    /// The outcome of the message still held, if any.
+    pub async fn finish(&mut self) -> Option<Result<(), MailError>> {
+        match &mut self.way {
+            Way::Smtp(session) => session.finish().await,
+            Way::File(_) => None,
+        }
+    }
 }
 
 /// A transport that cannot be set up from the settings.
@@ -108,19 +171,14 @@ impl Mailer {
         self.dkim.as_deref()
     }
 
-    pub async fn send(&self, message: Message) -> Result<(), MailError> {
-        let envelope = message.envelope().clone();
-        let mut bytes = message.formatted();
-        if let Some(signer) = &self.dkim {
-            bytes = sign_off_runtime(signer.clone(), bytes).await?;
-        }
-        match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(&envelope, &bytes).await,
-            Transport::File(file) => file
-                .send_raw(&envelope, &bytes)
-                .await
-                .map(|_| ())
-                .map_err(|e| MailError::Transient(e.to_string())),
+    /// A run of messages, sent one after another by one sender.
+    pub fn session(&self) -> MailSession<'_> {
+        MailSession {
+            dkim: self.dkim.as_ref(),
+            way: match &self.transport {
+                Transport::Smtp(smtp) => Way::Smtp(Box::new(smtp.session())),
+                Transport::File(file) => Way::File(file),
+            },
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Mutex;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use tracing::Instrument;
 use super::claim_gate::ClaimGate;
 use super::compose::{report_key, Composer, ReportKey};
 use super::retry::retry_delay;
-use super::transport::{MailError, Mailer};
+use super::transport::{MailError, MailSession, Mailer};
 use crate::config::DeliverySettings;
 use crate::domain::SubscriberStatus;
 use crate::store::{now_ms, ClaimCheck, ClaimedJob, JobKind, JobOutcome, Store, StoreError};
@@ -49,6 +50,25 @@ enum Handled {
     /// Not sent, and nothing to write: shutdown began, or the row is no
     /// longer this worker's.
     Untouched,
+    /// Handed to the relay; its outcome comes with the next message's, or
+    /// when the sender's line is settled.
+    OnTheWire,
+}
+
+/// A message whose data waits on the sender's connection for the next
+/// message's envelope.
+struct OnWire {
+    job: ClaimedJob,
+    message_id: String,
+    started: Instant,
+}
+
+/// One sender's way to the relay: its mail session, the message it holds
+/// on the wire, and outcomes learned along the way, to be recorded.
+struct Line<'d> {
+    session: MailSession<'d>,
+    on_wire: Option<OnWire>,
+    settled: Vec<JobOutcome>,
 }
 
 /// When a run of the sender ends.
@@ -66,6 +86,34 @@ enum Until {
 struct Claimed {
     jobs: Vec<ClaimedJob>,
     unusable: Vec<JobOutcome>,
+}
+
+/// The next queued message, if one is there now. The queue being locked
+/// means another sender is waiting on it: it is empty. An empty queue gets
+/// one chance to be refilled, since the feeder may be just about to run.
+async fn take_now(queue: &Mutex<tokio::sync::mpsc::Receiver<ClaimedJob>>) -> Option<ClaimedJob> {
+    for _ in 0..2 {
+        match queue.try_lock().map(|mut q| q.try_recv()) {
+            Ok(Ok(job)) => return Some(job),
+            Ok(Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)) => return None,
+            _ => tokio::task::yield_now().await,
+        }
+    }
+    None
+}
+
+/// Hands the outcomes a line learned to the outcome writer; false when
+/// the writer is gone.
+async fn pass_on(
+    outcomes: &tokio::sync::mpsc::Sender<JobOutcome>,
+    settled: &mut Vec<JobOutcome>,
+) -> bool {
+    for outcome in settled.drain(..) {
+        if outcomes.send(outcome).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Spawns `task` inside the current span, so that what it logs carries
@@ -180,20 +228,28 @@ impl Dispatcher {
         (stop, handle)
     }
 
-    /// Reads, just before a message goes out, whether it may: still queued,
-    /// still this worker's, with lease time to spare.
-    async fn gate(&self, id: i64) -> Result<ClaimCheck, DispatchError> {
-        match tokio::time::timeout(DATABASE_DEADLINE, self.gate.check(id)).await {
-            Ok(Ok(ClaimCheck::Expiring)) => Err(DispatchError::Unreachable(
-                "leases are not being renewed".into(),
-            )),
-            Ok(Ok(check)) => Ok(check),
-            Ok(Err(e)) => Err(DispatchError::Unreachable(e)),
-            Err(_) => Err(DispatchError::Unreachable(format!(
-                "no answer within {} s",
-                DATABASE_DEADLINE.as_secs()
-            ))),
-        }
+    /// Reads, just before messages go out, whether they may: still queued,
+    /// still this worker's, with lease time to spare. One answer per id, in
+    /// order.
+    async fn gate(&self, ids: &[i64]) -> Result<Vec<ClaimCheck>, DispatchError> {
+        let answers = tokio::time::timeout(DATABASE_DEADLINE, self.gate.check(ids))
+            .await
+            .map_err(|_| {
+                DispatchError::Unreachable(format!(
+                    "no answer within {} s",
+                    DATABASE_DEADLINE.as_secs()
+                ))
+            })?;
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(ClaimCheck::Expiring) => Err(DispatchError::Unreachable(
+                    "leases are not being renewed".into(),
+                )),
+                Ok(check) => Ok(check),
+                Err(e) => Err(DispatchError::Unreachable(e)),
+            })
+            .collect()
     }
 
     /// Leases the next batch and renders its reports; `None` when nothing
@@ -413,11 +469,33 @@ impl Dispatcher {
                     failure.clone(),
                 );
                 spawn_in_span(async move {
+                    let mut line = Line {
+                        session: this.mailer.session(),
+                        on_wire: None,
+                        settled: Vec::new(),
+                    };
                     while !broken.is_cancelled() {
-                        let job = queue.lock().await.recv().await;
-                        let Some(job) = job else { break };
+                        // A message on the wire goes on waiting only while
+                        // the next one is already queued; otherwise its data
+                        // is written now, not after the wait.
+                        let ready = match line.on_wire {
+                            Some(_) => take_now(&queue).await,
+                            None => None,
+                        };
+                        let job = match ready {
+                            Some(job) => job,
+                            None => {
+                                this.settle(&mut line).await;
+                                if !pass_on(&outcomes, &mut line.settled).await {
+                                    break;
+                                }
+                                let job = queue.lock().await.recv().await;
+                                let Some(job) = job else { break };
+                                job
+                            }
+                        };
                         let id = job.id;
-                        let handled = match this.handle(job, &cancel).await {
+                        let handled = match this.handle(job, &cancel, &mut line).await {
                             Ok(Handled::Withdrawn) => this
                                 .store
                                 .release_job(id, &this.worker_id)
@@ -426,6 +504,9 @@ impl Dispatcher {
                                 .map_err(DispatchError::from),
                             other => other,
                         };
+                        if !pass_on(&outcomes, &mut line.settled).await {
+                            break;
+                        }
                         match handled {
                             Ok(Handled::Outcome(outcome)) => {
                                 if outcomes.send(outcome).await.is_err() {
@@ -440,6 +521,10 @@ impl Dispatcher {
                             }
                         }
                     }
+                    // Whatever is on the wire was sent: its outcome is
+                    // recorded however the run ends.
+                    this.settle(&mut line).await;
+                    pass_on(&outcomes, &mut line.settled).await;
                 })
             })
             .collect();
@@ -559,6 +644,7 @@ impl Dispatcher {
         &self,
         job: ClaimedJob,
         cancel: &CancellationToken,
+        line: &mut Line<'_>,
     ) -> Result<Handled, DispatchError> {
         if cancel.is_cancelled() {
             return Ok(Handled::Untouched);
@@ -579,7 +665,7 @@ impl Dispatcher {
                 reason: format!("the address is suppressed ({})", reason.as_str()),
             }));
         }
-        if let Some(not_now) = self.may_send(job.id).await? {
+        if let Some(not_now) = self.may_send(job.id, line).await? {
             return Ok(not_now);
         }
         let composed = match self.composer.compose(&job) {
@@ -593,16 +679,75 @@ impl Dispatcher {
             }
         };
         if let Some(pace) = &self.pace {
-            pace.lock().await.tick().await;
+            let due = pace.lock().await.tick().now_or_never().is_some();
+            if !due {
+                // Nothing stays on the wire while the rate limit holds
+                // this sender back.
+                self.settle(line).await;
+                pace.lock().await.tick().await;
+            }
             if cancel.is_cancelled() {
                 return Ok(Handled::Untouched);
             }
-            if let Some(not_now) = self.may_send(job.id).await? {
+            if let Some(not_now) = self.may_send(job.id, line).await? {
                 return Ok(not_now);
             }
         }
-        let started = Instant::now();
-        let result = self.mailer.send(composed.message).await;
+        let on_wire = OnWire {
+            job,
+            message_id: composed.message_id,
+            started: Instant::now(),
+        };
+        let outcomes = line.session.send(composed.message).await;
+        if let Some(result) = outcomes.before {
+            match line.on_wire.take() {
+                Some(before) => {
+                    let outcome = self.outcome(before, result).await;
+                    line.settled.push(outcome);
+                }
+                None => debug_assert!(false, "an outcome for no message on the wire"),
+            }
+        }
+        Ok(match outcomes.this {
+            Some(result) => Handled::Outcome(self.outcome(on_wire, result).await),
+            None => {
+                debug_assert!(line.on_wire.is_none(), "two messages on the wire");
+                line.on_wire = Some(on_wire);
+                Handled::OnTheWire
+            }
+        })
+    }
+
+    /// Writes the data of the message on the line's wire, if any, once a
+    /// fresh check shows its claim still holds, and keeps its outcome with
+    /// the others to record.
+    async fn settle(&self, line: &mut Line<'_>) {
+        if let Some(id) = line.on_wire.as_ref().map(|w| w.job.id) {
+            match self.gate(&[id]).await {
+                Ok(checks) if checks[0] == ClaimCheck::Held => {}
+                Ok(checks) => self.drop_on_wire(line, Some(checks[0])).await,
+                Err(_) => self.drop_on_wire(line, None).await,
+            }
+        }
+        let result = line.session.finish().await;
+        let on_wire = line.on_wire.take();
+        match (on_wire, result) {
+            (Some(on_wire), Some(result)) => {
+                let outcome = self.outcome(on_wire, result).await;
+                line.settled.push(outcome);
+            }
+            (None, None) => {}
+            _ => debug_assert!(false, "the message on the wire and the session disagree"),
+        }
+    }
+
+    /// What to record for a message the relay answered.
+    async fn outcome(&self, sent: OnWire, result: Result<(), MailError>) -> JobOutcome {
+        let OnWire {
+            job,
+            message_id,
+            started,
+        } = sent;
         metrics::histogram!(crate::metrics::SMTP_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::debug!(
             job = job.id,
@@ -612,10 +757,10 @@ impl Dispatcher {
         if !matches!(result, Err(MailError::Relay(_))) {
             self.relay_failures.store(0, Ordering::Relaxed);
         }
-        Ok(Handled::Outcome(match result {
+        match result {
             Ok(()) => JobOutcome::Sent {
                 id: job.id,
-                message_id: composed.message_id,
+                message_id,
                 at: now_ms(),
             },
             Err(MailError::Relay(reason)) => self.relay_failed(&job, reason).await,
@@ -647,16 +792,58 @@ impl Dispatcher {
                     reason,
                 }
             }
-        }))
+        }
     }
 
-    /// `None` when the message may go out now; otherwise what to do instead.
-    async fn may_send(&self, id: i64) -> Result<Option<Handled>, DispatchError> {
-        Ok(match self.gate(id).await? {
+    /// `None` when message `id` may go out now; otherwise what to do
+    /// instead. The message on the line's wire, whose data would go out
+    /// with this one's envelope, is checked in the same read.
+    async fn may_send(
+        &self,
+        id: i64,
+        line: &mut Line<'_>,
+    ) -> Result<Option<Handled>, DispatchError> {
+        let on_wire = line.on_wire.as_ref().map(|w| w.job.id);
+        let ids: Vec<i64> = std::iter::once(id).chain(on_wire).collect();
+        let checks = match self.gate(&ids).await {
+            Ok(checks) => checks,
+            Err(e) => {
+                self.drop_on_wire(line, None).await;
+                return Err(e);
+            }
+        };
+        if let Some(&check) = checks.get(1) {
+            if check != ClaimCheck::Held {
+                self.drop_on_wire(line, Some(check)).await;
+            }
+        }
+        Ok(match checks[0] {
             ClaimCheck::Held => None,
             ClaimCheck::Withdrawn => Some(Handled::Withdrawn),
             ClaimCheck::Lost | ClaimCheck::Expiring => Some(Handled::Untouched),
         })
+    }
+
+    /// The message on the line's wire may no longer go out (`check`), or
+    /// that cannot be told (`None`): its data is never written, and the
+    /// connection closes, so the relay discards the transaction. A message
+    /// whose send was paused or cancelled is handed back; any other waits
+    /// for its lease to run out.
+    async fn drop_on_wire(&self, line: &mut Line<'_>, check: Option<ClaimCheck>) {
+        let Some(dropped) = line.on_wire.take() else {
+            return;
+        };
+        line.session.abandon();
+        let id = dropped.job.id;
+        tracing::info!(
+            job = id,
+            "message not sent: its claim ended while it waited on the wire"
+        );
+        if check == Some(ClaimCheck::Withdrawn) {
+            if let Err(e) = self.store.release_job(id, &self.worker_id).await {
+                tracing::warn!(job = id, error = %e, "cannot hand the message back; its lease runs out instead");
+            }
+        }
     }
 
     /// The relay cannot be used: the message is put back without using an

@@ -93,6 +93,8 @@ impl Received {
 /// What the server does wrong, once, for the next message transaction.
 #[derive(Debug, Clone)]
 pub enum Fault {
+    /// Nothing goes wrong: puts a later fault on a later transaction.
+    Nothing,
     /// Answer RCPT TO with this reply (e.g. 451 or 550).
     RcptReply(u16, &'static str),
     /// Answer the end of DATA with this reply (e.g. 452 or 554).
