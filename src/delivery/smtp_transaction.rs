@@ -114,7 +114,8 @@ pub(super) async fn send(
     envelope: &Envelope,
     email: &[u8],
 ) -> Sent {
-    let chunk = std::str::from_utf8(email).ok().filter(|_| caps.chunking);
+    let text = std::str::from_utf8(email).ok();
+    let chunk = text.filter(|_| caps.chunking);
     let mut before = None;
     let held = match held {
         // Only the pipelined DATA exchange leaves a message held; any other
@@ -161,8 +162,9 @@ pub(super) async fn send(
             };
         }
     };
-    let mut group = match &held {
-        Some(held) => held.block.clone(),
+    let had_held = held.is_some();
+    let mut group = match held {
+        Some(held) => held.block,
         None => String::new(),
     };
     group.push_str(&Mail::new(envelope.from().cloned(), parameters).to_string());
@@ -180,7 +182,7 @@ pub(super) async fn send(
     }
 
     let mut first = conn.command(group).await;
-    if held.is_some() {
+    if had_held {
         // The first reply is the held message's end of data.
         match first {
             Ok(_) => before = Some(Ok(())),
@@ -198,7 +200,7 @@ pub(super) async fn send(
     }
     Sent {
         before,
-        this: envelope_replies(conn, first, envelope, email, chunk.is_some()).await,
+        this: envelope_replies(conn, first, envelope, email, text, chunk.is_some()).await,
     }
 }
 
@@ -209,6 +211,7 @@ async fn envelope_replies(
     first: Result<Response, Error>,
     envelope: &Envelope,
     email: &[u8],
+    text: Option<&str>,
     chunked: bool,
 ) -> Result<Handover, Failure> {
     let mut refusal = None;
@@ -227,16 +230,16 @@ async fn envelope_replies(
                 // an empty message. Hang up instead.
                 return Err(Failure::broken(refusal.take().expect("checked")));
             }
-            Ok(_) => match std::str::from_utf8(email) {
+            Ok(_) => match text {
                 // The data and its end in one write, stuffed here in a pass
                 // over the lines rather than lettre's pass over every byte,
                 // which was the send's largest cost.
-                Ok(text) => {
+                Some(text) => {
                     return Ok(Handover::Held(Held {
                         block: data_block(text),
                     }))
                 }
-                Err(_) => note(conn.message(email).await, &mut refusal)?,
+                None => note(conn.message(email).await, &mut refusal)?,
             },
             Err(e) => note(Err(e), &mut refusal)?,
         }
@@ -266,12 +269,13 @@ fn is_reply(e: &Error) -> bool {
 /// lone period ends the data. A line starts after CRLF, as lettre counts
 /// it, and at the very beginning.
 fn data_block(message: &str) -> String {
-    let mut block = String::with_capacity(message.len() + message.len() / 256 + 8);
+    // Room for the stuffing, and for the next envelope that may follow.
+    let mut block = String::with_capacity(message.len() + message.len() / 256 + 512);
     if message.starts_with('.') {
         block.push('.');
     }
     let mut start = 0;
-    for (at, _) in message.match_indices("\r\n.") {
+    for at in memchr::memmem::find_iter(message.as_bytes(), b"\r\n.") {
         block.push_str(&message[start..at + 2]);
         block.push('.');
         start = at + 2;
