@@ -767,6 +767,7 @@ async fn dkim_modes(args: &Args) {
     ];
     println!("\n| backend | readers | DKIM | service msg/s | service wall / CPU | ratio to DKIM off | ratio to the bare loop |\n|---|---|---|---|---|---|---|");
     let (mut off_rate, mut bare_rate) = (0.0, 0.0);
+    let mut one_signature = Vec::new();
     for (i, (name, pkcs8)) in modes.into_iter().enumerate() {
         eprintln!(
             "running {backend} with {} readers, DKIM {name}…",
@@ -785,7 +786,7 @@ async fn dkim_modes(args: &Args) {
             args.dkim_readers,
             args,
             &args.smtp,
-            dkim,
+            dkim.clone(),
             &mode_dir,
         )
         .await;
@@ -794,6 +795,18 @@ async fn dkim_modes(args: &Args) {
             .trigger_send(report, "dkim", now_ms(), now_ms())
             .await
             .unwrap();
+        if let Some(dkim) = &dkim {
+            // One thread signing the same message over and over: what a
+            // signature costs on its own, next to `openssl speed`.
+            let signer = newsletter::delivery::dkim::Signer::load(dkim).unwrap();
+            let message = sample_message(&app, report).await;
+            let rounds = 400;
+            let started = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(signer.sign(std::hint::black_box(&message)).unwrap());
+            }
+            one_signature.push((name, started.elapsed() / rounds, message.len()));
+        }
         let run = measured(deliver_with_worker(&app, report)).await;
         assert_eq!(
             run.messages, args.dkim_readers,
@@ -829,6 +842,13 @@ async fn dkim_modes(args: &Args) {
             100.0 * run.rate() / bare_rate,
         );
         store.close().await;
+    }
+    println!("\n| DKIM | one signature, one thread (message of the bench) |\n|---|---|");
+    for (name, each, bytes) in one_signature {
+        println!(
+            "| {name} | {:.0} µs ({bytes} bytes) |",
+            each.as_secs_f64() * 1e6
+        );
     }
 }
 

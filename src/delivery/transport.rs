@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
 
 use super::dkim::Signer;
 use super::smtp_pool::{Session, SmtpPool};
@@ -48,6 +49,8 @@ enum Transport {
 pub struct Mailer {
     transport: Transport,
     dkim: Option<Arc<Signer>>,
+    /// Turns at signing, one per core.
+    signing: Semaphore,
     description: String,
 }
 
@@ -65,6 +68,7 @@ enum Way<'m> {
 /// then has not delivered that message.
 pub struct MailSession<'m> {
     dkim: Option<&'m Arc<Signer>>,
+    signing: &'m Semaphore,
     way: Way<'m>,
 }
 
@@ -73,7 +77,7 @@ impl MailSession<'_> {
         let envelope = message.envelope().clone();
         let mut bytes = message.formatted();
         if let Some(signer) = self.dkim {
-            match sign_off_runtime(signer.clone(), bytes).await {
+            match sign_off_runtime(signer.clone(), self.signing, bytes).await {
                 Ok(signed) => bytes = signed,
                 // A message held before stays held for the next one.
                 Err(e) => {
@@ -154,9 +158,11 @@ impl Mailer {
                 )
             }
         };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Mailer {
             transport,
             dkim,
+            signing: Semaphore::new(cores),
             description,
         })
     }
@@ -175,6 +181,7 @@ impl Mailer {
     pub fn session(&self) -> MailSession<'_> {
         MailSession {
             dkim: self.dkim.as_ref(),
+            signing: &self.signing,
             way: match &self.transport {
                 Transport::Smtp(smtp) => Way::Smtp(Box::new(smtp.session())),
                 Transport::File(file) => Way::File(file),
@@ -215,13 +222,22 @@ fn describe_smtp(url: &str) -> String {
     }
 }
 
-/// Signs on tokio's blocking pool: an RSA signature is about half a
-/// millisecond of CPU, and on the runtime's own threads a send's signatures
-/// would hold up every HTTP request queued behind them.
-async fn sign_off_runtime(signer: Arc<Signer>, message: Vec<u8>) -> Result<Vec<u8>, MailError> {
+/// Signs on tokio's blocking pool: an RSA signature is a few hundred
+/// microseconds of CPU, and on the runtime's own threads a send's
+/// signatures would hold up every HTTP request queued behind them. No more
+/// signatures run at once than there are cores (`signing`): sixteen senders
+/// each with a thread of its own would only take turns on the same cores,
+/// paying for the switches.
+async fn sign_off_runtime(
+    signer: Arc<Signer>,
+    signing: &Semaphore,
+    message: Vec<u8>,
+) -> Result<Vec<u8>, MailError> {
+    let stopped = || MailError::Transient("the signing task stopped".into());
+    let _turn = signing.acquire().await.map_err(|_| stopped())?;
     tokio::task::spawn_blocking(move || signer.sign(&message))
         .await
-        .map_err(|_| MailError::Transient("the signing task stopped".into()))?
+        .map_err(|_| stopped())?
         // A message that cannot be signed never will be: our fault, final.
         .map_err(|e| MailError::Permanent(e.to_string()))
 }
