@@ -61,6 +61,12 @@ struct OnWire {
     job: ClaimedJob,
     message_id: String,
     started: Instant,
+    /// When its claim was last read to hold.
+    checked: Instant,
+    /// Whether another message's data went out with its envelope: then a
+    /// pause that returned after its check would already let that one
+    /// through, and this one must be checked again before its data goes.
+    behind_another: bool,
 }
 
 /// One sender's way to the relay: its mail session, the message it holds
@@ -665,6 +671,7 @@ impl Dispatcher {
                 reason: format!("the address is suppressed ({})", reason.as_str()),
             }));
         }
+        let mut checked = Instant::now();
         if let Some(not_now) = self.may_send(job.id, line).await? {
             return Ok(not_now);
         }
@@ -689,16 +696,20 @@ impl Dispatcher {
             if cancel.is_cancelled() {
                 return Ok(Handled::Untouched);
             }
+            checked = Instant::now();
             if let Some(not_now) = self.may_send(job.id, line).await? {
                 return Ok(not_now);
             }
         }
-        let on_wire = OnWire {
+        let mut on_wire = OnWire {
             job,
             message_id: composed.message_id,
             started: Instant::now(),
+            checked,
+            behind_another: false,
         };
         let outcomes = line.session.send(composed.message).await;
+        on_wire.behind_another = outcomes.before.is_some();
         if let Some(result) = outcomes.before {
             match line.on_wire.take() {
                 Some(before) => {
@@ -718,11 +729,19 @@ impl Dispatcher {
         })
     }
 
-    /// Writes the data of the message on the line's wire, if any, once a
-    /// fresh check shows its claim still holds, and keeps its outcome with
-    /// the others to record.
+    /// Writes the data of the message on the line's wire, if any, and keeps
+    /// its outcome with the others to record. Its claim is read again first
+    /// unless the last reading still stands: it went out alone (so a pause
+    /// lets no other message on this connection through) and its lease is
+    /// still sure to be this worker's, the check having asked for lease
+    /// time to spare.
     async fn settle(&self, line: &mut Line<'_>) {
-        if let Some(id) = line.on_wire.as_ref().map(|w| w.job.id) {
+        let recheck = line
+            .on_wire
+            .as_ref()
+            .filter(|w| w.behind_another || w.checked.elapsed() >= self.lease() / 6)
+            .map(|w| w.job.id);
+        if let Some(id) = recheck {
             match self.gate(&[id]).await {
                 Ok(checks) if checks[0] == ClaimCheck::Held => {}
                 Ok(checks) => self.drop_on_wire(line, Some(checks[0])).await,
@@ -747,6 +766,7 @@ impl Dispatcher {
             job,
             message_id,
             started,
+            ..
         } = sent;
         metrics::histogram!(crate::metrics::SMTP_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::debug!(
