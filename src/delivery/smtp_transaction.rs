@@ -116,24 +116,10 @@ pub(super) async fn send(
 ) -> Sent {
     let text = std::str::from_utf8(email).ok();
     let chunk = text.filter(|_| caps.chunking);
+    // Only the pipelined DATA exchange leaves a message held, and a
+    // connection's extensions do not change between its messages.
+    debug_assert!(held.is_none() || (caps.pipelining && chunk.is_none()));
     let mut before = None;
-    let held = match held {
-        // Only the pipelined DATA exchange leaves a message held; any other
-        // way of sending starts from a connection with nothing pending.
-        Some(held) if !caps.pipelining || chunk.is_some() => {
-            let finished = finish(conn, held).await;
-            let broken = matches!(finished, Err(Failure::Broken(_)));
-            before = Some(finished);
-            if broken {
-                let this = Err(Failure::Broken(MailError::Transient(
-                    "the connection broke before this message".into(),
-                )));
-                return Sent { before, this };
-            }
-            None
-        }
-        other => other,
-    };
     if !caps.pipelining {
         // lettre's own exchange; it closes the connection after any error.
         let this = conn
@@ -184,17 +170,15 @@ pub(super) async fn send(
     let mut first = conn.command(group).await;
     if had_held {
         // The first reply is the held message's end of data.
-        match first {
-            Ok(_) => before = Some(Ok(())),
-            Err(e) if is_reply(&e) => before = Some(Err(Failure::refused(e))),
-            Err(e) => {
-                let cause = classify(e);
+        match end_of_data(first) {
+            Err(Failure::Broken(cause)) => {
                 before = Some(Err(Failure::Broken(cause.clone())));
                 return Sent {
                     before,
                     this: Err(Failure::Broken(cause)),
                 };
             }
+            verdict => before = Some(verdict),
         }
         first = conn.read_response().await;
     }
@@ -252,7 +236,12 @@ async fn envelope_replies(
 
 /// Writes a held message's data alone and reads the relay's verdict.
 pub(super) async fn finish(conn: &mut AsyncSmtpConnection, held: Held) -> Result<(), Failure> {
-    match conn.command(held.block).await {
+    end_of_data(conn.command(held.block).await)
+}
+
+/// The relay's verdict on a message from its reply to the end of data.
+fn end_of_data(reply: Result<Response, Error>) -> Result<(), Failure> {
+    match reply {
         Ok(_) => Ok(()),
         Err(e) if is_reply(&e) => Err(Failure::refused(e)),
         Err(e) => Err(Failure::broken(e)),

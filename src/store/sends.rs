@@ -238,13 +238,13 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let finished: Vec<i64> = sqlx::query_scalar(
             "update sends set state = $2, finished_at = $1 where state = $3 and not exists \
-             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' and o.status = $4) \
+             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' \
+              and o.status = 'queued') \
              returning report_id",
         )
         .bind(now)
         .bind(SendState::Done)
         .bind(SendState::Sending)
-        .bind(DeliveryState::Queued)
         .fetch_all(&mut *tx)
         .await?;
         for report_id in &finished {

@@ -333,7 +333,7 @@ async fn queue_confirmations(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn job(email: &str) -> (SignupJob, oneshot::Receiver<Result<SignupOutcome, String>>) {
@@ -404,17 +404,18 @@ mod tests {
     }
 
     /// A migrated SQLite database in a temporary directory, and one on
-    /// PostgreSQL when the test database is there (always under CI).
-    async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    /// PostgreSQL when the test database is there (always under CI), each
+    /// named for the test module.
+    pub(in crate::store) async fn stores(module: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/signups.db", dir.path().display());
+        let url = format!("sqlite://{}/{module}.db", dir.path().display());
         let mut stores = vec![(Store::connect(&url, 2).await.unwrap(), Some(dir))];
         let base = std::env::var("NEWSLETTER_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let ci = std::env::var("CI").is_ok();
         match Store::connect(&base, 1).await {
             Ok(admin) => {
-                let name = format!("signups_{}", uuid::Uuid::new_v4().simple());
+                let name = format!("{module}_{}", uuid::Uuid::new_v4().simple());
                 sqlx::query(&format!("create database {name}"))
                     .execute(admin.pool())
                     .await
@@ -441,7 +442,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_stores_readers_tokens_and_mails_as_each_is_due() {
-        for (store, _dir) in stores().await {
+        for (store, _dir) in stores("signups").await {
             let (first, _) = job("again@x.org");
             write_batch(&store.write, &[first]).await.unwrap();
             sqlx::query("insert into subscribers (email, status, created_at) values ('in@x.org', 'confirmed', 1)")
@@ -479,7 +480,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sign_up_that_cannot_be_stored_does_not_lose_the_others() {
-        for (store, _dir) in stores().await {
+        for (store, _dir) in stores("signups").await {
             let queue = start(store.write.clone(), Arc::new(Notify::new()));
             // Two sign-ups with one token: the second cannot be stored.
             let (a, a_answer) = job("a@x.org");
