@@ -494,7 +494,7 @@ async fn stages(args: &Args) {
                     at: now_ms(),
                 })
                 .collect();
-            store.record_outcomes(&outcomes).await.unwrap();
+            store.record_outcomes(None, &outcomes).await.unwrap();
             rounds += 1;
         }
         let elapsed = start.elapsed();

@@ -18,7 +18,9 @@ use super::retry::retry_delay;
 use super::transport::{MailError, MailSession, Mailer};
 use crate::config::DeliverySettings;
 use crate::domain::SubscriberStatus;
-use crate::store::{now_ms, ClaimCheck, ClaimedJob, JobKind, JobOutcome, Store, StoreError};
+use crate::store::{
+    now_ms, ClaimCheck, ClaimedJob, HeldConnection, JobKind, JobOutcome, Store, StoreError,
+};
 
 /// Longest wait for the database before a sender gives up on a message:
 /// a worker cut off from its database stops starting new messages within it.
@@ -301,6 +303,7 @@ impl Dispatcher {
     #[tracing::instrument(name = "record_outcomes", skip_all, fields(outcomes = outcomes.len()))]
     async fn record(
         &self,
+        held: &mut Option<HeldConnection>,
         outcomes: &[JobOutcome],
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
@@ -318,12 +321,19 @@ impl Dispatcher {
         let mut tries = 0u32;
         let mut shutdown_since: Option<Instant> = None;
         loop {
-            let error = match tokio::time::timeout(
-                DATABASE_DEADLINE * 6,
-                self.store.record_outcomes(outcomes),
-            )
-            .await
-            {
+            let writing = async {
+                if held.is_none() {
+                    *held = self.store.held_writer().await?;
+                }
+                self.store.record_outcomes(held.as_mut(), outcomes).await
+            };
+            let written = tokio::time::timeout(DATABASE_DEADLINE * 6, writing).await;
+            if !matches!(written, Ok(Ok(()))) {
+                // A write that failed or was cut short may have left the
+                // connection out of step.
+                *held = None;
+            }
+            let error = match written {
                 Ok(Ok(())) => {
                     if tries > 0 {
                         tracing::info!(tries, "outcomes recorded after the database came back");
@@ -629,8 +639,11 @@ impl Dispatcher {
         let most = self.concurrency();
         let recorder = spawn_in_span(async move {
             let mut chunk = Vec::with_capacity(most);
+            // One connection for the run's outcomes, where the pool can
+            // spare it.
+            let mut held = None;
             while incoming.recv_many(&mut chunk, most).await > 0 {
-                this.record(&chunk, &cancel).await?;
+                this.record(&mut held, &chunk, &cancel).await?;
                 chunk.clear();
             }
             Ok(())
@@ -823,9 +836,13 @@ impl Dispatcher {
         id: i64,
         line: &mut Line<'_>,
     ) -> Result<Option<Handled>, DispatchError> {
-        let on_wire = line.on_wire.as_ref().map(|w| w.job.id);
-        let ids: Vec<i64> = std::iter::once(id).chain(on_wire).collect();
-        let checks = match self.gate(&ids).await {
+        let pair = [id, line.on_wire.as_ref().map_or(0, |w| w.job.id)];
+        let ids = if line.on_wire.is_some() {
+            &pair[..]
+        } else {
+            &pair[..1]
+        };
+        let checks = match self.gate(ids).await {
             Ok(checks) => checks,
             Err(e) => {
                 self.drop_on_wire(line, None).await;

@@ -35,7 +35,7 @@ pub use bounces::{
 pub use consents::{Consent, PreconfirmedOutcome};
 pub use error::{StorageProblem, StoreError};
 pub use events::{ClaimedWebhook, WebhookDelivery, WebhookOutcome};
-pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
+pub use outbox::{ClaimCheck, ClaimedJob, HeldConnection, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth};
 pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
 pub use sends::{Failure, Send, SendStats, TriggerOutcome};

@@ -131,7 +131,29 @@ const CLAIM_POSTGRES: &str =
 /// well under either backend's limit).
 const SENT_PER_STATEMENT: usize = 200;
 
+/// A connection kept by a task that uses the database many times a
+/// second. A connection taken from the pool for each use is also handed
+/// back each time, and the pool asks it whether it still works as it comes
+/// back: a second exchange with the database for every statement or
+/// transaction.
+pub struct HeldConnection(sqlx::pool::PoolConnection<sqlx::Any>);
+
+/// The smallest pool a [`HeldConnection`] is taken from.
+const HELD_MIN_POOL: u32 = 4;
+
 impl Store {
+    /// A read connection to keep (see [`HeldConnection`]), unless the pool
+    /// is too small to spare one.
+    pub async fn held_reader(&self) -> Result<Option<HeldConnection>, StoreError> {
+        held(&self.read).await
+    }
+
+    /// A write connection to keep, likewise: on PostgreSQL. SQLite has one
+    /// writer, which everything shares.
+    pub async fn held_writer(&self) -> Result<Option<HeldConnection>, StoreError> {
+        held(&self.write).await
+    }
+
     /// Leases up to `limit` due messages to `worker` until `lease_until`.
     pub async fn claim_due_jobs(
         &self,
@@ -221,11 +243,19 @@ impl Store {
     }
 
     /// Writes the outcomes of one batch in a single transaction.
-    pub async fn record_outcomes(&self, outcomes: &[JobOutcome]) -> Result<(), StoreError> {
+    pub async fn record_outcomes(
+        &self,
+        held: Option<&mut HeldConnection>,
+        outcomes: &[JobOutcome],
+    ) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = match held {
+            // Only PostgreSQL's pool spares a held connection.
+            Some(held) => sqlx::Connection::begin(&mut *held.0).await?,
+            None => self.begin_write().await?,
+        };
         // Deliveries are nearly all successes: they go in a few statements
         // rather than one round trip each, which is what bounds a worker on
         // PostgreSQL.
@@ -294,6 +324,7 @@ impl Store {
     /// them there. A row that is gone is `Lost`.
     pub async fn check_claims(
         &self,
+        reader: Option<&mut HeldConnection>,
         ids: &[i64],
         worker: &str,
         valid_until: i64,
@@ -308,8 +339,10 @@ impl Store {
         let query = ids
             .iter()
             .fold(sqlx::query_as(&sql), |query, id| query.bind(*id));
-        let rows: Vec<(i64, DeliveryState, Option<String>, Option<i64>)> =
-            query.fetch_all(&self.read).await?;
+        let rows: Vec<(i64, DeliveryState, Option<String>, Option<i64>)> = match reader {
+            Some(reader) => query.fetch_all(&mut *reader.0).await?,
+            None => query.fetch_all(&self.read).await?,
+        };
         let mut checks: HashMap<i64, ClaimCheck> =
             ids.iter().map(|id| (*id, ClaimCheck::Lost)).collect();
         for (id, status, leased_by, lease_until) in rows {
@@ -470,6 +503,14 @@ async fn record_refusal(
             .increment(1);
     }
     Ok(())
+}
+
+/// A connection of `pool` to keep, unless the pool is too small to spare one.
+async fn held(pool: &sqlx::AnyPool) -> Result<Option<HeldConnection>, StoreError> {
+    if pool.options().get_max_connections() < HELD_MIN_POOL {
+        return Ok(None);
+    }
+    Ok(Some(HeldConnection(pool.acquire().await?)))
 }
 
 #[cfg(test)]
