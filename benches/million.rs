@@ -87,11 +87,11 @@ async fn seed_readers(app: &Application, n: usize, now: i64) {
            case when i % 20 = 0 then 'unsubscribed' when i % 50 = 1 then 'pending' else 'confirmed' end, \
            {start} + i * {step}, \
            case when i % 50 = 1 then null else {start} + i * {step} + 3600000 end, \
-           case when i % 20 = 0 then {start} + i * {step} + {day} * 30 else null end \
-         from (with recursive n(i) as (select 0 union all select i + 1 from n where i < {last}) select i from n) as numbers",
+           case when i % 20 = 0 then {start} + i * {step} + {month} else null end \
+         from (with recursive n(i) as (select cast(0 as bigint) union all select i + 1 from n where i < {last}) select i from n) as numbers",
         start = now - span,
         step = span / n.max(1) as i64,
-        day = DAY_MS,
+        month = 30 * DAY_MS,
         last = n as i64 - 1,
     );
     sqlx::query(&sql)
