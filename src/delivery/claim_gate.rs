@@ -15,12 +15,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{now_ms, ClaimCheck, HeldConnection, Store};
+use crate::store::{now_ms, ClaimCheck, Store};
 
 /// Questions answered by one read at most.
 const MOST_PER_READ: usize = 256;
-/// How long the reading connection is kept without a question.
-const KEEP_IDLE: Duration = Duration::from_secs(5);
 
 type Answer = Result<ClaimCheck, String>;
 
@@ -83,51 +81,31 @@ impl ClaimGate {
         let (margin, deadline) = (self.margin, self.deadline);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MOST_PER_READ);
-            // Kept while reads follow each other, and handed back to the
-            // pool, which makes sure of it before its next use, when no
-            // question comes for a while.
-            let mut reader: Option<HeldConnection> = None;
-            loop {
-                let asked_now = match reader {
-                    Some(_) => {
-                        tokio::time::timeout(KEEP_IDLE, asked.recv_many(&mut batch, MOST_PER_READ))
-                            .await
-                            .ok()
-                    }
-                    None => Some(asked.recv_many(&mut batch, MOST_PER_READ).await),
-                };
-                match asked_now {
-                    None => {
-                        reader = None;
-                        continue;
-                    }
-                    Some(0) => break,
-                    Some(_) => {}
-                }
-                let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
+            let mut ids = Vec::with_capacity(MOST_PER_READ);
+            let mut reader = store.kept_reader();
+            while reader
+                .idle_until(asked.recv_many(&mut batch, MOST_PER_READ))
+                .await
+                > 0
+            {
+                ids.clear();
+                ids.extend(batch.iter().map(|q: &Question| q.id));
                 let valid_until = now_ms() + margin.as_millis() as i64;
-                let read = tokio::time::timeout(deadline, async {
-                    if reader.is_none() {
-                        reader = store.held_reader().await?;
-                    }
-                    store
-                        .check_claims(reader.as_mut(), &ids, &worker, valid_until)
-                        .await
-                })
-                .await;
-                if !matches!(read, Ok(Ok(_))) {
-                    // A read that failed or was cut short may have left the
-                    // connection out of step.
-                    reader = None;
-                }
+                let (store, ids, worker) = (&store, &ids, &worker);
+                let read = reader
+                    .run(deadline, |mut held| async move {
+                        let read = store
+                            .check_claims(held.as_mut(), ids, worker, valid_until)
+                            .await;
+                        (held, read)
+                    })
+                    .await;
                 for question in batch.drain(..) {
                     let answer = match &read {
-                        Ok(Ok(checks)) => Ok(checks
-                            .get(&question.id)
-                            .copied()
-                            .unwrap_or(ClaimCheck::Lost)),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("no answer within {} s", deadline.as_secs())),
+                        Ok(checks) => Ok(checks
+                            .binary_search_by_key(&question.id, |(id, _)| *id)
+                            .map_or(ClaimCheck::Lost, |found| checks[found].1)),
+                        Err(e) => Err(e.to_string()),
                     };
                     // A sender that stopped waiting needs no answer.
                     let _ = question.answer.send(answer);

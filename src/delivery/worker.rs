@@ -19,7 +19,7 @@ use super::transport::{MailError, MailSession, Mailer};
 use crate::config::DeliverySettings;
 use crate::domain::SubscriberStatus;
 use crate::store::{
-    now_ms, ClaimCheck, ClaimedJob, HeldConnection, JobKind, JobOutcome, Store, StoreError,
+    now_ms, ClaimCheck, ClaimedJob, JobKind, JobOutcome, KeptConnection, Store, StoreError,
 };
 
 /// Longest wait for the database before a sender gives up on a message:
@@ -303,7 +303,7 @@ impl Dispatcher {
     #[tracing::instrument(name = "record_outcomes", skip_all, fields(outcomes = outcomes.len()))]
     async fn record(
         &self,
-        held: &mut Option<HeldConnection>,
+        writer: &mut KeptConnection,
         outcomes: &[JobOutcome],
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
@@ -321,27 +321,20 @@ impl Dispatcher {
         let mut tries = 0u32;
         let mut shutdown_since: Option<Instant> = None;
         loop {
-            let writing = async {
-                if held.is_none() {
-                    *held = self.store.held_writer().await?;
-                }
-                self.store.record_outcomes(held.as_mut(), outcomes).await
-            };
-            let written = tokio::time::timeout(DATABASE_DEADLINE * 6, writing).await;
-            if !matches!(written, Ok(Ok(()))) {
-                // A write that failed or was cut short may have left the
-                // connection out of step.
-                *held = None;
-            }
-            let error = match written {
-                Ok(Ok(())) => {
+            let error = match writer
+                .run(DATABASE_DEADLINE * 6, |mut held| async move {
+                    let written = self.store.record_outcomes(held.as_mut(), outcomes).await;
+                    (held, written)
+                })
+                .await
+            {
+                Ok(()) => {
                     if tries > 0 {
                         tracing::info!(tries, "outcomes recorded after the database came back");
                     }
                     return Ok(());
                 }
-                Ok(Err(e)) => e,
-                Err(_) => StoreError::Batch("the database did not answer".into()),
+                Err(e) => e,
             };
             if cancel.is_cancelled() {
                 let since = *shutdown_since.get_or_insert_with(Instant::now);
@@ -639,11 +632,13 @@ impl Dispatcher {
         let most = self.concurrency();
         let recorder = spawn_in_span(async move {
             let mut chunk = Vec::with_capacity(most);
-            // One connection for the run's outcomes, where the pool can
-            // spare it.
-            let mut held = None;
-            while incoming.recv_many(&mut chunk, most).await > 0 {
-                this.record(&mut held, &chunk, &cancel).await?;
+            let mut writer = this.store.kept_writer();
+            while writer
+                .idle_until(incoming.recv_many(&mut chunk, most))
+                .await
+                > 0
+            {
+                this.record(&mut writer, &chunk, &cancel).await?;
                 chunk.clear();
             }
             Ok(())

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A batched write failed; every caller in the batch gets its message.
     #[error("database error: {0}")]
     Batch(String),
+    /// A use of the database ran out of time.
+    #[error("the database did not answer within {} s", .0.as_secs())]
+    Unanswered(std::time::Duration),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
 }

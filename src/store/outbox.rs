@@ -5,11 +5,9 @@
 //! that. A worker that dies between the two leaves rows whose lease runs out,
 //! and another worker takes them.
 
-use std::collections::HashMap;
-
 use sqlx::Row;
 
-use super::{placeholders, value_rows, Backend, Store, StoreError};
+use super::{placeholders, value_rows, Backend, HeldConnection, Store, StoreError};
 use crate::bounces::SuppressionReason;
 use crate::domain::{DeliveryState, SubscriberStatus};
 
@@ -112,48 +110,32 @@ pub enum ClaimCheck {
     Expiring,
 }
 
-const CLAIM_SQLITE: &str =
+const CLAIM_SQLITE: &str = concat!(
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+     where id in (select id from outbox where status = ",
+    queued_literal!(),
+    " and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
-     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
+     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
+);
 
 // SKIP LOCKED lets many workers claim side by side without waiting on each
 // other's rows; the lease then keeps the rows theirs after the commit.
-const CLAIM_POSTGRES: &str =
+const CLAIM_POSTGRES: &str = concat!(
     "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = 'queued' and next_attempt_at <= $3 \
+     where id in (select id from outbox where status = ",
+    queued_literal!(),
+    " and next_attempt_at <= $3 \
        and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
        for update skip locked) \
-     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts";
+     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
+);
 
 /// Successful deliveries recorded per statement (three parameters each,
 /// well under either backend's limit).
 const SENT_PER_STATEMENT: usize = 200;
 
-/// A connection kept by a task that uses the database many times a
-/// second. A connection taken from the pool for each use is also handed
-/// back each time, and the pool asks it whether it still works as it comes
-/// back: a second exchange with the database for every statement or
-/// transaction.
-pub struct HeldConnection(sqlx::pool::PoolConnection<sqlx::Any>);
-
-/// The smallest pool a [`HeldConnection`] is taken from.
-const HELD_MIN_POOL: u32 = 4;
-
 impl Store {
-    /// A read connection to keep (see [`HeldConnection`]), unless the pool
-    /// is too small to spare one.
-    pub async fn held_reader(&self) -> Result<Option<HeldConnection>, StoreError> {
-        held(&self.read).await
-    }
-
-    /// A write connection to keep, likewise: on PostgreSQL. SQLite has one
-    /// writer, which everything shares.
-    pub async fn held_writer(&self) -> Result<Option<HeldConnection>, StoreError> {
-        held(&self.write).await
-    }
-
     /// Leases up to `limit` due messages to `worker` until `lease_until`.
     pub async fn claim_due_jobs(
         &self,
@@ -252,8 +234,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = match held {
-            // Only PostgreSQL's pool spares a held connection.
-            Some(held) => sqlx::Connection::begin(&mut *held.0).await?,
+            Some(held) => self.begin_kept(held).await?,
             None => self.begin_write().await?,
         };
         // Deliveries are nearly all successes: they go in a few statements
@@ -321,16 +302,17 @@ impl Store {
 
     /// Where each of the claimed messages `ids` stands: read just before
     /// they go on the wire, so that a pause, a cancel or a lost lease stops
-    /// them there. A row that is gone is `Lost`.
+    /// them there. The answer is sorted by id; a row that is gone is not in
+    /// it, and is `Lost`.
     pub async fn check_claims(
         &self,
         reader: Option<&mut HeldConnection>,
         ids: &[i64],
         worker: &str,
         valid_until: i64,
-    ) -> Result<HashMap<i64, ClaimCheck>, StoreError> {
+    ) -> Result<Vec<(i64, ClaimCheck)>, StoreError> {
         if ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         let sql = format!(
             "select id, status, leased_by, lease_until from outbox where id in ({})",
@@ -343,25 +325,27 @@ impl Store {
             Some(reader) => query.fetch_all(&mut *reader.0).await?,
             None => query.fetch_all(&self.read).await?,
         };
-        let mut checks: HashMap<i64, ClaimCheck> =
-            ids.iter().map(|id| (*id, ClaimCheck::Lost)).collect();
-        for (id, status, leased_by, lease_until) in rows {
-            let check = if leased_by.as_deref() != Some(worker) {
-                ClaimCheck::Lost
-            } else {
-                match status {
-                    DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
-                        ClaimCheck::Held
+        let mut checks: Vec<(i64, ClaimCheck)> = rows
+            .into_iter()
+            .map(|(id, status, leased_by, lease_until)| {
+                let check = if leased_by.as_deref() != Some(worker) {
+                    ClaimCheck::Lost
+                } else {
+                    match status {
+                        DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
+                            ClaimCheck::Held
+                        }
+                        DeliveryState::Queued => ClaimCheck::Expiring,
+                        DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
+                        DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
+                            ClaimCheck::Lost
+                        }
                     }
-                    DeliveryState::Queued => ClaimCheck::Expiring,
-                    DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
-                    DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
-                        ClaimCheck::Lost
-                    }
-                }
-            };
-            checks.insert(id, check);
-        }
+                };
+                (id, check)
+            })
+            .collect();
+        checks.sort_unstable_by_key(|(id, _)| *id);
         Ok(checks)
     }
 
@@ -406,20 +390,24 @@ impl Store {
 
     /// Messages still waiting (due now or later), for health and tests.
     pub async fn queued_jobs(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("select count(*) from outbox where status = 'queued'")
-                .fetch_one(&self.read)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(concat!(
+            "select count(*) from outbox where status = ",
+            queued_literal!()
+        ))
+        .fetch_one(&self.read)
+        .await?)
     }
 
     /// Whether any message waits to be sent: the first row of the index
     /// answers, where counting them would read every one.
     pub async fn has_queued_jobs(&self) -> Result<bool, StoreError> {
-        let first: Option<i64> =
-            sqlx::query_scalar("select id from outbox where status = 'queued' limit 1")
-                .fetch_optional(&self.read)
-                .await?;
+        let first: Option<i64> = sqlx::query_scalar(concat!(
+            "select id from outbox where status = ",
+            queued_literal!(),
+            " limit 1"
+        ))
+        .fetch_optional(&self.read)
+        .await?;
         Ok(first.is_some())
     }
 }
@@ -505,14 +493,6 @@ async fn record_refusal(
     Ok(())
 }
 
-/// A connection of `pool` to keep, unless the pool is too small to spare one.
-async fn held(pool: &sqlx::AnyPool) -> Result<Option<HeldConnection>, StoreError> {
-    if pool.options().get_max_connections() < HELD_MIN_POOL {
-        return Ok(None);
-    }
-    Ok(Some(HeldConnection(pool.acquire().await?)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,7 +534,7 @@ mod tests {
     /// queue, so its cost does not grow with a send's size.
     #[tokio::test]
     async fn a_claim_reads_the_first_queued_rows_without_sorting_the_queue() {
-        for (store, _dir) in super::super::signups::tests::stores("claims").await {
+        for store in super::super::test_stores::stores("claims").await {
             let plan = claim_plan(&store).await;
             assert!(plan.contains("outbox_queued"), "{plan}");
             assert!(!plan.to_lowercase().contains("sort"), "{plan}");

@@ -236,12 +236,13 @@ impl Store {
     /// Marks sends with nothing left to deliver as done.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let finished: Vec<i64> = sqlx::query_scalar(
+        let finished: Vec<i64> = sqlx::query_scalar(concat!(
             "update sends set state = $2, finished_at = $1 where state = $3 and not exists \
              (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' \
-              and o.status = 'queued') \
-             returning report_id",
-        )
+              and o.status = ",
+            queued_literal!(),
+            ") returning report_id"
+        ))
         .bind(now)
         .bind(SendState::Done)
         .bind(SendState::Sending)

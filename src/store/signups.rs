@@ -333,8 +333,9 @@ async fn queue_confirmations(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
+    use crate::store::test_stores::stores;
 
     fn job(email: &str) -> (SignupJob, oneshot::Receiver<Result<SignupOutcome, String>>) {
         let (reply, answer) = oneshot::channel();
@@ -403,36 +404,6 @@ pub(super) mod tests {
         }
     }
 
-    /// A migrated SQLite database in a temporary directory, and one on
-    /// PostgreSQL when the test database is there (always under CI), each
-    /// named for the test module.
-    pub(in crate::store) async fn stores(module: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/{module}.db", dir.path().display());
-        let mut stores = vec![(Store::connect(&url, 2).await.unwrap(), Some(dir))];
-        let base = std::env::var("NEWSLETTER_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let ci = std::env::var("CI").is_ok();
-        match Store::connect(&base, 1).await {
-            Ok(admin) => {
-                let name = format!("{module}_{}", uuid::Uuid::new_v4().simple());
-                sqlx::query(&format!("create database {name}"))
-                    .execute(admin.pool())
-                    .await
-                    .unwrap();
-                let mut url = url::Url::parse(&base).unwrap();
-                url.set_path(&name);
-                stores.push((Store::connect(url.as_str(), 2).await.unwrap(), None));
-            }
-            Err(e) if ci => panic!("no PostgreSQL at {base}: {e}"),
-            Err(_) => {}
-        }
-        for (store, _) in &stores {
-            store.migrate().await.unwrap();
-        }
-        stores
-    }
-
     async fn count(store: &Store, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(store.pool())
@@ -442,7 +413,7 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn a_batch_stores_readers_tokens_and_mails_as_each_is_due() {
-        for (store, _dir) in stores("signups").await {
+        for store in stores("signups").await {
             let (first, _) = job("again@x.org");
             write_batch(&store.write, &[first]).await.unwrap();
             sqlx::query("insert into subscribers (email, status, created_at) values ('in@x.org', 'confirmed', 1)")
@@ -480,7 +451,7 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn a_sign_up_that_cannot_be_stored_does_not_lose_the_others() {
-        for (store, _dir) in stores("signups").await {
+        for store in stores("signups").await {
             let queue = start(store.write.clone(), Arc::new(Notify::new()));
             // Two sign-ups with one token: the second cannot be stored.
             let (a, a_answer) = job("a@x.org");

@@ -1,0 +1,91 @@
+//! The databases the store's own tests run on: a migrated SQLite file in a
+//! temporary directory, and a migrated PostgreSQL database when the test
+//! server is there (always under CI). Each goes when its test ends.
+
+use std::ops::Deref;
+
+use super::Store;
+
+/// The PostgreSQL server the tests use, as `.ci/run` names it.
+fn postgres_base() -> String {
+    std::env::var("NEWSLETTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A store for one test; its database is removed when it is dropped.
+pub(super) struct TestStore {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database to drop.
+    database: Option<String>,
+}
+
+impl Deref for TestStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let Some(name) = self.database.take() else {
+            return;
+        };
+        // Drop runs on the test's runtime, which must not be blocked on: the
+        // statement runs on a thread and a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = Store::connect(&postgres_base(), 1).await?;
+                sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(admin.pool())
+                    .await?;
+                Ok::<_, super::StoreError>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("the test database was not dropped: {dropped:?}");
+        }
+    }
+}
+
+/// One store per backend, named for the test module (`nl_test_` first, so
+/// that `.ci/run` clears what a crashed run left).
+pub(super) async fn stores(module: &str) -> Vec<TestStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/{module}.db", dir.path().display());
+    let mut stores = vec![TestStore {
+        store: Store::connect(&url, 2).await.unwrap(),
+        _dir: Some(dir),
+        database: None,
+    }];
+    let base = postgres_base();
+    match Store::connect(&base, 1).await {
+        Ok(admin) => {
+            let name = format!("nl_test_{module}_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("create database {name}"))
+                .execute(admin.pool())
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_path(&name);
+            stores.push(TestStore {
+                store: Store::connect(url.as_str(), 2).await.unwrap(),
+                _dir: None,
+                database: Some(name),
+            });
+        }
+        Err(e) if std::env::var("CI").is_ok() => panic!("no PostgreSQL at {base}: {e}"),
+        Err(_) => {}
+    }
+    for store in &stores {
+        store.migrate().await.unwrap();
+    }
+    stores
+}
