@@ -87,16 +87,24 @@ pub struct BounceMessage {
 
 const DELIVERY_COLUMNS: &str = "id, subscriber_id, report_id, recipient";
 
-/// Every delivery to address `$1`: a reader's, found through the reader
-/// (the index of a reader's deliveries), and test copies (`$2`), which
-/// name no reader. An outbox of a million rows has no index by address,
-/// so a bounce or a provider's event reads a handful of rows, not all.
+/// Every delivery to address `$1`: a reader's reports, found through the
+/// index of one delivery per reader and report, probed once per send; the
+/// reader's other mail (confirmations), through the index of a reader's
+/// deliveries, which holds every kind but reports; and test copies (`$2`),
+/// which name no reader. An outbox of a million rows has no index by
+/// address, so a bounce or a provider's event reads a handful of rows, not
+/// all.
 const MAILED: &str =
     "select id, subscriber_id, report_id, recipient, status, message_id from outbox \
-     where subscriber_id = (select id from subscribers where email = $1) and recipient = $1 \
+     where kind = 'report' and report_id in (select report_id from sends) \
+     and subscriber_id = (select id from subscribers where email = $1) and recipient = $1 \
      union all \
      select id, subscriber_id, report_id, recipient, status, message_id from outbox \
-     where subscriber_id is null and kind = $2 and recipient = $1";
+     where kind <> 'report' \
+     and subscriber_id = (select id from subscribers where email = $1) and recipient = $1 \
+     union all \
+     select id, subscriber_id, report_id, recipient, status, message_id from outbox \
+     where kind <> 'report' and subscriber_id is null and kind = $2 and recipient = $1";
 
 fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<BouncedDelivery, StoreError> {
     Ok(BouncedDelivery {
@@ -465,4 +473,74 @@ async fn suppression_reason(
             .fetch_optional(&mut **tx)
             .await?;
     Ok(reason.as_deref().and_then(SuppressionReason::parse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::readers::READER_DELIVERIES;
+    use crate::store::test_stores::{plan, reads_all_of, stores, Arg::*};
+
+    /// 3,000 readers, two sends to each of them, and their confirmations.
+    async fn seed(store: &Store) {
+        for (report, slug) in [(1, "one"), (2, "two")] {
+            sqlx::query(
+                "insert into reports (id, public_id, slug, title, source, created_at, updated_at) \
+                 values ($1, $2, $3, 't', 's', 0, 0)",
+            )
+            .bind(report)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(slug)
+            .execute(store.pool())
+            .await
+            .unwrap();
+            sqlx::query(
+                "insert into sends (report_id, idempotency_key, state, scheduled_at, created_at) \
+                 values ($1, $2, 'done', 0, 0)",
+            )
+            .bind(report)
+            .bind(slug)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "with recursive n (i) as (select 1 union all select i + 1 from n where i < 3000) \
+             insert into subscribers (id, public_id, email, status, created_at) \
+             select i, '00000000-0000-4000-8000-' || (100000000000 + i), 'r' || i || '@x.org', \
+             'confirmed', 1000 from n",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "with recursive n (i) as (select 1 union all select i + 1 from n where i < 3000) \
+             insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, \
+             created_at, status) \
+             select k.kind, i, k.report, 'r' || i || '@x.org', 1000, 1000, 'sent' from n \
+             cross join (select 'report' as kind, 1 as report union all \
+               select 'report', 2 union all select 'confirmation', null) as k",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query("analyze").execute(store.pool()).await.unwrap();
+    }
+
+    /// A bounce, a provider's complaint and the erasure of a reader each
+    /// find the reader's deliveries through indexes, not by reading an
+    /// outbox that holds every send's deliveries.
+    #[tokio::test]
+    async fn a_readers_deliveries_are_found_without_reading_the_outbox() {
+        for store in stores("mailed").await {
+            seed(&store).await;
+            let by_address = plan(&store, MAILED, &[Text("r7@x.org"), Text("test")]).await;
+            assert!(!reads_all_of(&by_address, "outbox"), "{by_address}");
+            for deliveries in READER_DELIVERIES {
+                let sql = format!("select id from outbox where {deliveries}");
+                let by_reader = plan(&store, &sql, &[Int(7)]).await;
+                assert!(!reads_all_of(&by_reader, "outbox"), "{by_reader}");
+            }
+        }
+    }
 }

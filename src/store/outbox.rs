@@ -496,6 +496,7 @@ async fn record_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_stores::{plan, stores, Arg::*};
 
     /// The plan of a claim of 10 from a queue of 5,000 rows due at the
     /// same moment, a tenth of them delivered, as the database explains it.
@@ -510,23 +511,12 @@ mod tests {
         .await
         .unwrap();
         sqlx::query("analyze").execute(store.pool()).await.unwrap();
-        let (explain, claim) = match store.backend {
-            Backend::Sqlite => ("explain query plan ", CLAIM_SQLITE),
-            Backend::Postgres => ("explain ", CLAIM_POSTGRES),
+        let claim = match store.backend {
+            Backend::Sqlite => CLAIM_SQLITE,
+            Backend::Postgres => CLAIM_POSTGRES,
         };
-        let rows = sqlx::query(&format!("{explain}{claim}"))
-            .bind(9_000_i64)
-            .bind("w")
-            .bind(2_000_i64)
-            .bind(10_i64)
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        // SQLite's last column and PostgreSQL's only one describe a step.
-        rows.iter()
-            .map(|row| row.try_get::<String, _>(row.len() - 1).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n")
+        let args = [Int(9_000), Text("w"), Int(2_000), Int(10)];
+        plan(store, claim, &args).await
     }
 
     /// A claim takes the first rows of the index of queued rows, which is
@@ -534,7 +524,7 @@ mod tests {
     /// queue, so its cost does not grow with a send's size.
     #[tokio::test]
     async fn a_claim_reads_the_first_queued_rows_without_sorting_the_queue() {
-        for store in super::super::test_stores::stores("claims").await {
+        for store in stores("claims").await {
             let plan = claim_plan(&store).await;
             assert!(plan.contains("outbox_queued"), "{plan}");
             assert!(!plan.to_lowercase().contains("sort"), "{plan}");

@@ -89,3 +89,41 @@ pub(super) async fn stores(module: &str) -> Vec<TestStore> {
     }
     stores
 }
+
+/// A value bound to a statement whose plan is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Arg {
+    Int(i64),
+    Text(&'static str),
+}
+
+/// The planner's plan for `sql` with `args`, one step a line (SQLite's last
+/// column and PostgreSQL's only one describe a step).
+pub(super) async fn plan(store: &Store, sql: &str, args: &[Arg]) -> String {
+    use sqlx::Row;
+
+    let explain = match store.backend {
+        super::Backend::Sqlite => "explain query plan ",
+        super::Backend::Postgres => "explain ",
+    };
+    let sql = format!("{explain}{sql}");
+    let query = args
+        .iter()
+        .fold(sqlx::query(&sql), |query, arg| match *arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+        });
+    let rows = query.fetch_all(store.pool()).await.unwrap();
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(row.len() - 1).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether `plan` reads the whole of `table` (or the whole of an index of it).
+pub(super) fn reads_all_of(plan: &str, table: &str) -> bool {
+    plan.lines().any(|step| {
+        let step = step.trim_start_matches(['-', '>', ' ', '|', '`']);
+        step.starts_with(&format!("SCAN {table}")) || step.contains(&format!("Seq Scan on {table}"))
+    })
+}
