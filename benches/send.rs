@@ -262,8 +262,11 @@ async fn deliver_with_worker(app: &Application, report_id: i64) -> usize {
     let store = &app.state.store;
     let cancel = CancellationToken::new();
     let worker = tokio::spawn(app.dispatcher.clone().run(cancel.clone()));
+    // Each look at the queue is a statement the database answers beside
+    // the worker's own: often enough to time the send, rarely enough not to
+    // weigh on it.
     while store.has_queued_jobs().await.unwrap() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cancel.cancel();
     worker.await.unwrap();

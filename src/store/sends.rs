@@ -234,20 +234,45 @@ impl Store {
     }
 
     /// Marks sends with nothing left to deliver as done.
+    ///
+    /// Workers ask this every second. Reading a send's deliveries for one
+    /// still queued reads every delivered one first, a million at the end
+    /// of a large send, and on SQLite under the write lock. So only the
+    /// sends whose kept counts (`delivery_counts`) say nothing is queued are
+    /// read, and then to make sure.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let finished: Vec<i64> = sqlx::query_scalar(concat!(
-            "update sends set state = $2, finished_at = $1 where state = $3 and not exists \
-             (select 1 from outbox o where o.report_id = sends.report_id and o.kind = 'report' \
-              and o.status = ",
+        let counted_done: Vec<i64> = sqlx::query_scalar(concat!(
+            "select id from sends where state = $1 and total + coalesce((select n \
+             from delivery_counts c where c.report_id = sends.report_id and c.status = ",
             queued_literal!(),
-            ") returning report_id"
+            "), 0) <= 0"
         ))
-        .bind(now)
-        .bind(SendState::Done)
         .bind(SendState::Sending)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.read)
         .await?;
+        if counted_done.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            concat!(
+                "update sends set state = $2, finished_at = $1 where state = $3 and id in ({}) \
+                 and not exists (select 1 from outbox o where o.report_id = sends.report_id \
+                 and o.kind = 'report' and o.status = ",
+                queued_literal!(),
+                ") returning report_id"
+            ),
+            super::placeholders(4, counted_done.len())
+        );
+        let finished = sqlx::query_scalar(&sql)
+            .bind(now)
+            .bind(SendState::Done)
+            .bind(SendState::Sending);
+        let finished: Vec<i64> = counted_done
+            .iter()
+            .fold(finished, |query, id| query.bind(*id))
+            .fetch_all(&mut *tx)
+            .await?;
         for report_id in &finished {
             super::events::record_send_finished(&mut tx, *report_id).await?;
         }
