@@ -18,6 +18,12 @@
 //! - [`startup`]: assembling and running the service.
 //! - [`commands`]: the work behind the maintenance subcommands.
 
+/// glibc's allocator took a sixth of a send's CPU in profiles (a message's
+/// many short-lived buffers, freed on other threads than allocated them);
+/// mimalloc serves that pattern from per-thread pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod app;
 pub mod bounces;
 pub mod commands;
