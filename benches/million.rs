@@ -367,6 +367,9 @@ async fn run(backend: &str, args: &Args) -> Row {
 #[tokio::main]
 async fn main() {
     let args = args();
+    if args.backends.iter().any(|b| b == "postgres") {
+        support::drop_earlier_databases(&args.postgres, &["million"]).await;
+    }
     let mut rows = Vec::new();
     for backend in &args.backends {
         rows.push(run(backend, &args).await);

@@ -43,9 +43,14 @@ fi
 
 work=$(mktemp -d)
 pids=()
+# The sign-up load makes a PostgreSQL database per run; it goes at the end.
+load_databases=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for db in "${load_databases[@]}"; do
+    psql "$PG_URL" -qc "drop database if exists $db with (force)" || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,6 +79,7 @@ for backend in ${BACKENDS//,/ }; do
   else
     name="nl_load_$RANDOM$RANDOM"
     psql "$PG_URL" -qc "create database $name"
+    load_databases+=("$name")
     db="${PG_URL%/*}/$name"
   fi
   NEWSLETTER_LISTEN="127.0.0.1:$HTTP_PORT" NEWSLETTER_DATABASE_URL="$db" \

@@ -565,6 +565,9 @@ async fn stages(args: &Args) {
 #[tokio::main]
 async fn main() {
     let args = args();
+    if args.backends.iter().any(|b| b == "postgres") {
+        support::drop_earlier_databases(&args.postgres, &["bench", "proc"]).await;
+    }
     let mut rows = Vec::new();
     for backend in &args.backends {
         for &n in &args.readers {

@@ -37,3 +37,28 @@ pub async fn fresh_database(
         }
     }
 }
+
+/// Drops the PostgreSQL databases that earlier runs of a bench made under
+/// the names `nl_<kind>_…` (each run makes its own, up to gigabytes at a
+/// million readers). Run before this run makes any.
+pub async fn drop_earlier_databases(postgres: &str, kinds: &[&str]) {
+    use sqlx::Connection;
+    let Ok(mut conn) = sqlx::PgConnection::connect(postgres).await else {
+        // No PostgreSQL: nothing was left there either.
+        return;
+    };
+    for kind in kinds {
+        let names: Vec<String> =
+            sqlx::query_scalar("select datname from pg_database where datname like $1")
+                .bind(format!("nl\\_{kind}\\_%"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        for name in names {
+            sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
