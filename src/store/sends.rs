@@ -241,13 +241,12 @@ impl Store {
     /// sends whose kept counts (`delivery_counts`) say nothing is queued are
     /// read, and then to make sure.
     pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let counted_done: Vec<i64> = sqlx::query_scalar(concat!(
+        let counted_done: Vec<i64> = sqlx::query_scalar(
             "select id from sends where state = $1 and total + coalesce((select n \
-             from delivery_counts c where c.report_id = sends.report_id and c.status = ",
-            queued_literal!(),
-            "), 0) <= 0"
-        ))
+             from delivery_counts c where c.report_id = sends.report_id and c.status = $2), 0) <= 0",
+        )
         .bind(SendState::Sending)
+        .bind(DeliveryState::Queued)
         .fetch_all(&self.read)
         .await?;
         if counted_done.is_empty() {
