@@ -2,7 +2,7 @@
 //! the outcomes, repeat until cancelled.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +19,17 @@ use super::transport::{MailError, MailSession, Mailer};
 use crate::config::DeliverySettings;
 use crate::domain::SubscriberStatus;
 use crate::store::{
-    now_ms, ClaimCheck, ClaimedJob, JobKind, JobOutcome, KeptConnection, Store, StoreError,
+    now_ms, ClaimCheck, ClaimedJob, FinishCheck, JobKind, JobOutcome, KeptConnection, Store,
+    StoreError,
 };
 
 /// Longest wait for the database before a sender gives up on a message:
 /// a worker cut off from its database stops starting new messages within it.
 const DATABASE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How often the finish check reads the deliveries rather than trusting
+/// the kept counts (see `Store::finish_completed_sends`).
+const EXACT_FINISH_EVERY: Duration = Duration::from_secs(300);
 
 /// How long outcomes are still retried once shutdown has begun.
 const RECORD_AT_SHUTDOWN: Duration = Duration::from_secs(30);
@@ -154,6 +159,9 @@ pub struct Dispatcher {
     /// Relay-wide failures in a row, across this worker's senders.
     relay_failures: Arc<AtomicU32>,
     gate: Arc<ClaimGate>,
+    /// When the finish check last read the deliveries themselves (ms since
+    /// the epoch; 0: not yet, so a starting worker does it first).
+    exact_finish_at: Arc<AtomicI64>,
 }
 
 impl Dispatcher {
@@ -188,6 +196,7 @@ impl Dispatcher {
             worker_id,
             pace,
             relay_failures: Arc::new(AtomicU32::new(0)),
+            exact_finish_at: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -390,7 +399,14 @@ impl Dispatcher {
         if started > 0 {
             tracing::info!(started, "scheduled sends started");
         }
-        self.store.finish_completed_sends(now).await?;
+        let last_exact = self.exact_finish_at.load(Ordering::Relaxed);
+        let check = if now - last_exact >= EXACT_FINISH_EVERY.as_millis() as i64 {
+            self.exact_finish_at.store(now, Ordering::Relaxed);
+            FinishCheck::Exact
+        } else {
+            FinishCheck::Counted
+        };
+        self.store.finish_completed_sends(now, check).await?;
         Ok(())
     }
 

@@ -52,7 +52,7 @@ pub use kept::{HeldConnection, KeptConnection};
 pub use outbox::{ClaimCheck, ClaimedJob, JobKind, JobOutcome};
 pub use readers::{ReaderPage, ReaderQuery, WeekGrowth};
 pub use reports::{ReportListing, ReportVersion, SaveOutcome, StoredReport};
-pub use sends::{Failure, Send, SendStats, TriggerOutcome};
+pub use sends::{Failure, FinishCheck, Send, SendStats, TriggerOutcome};
 pub use subscribers::{
     ConfirmOutcome, ImportedSubscriber, NewSignup, SignupOutcome, Subscriber, SubscriberImport,
 };

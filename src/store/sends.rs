@@ -237,19 +237,31 @@ impl Store {
     ///
     /// Workers ask this every second. Reading a send's deliveries for one
     /// still queued reads every delivered one first, a million at the end
-    /// of a large send, and on SQLite under the write lock. So only the
-    /// sends whose kept counts (`delivery_counts`) say nothing is queued are
-    /// read, and then to make sure.
-    pub async fn finish_completed_sends(&self, now: i64) -> Result<u64, StoreError> {
-        let counted_done: Vec<i64> = sqlx::query_scalar(
-            "select id from sends where state = $1 and total + coalesce((select n \
-             from delivery_counts c where c.report_id = sends.report_id and c.status = $2), 0) <= 0",
+    /// of a large send, and on SQLite under the write lock. So a `Counted`
+    /// check reads only the sends whose kept counts (`delivery_counts`) say
+    /// nothing is queued, and then makes sure. An `Exact` check, run now and
+    /// then, reads every sending send's deliveries, so that counts that
+    /// drifted cannot keep a send "sending" for ever; where they had, they
+    /// are counted again.
+    pub async fn finish_completed_sends(
+        &self,
+        now: i64,
+        check: FinishCheck,
+    ) -> Result<u64, StoreError> {
+        let counted_queued: Vec<(i64, i64)> = sqlx::query_as(
+            "select id, total + coalesce((select n from delivery_counts c \
+             where c.report_id = sends.report_id and c.status = $2), 0) from sends where state = $1",
         )
         .bind(SendState::Sending)
         .bind(DeliveryState::Queued)
         .fetch_all(&self.read)
         .await?;
-        if counted_done.is_empty() {
+        let candidates: Vec<i64> = counted_queued
+            .iter()
+            .filter(|(_, queued)| check == FinishCheck::Exact || *queued <= 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if candidates.is_empty() {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
@@ -259,20 +271,30 @@ impl Store {
                  and not exists (select 1 from outbox o where o.report_id = sends.report_id \
                  and o.kind = 'report' and o.status = ",
                 queued_literal!(),
-                ") returning report_id"
+                ") returning id, report_id"
             ),
-            super::placeholders(4, counted_done.len())
+            super::placeholders(4, candidates.len())
         );
-        let finished = sqlx::query_scalar(&sql)
+        let finished = sqlx::query_as(&sql)
             .bind(now)
             .bind(SendState::Done)
             .bind(SendState::Sending);
-        let finished: Vec<i64> = counted_done
+        let finished: Vec<(i64, i64)> = candidates
             .iter()
             .fold(finished, |query, id| query.bind(*id))
             .fetch_all(&mut *tx)
             .await?;
-        for report_id in &finished {
+        for (send_id, report_id) in &finished {
+            let drifted = counted_queued
+                .iter()
+                .any(|(id, queued)| id == send_id && *queued > 0);
+            if drifted {
+                tracing::warn!(
+                    send = send_id,
+                    "the kept delivery counts of a finished send said some were still queued; counted again"
+                );
+                recount_deliveries(&mut tx, *report_id).await?;
+            }
             super::events::record_send_finished(&mut tx, *report_id).await?;
         }
         tx.commit().await?;
@@ -572,6 +594,40 @@ impl Store {
     }
 }
 
+/// How `Store::finish_completed_sends` tells which sends are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishCheck {
+    /// Trust the kept counts to say which sends may be done.
+    Counted,
+    /// Read every sending send's deliveries.
+    Exact,
+}
+
+/// Counts a send's deliveries again from the outbox, in the kept form:
+/// changes since the enqueue, when all `total` were queued.
+async fn recount_deliveries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    report_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("delete from delivery_counts where report_id = $1")
+        .bind(report_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "insert into delivery_counts (report_id, status, n) \
+         select $1, status, sum(n) from ( \
+           select status, count(*) as n from outbox \
+             where report_id = $1 and kind = 'report' group by status \
+           union all select $2, -total from sends where report_id = $1 \
+         ) as changes group by status",
+    )
+    .bind(report_id)
+    .bind(DeliveryState::Queued)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A send's deliveries by state, from the counts the database keeps as
 /// deliveries change state: changes since the enqueue, when all `total`
 /// deliveries were queued.
@@ -598,4 +654,61 @@ pub(super) async fn counted_stats(
         *stats.count_mut(status) += n;
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_stores::stores;
+
+    /// A send of three deliveries, all sent, whose kept counts say one is
+    /// still queued.
+    async fn drifted_send(store: &Store) {
+        for sql in [
+            "insert into reports (id, public_id, slug, title, source, created_at, updated_at) \
+             values (1, '00000000-0000-4000-8000-000000000001', 'one', 't', 's', 0, 0)",
+            "insert into sends (id, report_id, idempotency_key, state, scheduled_at, started_at, \
+             total, created_at) values (1, 1, 'k', 'sending', 0, 0, 3, 0)",
+            "insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, \
+             created_at, status) values ('report', null, 1, 'a@x.org', 0, 0, 'sent'), \
+             ('report', null, 1, 'b@x.org', 0, 0, 'sent'), ('report', null, 1, 'c@x.org', 0, 0, 'sent')",
+            "delete from delivery_counts",
+            "insert into delivery_counts (report_id, status, n) values (1, 'queued', -2), (1, 'sent', 2)",
+        ] {
+            sqlx::query(sql).execute(store.pool()).await.unwrap();
+        }
+    }
+
+    /// Counts that drifted keep a send "sending" only until the next exact
+    /// check, which finishes it and counts its deliveries again.
+    #[tokio::test]
+    async fn an_exact_check_finishes_a_send_whose_counts_drifted() {
+        for store in stores("finish").await {
+            drifted_send(&store).await;
+            assert_eq!(
+                store
+                    .finish_completed_sends(10, FinishCheck::Counted)
+                    .await
+                    .unwrap(),
+                0,
+                "the counted check trusts the counts"
+            );
+            assert_eq!(
+                store.send(1).await.unwrap().unwrap().state,
+                SendState::Sending
+            );
+            assert_eq!(
+                store
+                    .finish_completed_sends(20, FinishCheck::Exact)
+                    .await
+                    .unwrap(),
+                1
+            );
+            let send = store.send(1).await.unwrap().unwrap();
+            assert_eq!((send.state, send.finished_at), (SendState::Done, Some(20)));
+            let mut conn = store.pool().acquire().await.unwrap();
+            let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
+            assert_eq!((stats.queued, stats.sent), (0, 3), "{stats:?}");
+        }
+    }
 }
