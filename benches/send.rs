@@ -10,7 +10,8 @@
 //!    the same concurrency to the same sink: once through lettre's pooled
 //!    `AsyncSmtpTransport` as it ships, and once over lettre connections
 //!    with TCP_NODELAY, as the service opens them (the baseline: the fastest
-//!    that lettre itself goes);
+//!    that lettre itself goes), run once before the service and once after
+//!    it and taken as their mean, since a shared machine's pace drifts;
 //! 4. prints messages/s, wall time, CPU time and peak RSS, and the ratio
 //!    service/baseline.
 //!
@@ -120,6 +121,17 @@ impl Measure {
     fn rate(&self) -> f64 {
         self.messages as f64 / self.wall.as_secs_f64()
     }
+
+    /// Two runs of the same messages as one run: the mean of their times,
+    /// which gives their messages over their time as the rate.
+    fn joined(&self, other: &Measure) -> Measure {
+        Measure {
+            wall: (self.wall + other.wall) / 2,
+            cpu: (self.cpu + other.cpu) / 2,
+            rss_mb: self.rss_mb.max(other.rss_mb),
+            messages: (self.messages + other.messages) / 2,
+        }
+    }
 }
 
 async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
@@ -159,7 +171,13 @@ struct Row {
     backend: String,
     readers: usize,
     service: Measure,
+    /// The bare loop run just before the service and just after it, as
+    /// one: on a shared machine the pace drifts within a run, and a
+    /// baseline on one side of the service alone would carry that drift
+    /// into the ratio.
     baseline: Measure,
+    /// The two runs of the baseline on their own (msg/s).
+    baseline_before_after: (f64, f64),
     stock_pool: Measure,
     enqueue: Duration,
 }
@@ -181,6 +199,10 @@ async fn run_one_via(
     let (app, report_id) = app_with_readers(backend, readers, args, smtp, None, dir.path()).await;
     let store = app.state.store.clone();
 
+    // The baseline: the same bytes through bare lettre, once before.
+    let sample = sample_message(&app, report_id).await;
+    let before = measured(bare_connections(smtp, &sample, readers, args.concurrency)).await;
+
     // Enqueue: one snapshot of every confirmed reader.
     let started = Instant::now();
     let now = now_ms();
@@ -194,9 +216,10 @@ async fn run_one_via(
     let service = measured(deliver_with_worker(&app, report_id)).await;
     assert_eq!(service.messages, readers, "every reader got the report");
 
-    // The baselines: the same bytes through bare lettre.
-    let sample = sample_message(&app, report_id).await;
-    let baseline = measured(bare_connections(smtp, &sample, readers, args.concurrency)).await;
+    // And the baseline once after.
+    let after = measured(bare_connections(smtp, &sample, readers, args.concurrency)).await;
+    let baseline_before_after = (before.rate(), after.rate());
+    let baseline = before.joined(&after);
     // lettre's stock pool runs at a fixed pace (see README), so 10,000
     // messages tell its rate as well as more would.
     let stock_pool = if with_stock_pool {
@@ -216,6 +239,7 @@ async fn run_one_via(
         readers,
         service,
         baseline,
+        baseline_before_after,
         stock_pool,
         enqueue,
     }
@@ -736,16 +760,18 @@ fn print_rows(rows: &[Row], args: &Args) {
         "\nconcurrency {} (service workers and bare lettre alike)\n",
         args.concurrency
     );
-    println!("| backend | readers | enqueue | service msg/s | baseline msg/s | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
+    println!("| backend | readers | enqueue | service msg/s | baseline msg/s (before / after) | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {:.2} s | {:.0} | {:.0} | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
+            "| {} | {} | {:.2} s | {:.0} | {:.0} ({:.0} / {:.0}) | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
             r.backend,
             r.readers,
             r.enqueue.as_secs_f64(),
             r.service.rate(),
             r.baseline.rate(),
+            r.baseline_before_after.0,
+            r.baseline_before_after.1,
             100.0 * r.service.rate() / r.baseline.rate(),
             r.stock_pool.rate(),
             r.service.wall.as_secs_f64(),
