@@ -90,7 +90,10 @@ impl Newsletter<'_> {
     pub async fn report_progress(&self, report_id: i64) -> Result<ReportProgress, ServiceError> {
         self.report(report_id).await?;
         let send = self.store.send_of_report(report_id).await?;
-        let stats = self.store.send_stats(report_id, now_ms()).await?;
+        let stats = match &send {
+            Some(send) => self.store.stats_of_send(send, now_ms()).await?,
+            None => SendStats::default(),
+        };
         let failures = self.store.send_failures(report_id, FAILURES_SHOWN).await?;
         let bounces = self.store.bounce_stats(report_id, stats.sent).await?;
         Ok(ReportProgress::new(send, stats, failures, bounces))

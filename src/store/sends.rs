@@ -516,9 +516,15 @@ impl Store {
 
     /// Counts of a report's deliveries by outcome.
     pub async fn send_stats(&self, report_id: i64, now: i64) -> Result<SendStats, StoreError> {
-        let Some(send) = self.send_of_report(report_id).await? else {
-            return Ok(SendStats::default());
-        };
+        match self.send_of_report(report_id).await? {
+            Some(send) => self.stats_of_send(&send, now).await,
+            None => Ok(SendStats::default()),
+        }
+    }
+
+    /// The progress of `send`, read already.
+    pub async fn stats_of_send(&self, send: &Send, now: i64) -> Result<SendStats, StoreError> {
+        let report_id = send.report_id;
         let mut stats =
             counted_stats(&mut *self.read.acquire().await?, report_id, send.total).await?;
         // Only a send under way has deliveries in flight or a current pace.
