@@ -2,7 +2,7 @@
 //! the outcomes, repeat until cancelled.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,9 +159,10 @@ pub struct Dispatcher {
     /// Relay-wide failures in a row, across this worker's senders.
     relay_failures: Arc<AtomicU32>,
     gate: Arc<ClaimGate>,
-    /// When the finish check last read the deliveries themselves (ms since
-    /// the epoch; 0: not yet, so a starting worker does it first).
-    exact_finish_at: Arc<AtomicI64>,
+    /// When the finish check last read the deliveries themselves; none yet,
+    /// so a starting worker does it first. A monotonic clock, so that the
+    /// wall clock set back cannot put the next exact check off.
+    exact_finish_at: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Dispatcher {
@@ -196,7 +197,7 @@ impl Dispatcher {
             worker_id,
             pace,
             relay_failures: Arc::new(AtomicU32::new(0)),
-            exact_finish_at: Arc::new(AtomicI64::new(0)),
+            exact_finish_at: Arc::default(),
         }
     }
 
@@ -399,12 +400,14 @@ impl Dispatcher {
         if started > 0 {
             tracing::info!(started, "scheduled sends started");
         }
-        let last_exact = self.exact_finish_at.load(Ordering::Relaxed);
-        let check = if now - last_exact >= EXACT_FINISH_EVERY.as_millis() as i64 {
-            self.exact_finish_at.store(now, Ordering::Relaxed);
-            FinishCheck::Exact
-        } else {
-            FinishCheck::Counted
+        let check = {
+            let mut last = self.exact_finish_at.lock().expect("not poisoned");
+            if last.is_none_or(|at| at.elapsed() >= EXACT_FINISH_EVERY) {
+                *last = Some(Instant::now());
+                FinishCheck::Exact
+            } else {
+                FinishCheck::Counted
+            }
         };
         self.store.finish_completed_sends(now, check).await?;
         Ok(())
