@@ -122,14 +122,12 @@ async fn wait_for_text(browser: &Client, css: &str, check: impl Fn(&str) -> bool
     panic!("{css} never matched; last text {last:?}");
 }
 
+/// The attribute as the page stands now. The progress page redraws its
+/// bar as the send goes on, so the element found may be replaced before it
+/// is read: that reads as not there yet, and the caller asks again.
 async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("no {css}"))
-        .attr(name)
-        .await
-        .unwrap()
+    let element = browser.find(Locator::Css(css)).await.ok()?;
+    element.attr(name).await.ok().flatten()
 }
 
 async fn click(browser: &Client, css: &str) {
