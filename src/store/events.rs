@@ -65,21 +65,19 @@ pub struct WebhookDelivery {
 /// Events routed per transaction.
 const ROUTE_BATCH: i64 = 500;
 
-const CLAIM_SQLITE: &str =
-    "update webhook_deliveries set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from webhook_deliveries where status = $5 \
-       and next_attempt_at <= $3 and (lease_until is null or lease_until < $3) \
-       order by next_attempt_at, id limit $4) \
-     returning id, event_id, endpoint, attempts";
+const CLAIM_SQLITE: &str = claim_due!(
+    table: "webhook_deliveries",
+    queued: ["$5"],
+    lock: "",
+    returning: "id, event_id, endpoint, attempts"
+);
 
-// As for mail: SKIP LOCKED lets workers claim side by side, the lease keeps
-// the rows theirs after the commit.
-const CLAIM_POSTGRES: &str =
-    "update webhook_deliveries set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from webhook_deliveries where status = $5 \
-       and next_attempt_at <= $3 and (lease_until is null or lease_until < $3) \
-       order by next_attempt_at, id limit $4 for update skip locked) \
-     returning id, event_id, endpoint, attempts";
+const CLAIM_POSTGRES: &str = claim_due!(
+    table: "webhook_deliveries",
+    queued: ["$5"],
+    lock: " for update skip locked",
+    returning: "id, event_id, endpoint, attempts"
+);
 
 /// Stores events in the caller's transaction.
 pub(super) async fn record_events(

@@ -15,6 +15,23 @@ macro_rules! queued_literal {
     };
 }
 
+/// The claim of a durable queue (mail or webhooks): its first `$4` rows in
+/// the queued `status`, due by `$3` and not leased, leased to `$2` until
+/// `$1`, the attempt counted, returning the given columns. `lock` is what
+/// the inner select adds: SKIP LOCKED on PostgreSQL lets workers claim side
+/// by side without waiting on each other's rows, and the lease then keeps
+/// the rows theirs after the commit; SQLite has one writer and no row locks.
+macro_rules! claim_due {
+    (table: $table:literal, queued: [$($queued:tt)+], lock: $lock:literal, returning: $returning:literal) => {
+        concat!(
+            "update ", $table, " set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
+             where id in (select id from ", $table, " where status = ", $($queued)+,
+            " and next_attempt_at <= $3 and (lease_until is null or lease_until < $3) \
+             order by next_attempt_at, id limit $4", $lock, ") returning ", $returning
+        )
+    };
+}
+
 mod admins;
 mod bounces;
 mod consents;

@@ -110,25 +110,18 @@ pub enum ClaimCheck {
     Expiring,
 }
 
-const CLAIM_SQLITE: &str = concat!(
-    "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = ",
-    queued_literal!(),
-    " and next_attempt_at <= $3 \
-       and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4) \
-     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
+const CLAIM_SQLITE: &str = claim_due!(
+    table: "outbox",
+    queued: [queued_literal!()],
+    lock: "",
+    returning: "id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
 );
 
-// SKIP LOCKED lets many workers claim side by side without waiting on each
-// other's rows; the lease then keeps the rows theirs after the commit.
-const CLAIM_POSTGRES: &str = concat!(
-    "update outbox set lease_until = $1, leased_by = $2, attempts = attempts + 1 \
-     where id in (select id from outbox where status = ",
-    queued_literal!(),
-    " and next_attempt_at <= $3 \
-       and (lease_until is null or lease_until < $3) order by next_attempt_at, id limit $4 \
-       for update skip locked) \
-     returning id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
+const CLAIM_POSTGRES: &str = claim_due!(
+    table: "outbox",
+    queued: [queued_literal!()],
+    lock: " for update skip locked",
+    returning: "id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
 );
 
 /// Successful deliveries recorded per statement (three parameters each,
