@@ -248,8 +248,8 @@ impl Store {
         now: i64,
         check: FinishCheck,
     ) -> Result<u64, StoreError> {
-        let counted_queued: Vec<(i64, i64)> = sqlx::query_as(
-            "select id, total + coalesce((select n from delivery_counts c \
+        let counted_queued: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "select id, report_id, total + coalesce((select n from delivery_counts c \
              where c.report_id = sends.report_id and c.status = $2), 0) from sends where state = $1",
         )
         .bind(SendState::Sending)
@@ -258,8 +258,8 @@ impl Store {
         .await?;
         let candidates: Vec<i64> = counted_queued
             .iter()
-            .filter(|(_, queued)| check == FinishCheck::Exact || *queued <= 0)
-            .map(|(id, _)| *id)
+            .filter(|(_, _, queued)| check == FinishCheck::Exact || *queued <= 0)
+            .map(|(id, _, _)| *id)
             .collect();
         if candidates.is_empty() {
             return Ok(0);
@@ -287,7 +287,7 @@ impl Store {
         for (send_id, report_id) in &finished {
             let drifted = counted_queued
                 .iter()
-                .any(|(id, queued)| id == send_id && *queued > 0);
+                .any(|(id, _, queued)| id == send_id && *queued > 0);
             if drifted {
                 tracing::warn!(
                     send = send_id,
@@ -296,6 +296,21 @@ impl Store {
                 recount_deliveries(&mut tx, *report_id).await?;
             }
             super::events::record_send_finished(&mut tx, *report_id).await?;
+        }
+        // Counts that say nothing is queued while rows still are would
+        // bring such a send back here every second, each time to read its
+        // queue under the write lock: they are counted again once instead.
+        if check == FinishCheck::Counted {
+            let unfinished = counted_queued.iter().filter(|(id, _, queued)| {
+                *queued <= 0 && !finished.iter().any(|(done, _)| done == id)
+            });
+            for (send_id, report_id, _) in unfinished {
+                tracing::warn!(
+                    send = send_id,
+                    "the kept delivery counts of a send said none were queued while some were; counted again"
+                );
+                recount_deliveries(&mut tx, *report_id).await?;
+            }
         }
         tx.commit().await?;
         Ok(finished.len() as u64)
@@ -715,6 +730,37 @@ mod tests {
             let mut conn = store.pool().acquire().await.unwrap();
             let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
             assert_eq!((stats.queued, stats.sent), (0, 3), "{stats:?}");
+        }
+    }
+
+    /// Counts that drifted the other way, saying nothing is queued while a
+    /// delivery still is, leave the send sending and are counted again, so
+    /// the next counted check no longer picks it.
+    #[tokio::test]
+    async fn a_counted_check_recounts_a_send_whose_counts_say_too_few_are_queued() {
+        for store in stores("finish_low").await {
+            drifted_send(&store).await;
+            for sql in [
+                "update outbox set status = 'queued' where recipient = 'c@x.org'",
+                "update delivery_counts set n = -3 where status = 'queued'",
+            ] {
+                sqlx::query(sql).execute(store.pool()).await.unwrap();
+            }
+            assert_eq!(
+                store
+                    .finish_completed_sends(10, FinishCheck::Counted)
+                    .await
+                    .unwrap(),
+                0,
+                "a delivery is still queued"
+            );
+            assert_eq!(
+                store.send(1).await.unwrap().unwrap().state,
+                SendState::Sending
+            );
+            let mut conn = store.pool().acquire().await.unwrap();
+            let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
+            assert_eq!((stats.queued, stats.sent), (1, 2), "{stats:?}");
         }
     }
 }
