@@ -98,21 +98,35 @@ fn args() -> Args {
     args
 }
 
-/// CPU time of this process (user + system).
-fn cpu_time() -> Duration {
+/// This process's resource use so far, all its threads together.
+fn usage() -> libc::rusage {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a complete rusage into the pointer it gets.
-    let usage = unsafe {
+    unsafe {
         libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
         usage.assume_init()
-    };
+    }
+}
+
+/// CPU time of this process (user + system).
+fn cpu_time() -> Duration {
+    let usage = usage();
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Times this process's threads gave up a core, waiting or pre-empted. Much
+/// of the service's CPU beyond the bare loop's is threads waking one
+/// another, which this counts where CPU time only blurs it.
+fn context_switches() -> u64 {
+    let usage = usage();
+    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
 }
 
 struct Measure {
     wall: Duration,
     cpu: Duration,
+    switches: u64,
     rss_mb: f64,
     messages: usize,
 }
@@ -122,12 +136,17 @@ impl Measure {
         self.messages as f64 / self.wall.as_secs_f64()
     }
 
+    fn per_message(&self, count: u64) -> f64 {
+        count as f64 / self.messages.max(1) as f64
+    }
+
     /// Two runs of the same messages as one run: the mean of their times,
     /// which gives their messages over their time as the rate.
     fn joined(&self, other: &Measure) -> Measure {
         Measure {
             wall: (self.wall + other.wall) / 2,
             cpu: (self.cpu + other.cpu) / 2,
+            switches: (self.switches + other.switches) / 2,
             rss_mb: self.rss_mb.max(other.rss_mb),
             messages: (self.messages + other.messages) / 2,
         }
@@ -137,11 +156,13 @@ impl Measure {
 async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
     reset_peak_rss();
     let cpu = cpu_time();
+    let switches = context_switches();
     let start = Instant::now();
     let messages = f.await;
     Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
+        switches: context_switches() - switches,
         rss_mb: support::peak_rss_mb("self").unwrap_or(0.0),
         messages,
     }
@@ -760,11 +781,11 @@ fn print_rows(rows: &[Row], args: &Args) {
         "\nconcurrency {} (service workers and bare lettre alike)\n",
         args.concurrency
     );
-    println!("| backend | readers | enqueue | service msg/s | baseline msg/s (before / after) | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | service peak RSS | baseline peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | readers | enqueue | service msg/s | baseline msg/s (before / after) | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | context switches per message, service / baseline | service peak RSS | baseline peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {:.2} s | {:.0} | {:.0} ({:.0} / {:.0}) | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.0} MB | {:.0} MB |",
+            "| {} | {} | {:.2} s | {:.0} | {:.0} ({:.0} / {:.0}) | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.2} / {:.2} | {:.0} MB | {:.0} MB |",
             r.backend,
             r.readers,
             r.enqueue.as_secs_f64(),
@@ -778,6 +799,8 @@ fn print_rows(rows: &[Row], args: &Args) {
             r.service.cpu.as_secs_f64(),
             r.baseline.wall.as_secs_f64(),
             r.baseline.cpu.as_secs_f64(),
+            r.service.per_message(r.service.switches),
+            r.baseline.per_message(r.baseline.switches),
             r.service.rss_mb,
             r.baseline.rss_mb,
         );
