@@ -634,13 +634,18 @@ async fn recount_deliveries(
         .bind(report_id)
         .execute(&mut **tx)
         .await?;
+    // Two workers may recount one send at once; on PostgreSQL the second's
+    // delete does not see the rows the first inserted meanwhile, and its
+    // own count, read later, is the one to keep. (`where true` keeps SQLite
+    // from reading the upsert's `on` as a join's.)
     sqlx::query(
         "insert into delivery_counts (report_id, status, n) \
          select $1, status, sum(n) from ( \
            select status, count(*) as n from outbox \
              where report_id = $1 and kind = 'report' group by status \
            union all select $2, -total from sends where report_id = $1 \
-         ) as changes group by status",
+         ) as changes where true group by status \
+         on conflict (report_id, status) do update set n = excluded.n",
     )
     .bind(report_id)
     .bind(DeliveryState::Queued)
