@@ -738,6 +738,33 @@ mod tests {
         }
     }
 
+    /// Two recounts of one send at once both succeed and leave the right
+    /// counts. On PostgreSQL the second waits on the first's rows, and its
+    /// delete then misses the rows the first inserted.
+    #[tokio::test]
+    async fn two_recounts_of_one_send_at_once_both_hold() {
+        for store in stores("recount_race").await {
+            drifted_send(&store).await;
+            let mut first = store.begin_write().await.unwrap();
+            recount_deliveries(&mut first, 1).await.unwrap();
+            let second = {
+                let store = (*store).clone();
+                tokio::spawn(async move {
+                    let mut second = store.begin_write().await?;
+                    recount_deliveries(&mut second, 1).await?;
+                    second.commit().await?;
+                    Ok::<_, StoreError>(())
+                })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            first.commit().await.unwrap();
+            second.await.unwrap().unwrap();
+            let mut conn = store.pool().acquire().await.unwrap();
+            let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
+            assert_eq!((stats.queued, stats.sent), (0, 3), "{stats:?}");
+        }
+    }
+
     /// Counts that drifted the other way, saying nothing is queued while a
     /// delivery still is, leave the send sending and are counted again, so
     /// the next counted check no longer picks it.
