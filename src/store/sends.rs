@@ -284,32 +284,24 @@ impl Store {
             .fold(finished, |query, id| query.bind(*id))
             .fetch_all(&mut *tx)
             .await?;
-        for (send_id, report_id) in &finished {
-            let drifted = counted_queued
-                .iter()
-                .any(|(id, _, queued)| id == send_id && *queued > 0);
-            if drifted {
+        // Where the kept counts disagree with what the update found, they
+        // drifted: counts that said some were queued would have kept the
+        // send "sending" until an exact check, and counts that said none
+        // were would bring it back here every second, each time to read its
+        // queue under the write lock. Either way they are counted again.
+        for (send_id, report_id, queued) in &counted_queued {
+            let done = finished.iter().any(|(id, _)| id == send_id);
+            if done == (*queued > 0) {
                 tracing::warn!(
                     send = send_id,
-                    "the kept delivery counts of a finished send said some were still queued; counted again"
+                    done,
+                    queued,
+                    "the kept delivery counts of a send disagreed with its deliveries; counted again"
                 );
                 recount_deliveries(&mut tx, *report_id).await?;
             }
-            super::events::record_send_finished(&mut tx, *report_id).await?;
-        }
-        // Counts that say nothing is queued while rows still are would
-        // bring such a send back here every second, each time to read its
-        // queue under the write lock: they are counted again once instead.
-        if check == FinishCheck::Counted {
-            let unfinished = counted_queued.iter().filter(|(id, _, queued)| {
-                *queued <= 0 && !finished.iter().any(|(done, _)| done == id)
-            });
-            for (send_id, report_id, _) in unfinished {
-                tracing::warn!(
-                    send = send_id,
-                    "the kept delivery counts of a send said none were queued while some were; counted again"
-                );
-                recount_deliveries(&mut tx, *report_id).await?;
+            if done {
+                super::events::record_send_finished(&mut tx, *report_id).await?;
             }
         }
         tx.commit().await?;
@@ -687,6 +679,13 @@ mod tests {
     use super::*;
     use crate::store::test_stores::stores;
 
+    /// Send 1's deliveries (queued, sent) by the kept counts.
+    async fn kept_counts(store: &Store) -> (i64, i64) {
+        let mut conn = store.pool().acquire().await.unwrap();
+        let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
+        (stats.queued, stats.sent)
+    }
+
     /// A send of three deliveries, all sent, whose kept counts say one is
     /// still queued.
     async fn drifted_send(store: &Store) {
@@ -732,9 +731,7 @@ mod tests {
             );
             let send = store.send(1).await.unwrap().unwrap();
             assert_eq!((send.state, send.finished_at), (SendState::Done, Some(20)));
-            let mut conn = store.pool().acquire().await.unwrap();
-            let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
-            assert_eq!((stats.queued, stats.sent), (0, 3), "{stats:?}");
+            assert_eq!(kept_counts(&store).await, (0, 3));
         }
     }
 
@@ -759,9 +756,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             first.commit().await.unwrap();
             second.await.unwrap().unwrap();
-            let mut conn = store.pool().acquire().await.unwrap();
-            let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
-            assert_eq!((stats.queued, stats.sent), (0, 3), "{stats:?}");
+            assert_eq!(kept_counts(&store).await, (0, 3));
         }
     }
 
@@ -790,9 +785,7 @@ mod tests {
                 store.send(1).await.unwrap().unwrap().state,
                 SendState::Sending
             );
-            let mut conn = store.pool().acquire().await.unwrap();
-            let stats = counted_stats(&mut conn, 1, 3).await.unwrap();
-            assert_eq!((stats.queued, stats.sent), (1, 2), "{stats:?}");
+            assert_eq!(kept_counts(&store).await, (1, 2));
         }
     }
 }
