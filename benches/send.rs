@@ -27,6 +27,7 @@
 // Settings are written field by field, as an operator would set them.
 #![allow(clippy::field_reassign_with_default)]
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -123,9 +124,104 @@ fn context_switches() -> u64 {
     (usage.ru_nvcsw + usage.ru_nivcsw) as u64
 }
 
+/// Context switches of each live thread, by thread id: its name and its
+/// count so far. Read from /proc, so only on Linux; elsewhere empty.
+fn thread_switches() -> HashMap<String, (String, u64)> {
+    let mut threads = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let switches: u64 = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum();
+        // Numbered threads of one kind count as one group.
+        let group = name
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        threads.insert(
+            task.file_name().to_string_lossy().into_owned(),
+            (group.to_string(), switches),
+        );
+    }
+    threads
+}
+
+/// Switches per message by thread group between two readings, largest
+/// first, for stderr: where a run's hand-overs happen.
+fn switches_by_group(
+    before: &HashMap<String, (String, u64)>,
+    after: &HashMap<String, (String, u64)>,
+    messages: usize,
+) -> String {
+    let mut groups: HashMap<&str, u64> = HashMap::new();
+    for (tid, (group, n)) in after {
+        let was = before.get(tid).map_or(0, |(_, n)| *n);
+        *groups.entry(group).or_default() += n - was.min(*n);
+    }
+    let mut groups: Vec<_> = groups.into_iter().filter(|(_, n)| *n > 0).collect();
+    groups.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    groups
+        .iter()
+        .map(|(g, n)| format!("{g} {:.2}", *n as f64 / messages.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// CPU time of every PostgreSQL server process on this machine, by pid
+/// (its backends, WAL writer and the rest): the database's own share of a
+/// send, which the service's CPU leaves out. Zero where there is none.
+fn server_cpu() -> HashMap<u32, Duration> {
+    let mut cpu = HashMap::new();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return cpu;
+    };
+    for process in processes.flatten() {
+        let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(process.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may hold spaces: fields count from
+        // after it.
+        let Some((name, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !name.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(user), Some(system)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        let ticks_used = user.parse::<u64>().unwrap_or(0) + system.parse::<u64>().unwrap_or(0);
+        cpu.insert(pid, Duration::from_secs_f64(ticks_used as f64 / ticks));
+    }
+    cpu
+}
+
+/// The server CPU spent between two readings; a process that started in
+/// between counts from zero.
+fn server_cpu_since(before: &HashMap<u32, Duration>) -> Duration {
+    server_cpu()
+        .into_iter()
+        .map(|(pid, used)| used.saturating_sub(before.get(&pid).copied().unwrap_or_default()))
+        .sum()
+}
+
 struct Measure {
     wall: Duration,
     cpu: Duration,
+    /// The PostgreSQL server's CPU meanwhile (see `server_cpu`).
+    server_cpu: Duration,
     switches: u64,
     rss_mb: f64,
     messages: usize,
@@ -146,6 +242,7 @@ impl Measure {
         Measure {
             wall: (self.wall + other.wall) / 2,
             cpu: (self.cpu + other.cpu) / 2,
+            server_cpu: (self.server_cpu + other.server_cpu) / 2,
             switches: (self.switches + other.switches) / 2,
             rss_mb: self.rss_mb.max(other.rss_mb),
             messages: (self.messages + other.messages) / 2,
@@ -157,11 +254,18 @@ async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
     reset_peak_rss();
     let cpu = cpu_time();
     let switches = context_switches();
+    let server = server_cpu();
+    let threads = thread_switches();
     let start = Instant::now();
     let messages = f.await;
+    eprintln!(
+        "context switches per message by thread: {}",
+        switches_by_group(&threads, &thread_switches(), messages)
+    );
     Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
+        server_cpu: server_cpu_since(&server),
         switches: context_switches() - switches,
         rss_mb: support::peak_rss_mb("self").unwrap_or(0.0),
         messages,
@@ -781,11 +885,11 @@ fn print_rows(rows: &[Row], args: &Args) {
         "\nconcurrency {} (service workers and bare lettre alike)\n",
         args.concurrency
     );
-    println!("| backend | readers | enqueue | service msg/s | baseline msg/s (before / after) | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | context switches per message, service / baseline | service peak RSS | baseline peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | readers | enqueue | service msg/s | baseline msg/s (before / after) | service/baseline | stock lettre pool msg/s | service wall / CPU | baseline wall / CPU | context switches per message, service / baseline | PostgreSQL server CPU per message | service peak RSS | baseline peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {:.2} s | {:.0} | {:.0} ({:.0} / {:.0}) | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.2} / {:.2} | {:.0} MB | {:.0} MB |",
+            "| {} | {} | {:.2} s | {:.0} | {:.0} ({:.0} / {:.0}) | {:.0} % | {:.0} | {:.1} s / {:.1} s | {:.1} s / {:.1} s | {:.2} / {:.2} | {} | {:.0} MB | {:.0} MB |",
             r.backend,
             r.readers,
             r.enqueue.as_secs_f64(),
@@ -801,6 +905,13 @@ fn print_rows(rows: &[Row], args: &Args) {
             r.baseline.cpu.as_secs_f64(),
             r.service.per_message(r.service.switches),
             r.baseline.per_message(r.baseline.switches),
+            match r.backend == "sqlite" {
+                true => "–".to_string(),
+                false => format!(
+                    "{:.0} µs",
+                    r.service.server_cpu.as_secs_f64() * 1e6 / r.service.messages.max(1) as f64
+                ),
+            },
             r.service.rss_mb,
             r.baseline.rss_mb,
         );

@@ -124,6 +124,31 @@ const CLAIM_POSTGRES: &str = claim_due!(
     returning: "id, kind, subscriber_id, report_id, report_revision, recipient, seed, attempts"
 );
 
+/// The update that records `n` sent messages, numbered from `$1`: each
+/// message's id, message id and time, then the sent state.
+fn record_sent_sql(n: usize) -> String {
+    // VALUES names its columns column1… on both backends.
+    format!(
+        "update outbox set status = ${}, message_id = v.column2, sent_at = v.column3, \
+         lease_until = null, leased_by = null, seed = null, last_error = null \
+         from (values {}) as v where outbox.id = v.column1",
+        n * 3 + 1,
+        value_rows(n, 3)
+    )
+}
+
+/// Binds the parameters of [`record_sent_sql`].
+fn bind_sent<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    sent: &[(i64, &'q str, i64)],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sent.iter()
+        .fold(query, |query, (id, message_id, at)| {
+            query.bind(*id).bind(*message_id).bind(*at)
+        })
+        .bind(DeliveryState::Sent)
+}
+
 /// Successful deliveries recorded per statement (three parameters each,
 /// well under either backend's limit).
 const SENT_PER_STATEMENT: usize = 200;
@@ -226,13 +251,6 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let mut tx = match held {
-            Some(held) => self.begin_kept(held).await?,
-            None => self.begin_write().await?,
-        };
-        // Deliveries are nearly all successes: they go in a few statements
-        // rather than one round trip each, which is what bounds a worker on
-        // PostgreSQL.
         let sent: Vec<(i64, &str, i64)> = outcomes
             .iter()
             .filter_map(|o| match o {
@@ -240,21 +258,32 @@ impl Store {
                 _ => None,
             })
             .collect();
+        if sent.len() == outcomes.len() && sent.len() <= SENT_PER_STATEMENT {
+            // Nearly every write is this: messages that all went out, in one
+            // statement, which is a transaction of its own. BEGIN and COMMIT
+            // around it would cost two more round trips to PostgreSQL, and
+            // on SQLite two commands to the connection's thread that each
+            // wait for an acknowledgement.
+            let sql = record_sent_sql(sent.len());
+            let query = bind_sent(sqlx::query(&sql), &sent);
+            match held {
+                Some(held) => query.execute(&mut *held.0).await?,
+                None => query.execute(&self.write).await?,
+            };
+            super::error::writes_work();
+            return Ok(());
+        }
+        let mut tx = match held {
+            Some(held) => self.begin_kept(held).await?,
+            None => self.begin_write().await?,
+        };
+        // Deliveries are nearly all successes: they go in a few statements
+        // rather than one round trip each, which is what bounds a worker on
+        // PostgreSQL.
         for chunk in sent.chunks(SENT_PER_STATEMENT) {
-            // VALUES names its columns column1… on both backends.
-            let sql = format!(
-                "update outbox set status = ${}, message_id = v.column2, sent_at = v.column3, \
-                 lease_until = null, leased_by = null, seed = null, last_error = null \
-                 from (values {}) as v where outbox.id = v.column1",
-                chunk.len() * 3 + 1,
-                value_rows(chunk.len(), 3)
-            );
-            let mut query = sqlx::query(&sql);
-            for (id, message_id, at) in chunk {
-                query = query.bind(*id).bind(*message_id).bind(*at);
-            }
-            query = query.bind(DeliveryState::Sent);
-            query.execute(&mut *tx).await?;
+            bind_sent(sqlx::query(&record_sent_sql(chunk.len())), chunk)
+                .execute(&mut *tx)
+                .await?;
         }
         for outcome in outcomes {
             let query = match outcome {
@@ -510,6 +539,62 @@ mod tests {
         };
         let args = [Int(9_000), Text("w"), Int(2_000), Int(10)];
         plan(store, claim, &args).await
+    }
+
+    /// Messages that all went out are recorded by one statement with no
+    /// transaction of the store's around it. When another writer holds the
+    /// database (another process on SQLite, a transaction on the rows on
+    /// PostgreSQL), that statement waits its turn instead of failing, and
+    /// lands whole.
+    #[tokio::test]
+    async fn sent_outcomes_wait_for_another_writer_and_land_whole() {
+        for store in stores("sent_waits").await {
+            sqlx::query(
+                "insert into outbox (kind, recipient, next_attempt_at, created_at, status) \
+                 values ('confirmation', 'a@x.org', 0, 0, 'queued'), \
+                 ('confirmation', 'b@x.org', 0, 0, 'queued'), \
+                 ('confirmation', 'c@x.org', 0, 0, 'queued')",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            let jobs = store.claim_due_jobs("w", 10, 100_000, 10).await.unwrap();
+            assert_eq!(jobs.len(), 3);
+            // Not the store's writer: a connection of its own.
+            let mut other = store.read.acquire().await.unwrap();
+            let lock = match store.backend {
+                Backend::Sqlite => "begin immediate",
+                Backend::Postgres => "begin; select id from outbox for update",
+            };
+            sqlx::raw_sql(lock).execute(&mut *other).await.unwrap();
+            let outcomes: Vec<JobOutcome> = jobs
+                .iter()
+                .map(|job| JobOutcome::Sent {
+                    id: job.id,
+                    message_id: format!("<{}@x.org>", job.id),
+                    at: 50,
+                })
+                .collect();
+            let writing = {
+                let store = (*store).clone();
+                tokio::spawn(async move { store.record_outcomes(None, &outcomes).await })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(
+                !writing.is_finished(),
+                "the write waits for the other writer"
+            );
+            sqlx::query("commit").execute(&mut *other).await.unwrap();
+            writing.await.unwrap().unwrap();
+            let recorded: i64 = sqlx::query_scalar(
+                "select count(*) from outbox where status = 'sent' and sent_at = 50 \
+                 and message_id = '<' || id || '@x.org>' and leased_by is null",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(recorded, 3);
+        }
     }
 
     /// A claim takes the first rows of the index of queued rows, which is
