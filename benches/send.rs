@@ -258,10 +258,12 @@ async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
     let threads = thread_switches();
     let start = Instant::now();
     let messages = f.await;
-    eprintln!(
-        "context switches per message by thread: {}",
-        switches_by_group(&threads, &thread_switches(), messages)
-    );
+    if messages > 0 {
+        eprintln!(
+            "context switches per message by thread: {}",
+            switches_by_group(&threads, &thread_switches(), messages)
+        );
+    }
     Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
