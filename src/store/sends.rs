@@ -284,25 +284,41 @@ impl Store {
             .fold(finished, |query, id| query.bind(*id))
             .fetch_all(&mut *tx)
             .await?;
-        // Where the kept counts disagree with what the update found, they
-        // drifted: counts that said some were queued would have kept the
-        // send "sending" until an exact check, and counts that said none
-        // were would bring it back here every second, each time to read its
-        // queue under the write lock. Either way they are counted again.
-        for (send_id, report_id, queued) in &counted_queued {
-            let done = finished.iter().any(|(id, _)| id == send_id);
-            if done == (*queued > 0) {
-                tracing::warn!(
-                    send = send_id,
-                    done,
-                    queued,
-                    "the kept delivery counts of a send disagreed with its deliveries; counted again"
-                );
-                recount_deliveries(&mut tx, *report_id).await?;
-            }
-            if done {
-                super::events::record_send_finished(&mut tx, *report_id).await?;
-            }
+        // A send the update left alone although its counts said nothing
+        // was queued may have been paused or cancelled since they were read:
+        // only one still sending has counts to doubt.
+        let unfinished: Vec<i64> = counted_queued
+            .iter()
+            .filter(|(id, _, queued)| *queued <= 0 && !finished.iter().any(|(f, _)| f == id))
+            .map(|(id, _, _)| *id)
+            .collect();
+        let sending: Vec<i64> = if unfinished.is_empty() {
+            Vec::new()
+        } else {
+            let sql = format!(
+                "select id from sends where state = $1 and id in ({})",
+                super::placeholders(2, unfinished.len())
+            );
+            unfinished
+                .iter()
+                .fold(
+                    sqlx::query_scalar(&sql).bind(SendState::Sending),
+                    |query, id| query.bind(*id),
+                )
+                .fetch_all(&mut *tx)
+                .await?
+        };
+        for drift in drifted(&counted_queued, &finished, &sending) {
+            tracing::warn!(
+                send = drift.send_id,
+                done = drift.done,
+                queued = drift.queued,
+                "the kept delivery counts of a send disagreed with its deliveries; counted again"
+            );
+            recount_deliveries(&mut tx, drift.report_id).await?;
+        }
+        for (_, report_id) in &finished {
+            super::events::record_send_finished(&mut tx, *report_id).await?;
         }
         tx.commit().await?;
         Ok(finished.len() as u64)
@@ -616,6 +632,44 @@ pub enum FinishCheck {
     Exact,
 }
 
+/// A send whose kept counts disagreed with its deliveries.
+#[derive(Debug, PartialEq, Eq)]
+struct Drift {
+    send_id: i64,
+    report_id: i64,
+    /// Whether the finish update found nothing queued.
+    done: bool,
+    /// What the counts said was queued.
+    queued: i64,
+}
+
+/// The sends, of those read with their counted queue (`counted`: send,
+/// report, queued), whose counts drifted: finished by the update although
+/// the counts said some were queued, or left alone although they said none
+/// were and the send is still `sending`. Counts that said some were queued
+/// would have kept a send "sending" until an exact check; counts that said
+/// none were would bring it back every second, each time to read its queue
+/// under the write lock.
+fn drifted(counted: &[(i64, i64, i64)], finished: &[(i64, i64)], sending: &[i64]) -> Vec<Drift> {
+    counted
+        .iter()
+        .filter_map(|&(send_id, report_id, queued)| {
+            let done = finished.iter().any(|(id, _)| *id == send_id);
+            let disagree = if done {
+                queued > 0
+            } else {
+                queued <= 0 && sending.contains(&send_id)
+            };
+            disagree.then_some(Drift {
+                send_id,
+                report_id,
+                done,
+                queued,
+            })
+        })
+        .collect()
+}
+
 /// Counts a send's deliveries again from the outbox, in the kept form:
 /// changes since the enqueue, when all `total` were queued.
 async fn recount_deliveries(
@@ -763,6 +817,28 @@ mod tests {
     /// Counts that drifted the other way, saying nothing is queued while a
     /// delivery still is, leave the send sending and are counted again, so
     /// the next counted check no longer picks it.
+    /// Counts drifted where they disagree with what the finish update
+    /// found, except for a send that stopped sending in between: a pause or
+    /// a cancel, not drift, kept the update from finishing it.
+    #[test]
+    fn drift_is_a_disagreement_with_a_send_still_sending() {
+        // (send, report, counted queued)
+        let counted = [(1, 10, 0), (2, 20, 0), (3, 30, 2), (4, 40, 2), (5, 50, -1)];
+        let finished = [(1, 10), (3, 30)];
+        // Send 5 was paused after its counts were read.
+        let sending = [2];
+        let drift = |send_id, report_id, done, queued| Drift {
+            send_id,
+            report_id,
+            done,
+            queued,
+        };
+        assert_eq!(
+            drifted(&counted, &finished, &sending),
+            [drift(2, 20, false, 0), drift(3, 30, true, 2)]
+        );
+    }
+
     #[tokio::test]
     async fn a_counted_check_recounts_a_send_whose_counts_say_too_few_are_queued() {
         for store in stores("finish_low").await {
