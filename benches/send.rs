@@ -258,6 +258,13 @@ async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
     let threads = thread_switches();
     let start = Instant::now();
     let messages = f.await;
+    // Read before anything else runs: the readings of /proc below are the
+    // bench's own work, not the run's.
+    let (wall, cpu, switches) = (
+        start.elapsed(),
+        cpu_time() - cpu,
+        context_switches() - switches,
+    );
     if messages > 0 {
         eprintln!(
             "context switches per message by thread: {}",
@@ -265,10 +272,10 @@ async fn measured<F: std::future::Future<Output = usize>>(f: F) -> Measure {
         );
     }
     Measure {
-        wall: start.elapsed(),
-        cpu: cpu_time() - cpu,
+        wall,
+        cpu,
         server_cpu: server_cpu_since(&server),
-        switches: context_switches() - switches,
+        switches,
         rss_mb: support::peak_rss_mb("self").unwrap_or(0.0),
         messages,
     }
@@ -911,7 +918,7 @@ fn print_rows(rows: &[Row], args: &Args) {
                 true => "–".to_string(),
                 false => format!(
                     "{:.0} µs",
-                    r.service.server_cpu.as_secs_f64() * 1e6 / r.service.messages.max(1) as f64
+                    r.service.per_message(r.service.server_cpu.as_micros() as u64)
                 ),
             },
             r.service.rss_mb,

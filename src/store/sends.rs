@@ -814,9 +814,6 @@ mod tests {
         }
     }
 
-    /// Counts that drifted the other way, saying nothing is queued while a
-    /// delivery still is, leave the send sending and are counted again, so
-    /// the next counted check no longer picks it.
     /// Counts drifted where they disagree with what the finish update
     /// found, except for a send that stopped sending in between: a pause or
     /// a cancel, not drift, kept the update from finishing it.
@@ -839,6 +836,9 @@ mod tests {
         );
     }
 
+    /// Counts that drifted the other way, saying nothing is queued while a
+    /// delivery still is, leave the send sending and are counted again, so
+    /// the next counted check no longer picks it.
     #[tokio::test]
     async fn a_counted_check_recounts_a_send_whose_counts_say_too_few_are_queued() {
         for store in stores("finish_low").await {
