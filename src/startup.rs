@@ -38,6 +38,7 @@ impl Application {
             .await
             .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
         store.migrate().await.context("applying migrations")?;
+        store.record_events_for(&settings.webhooks.endpoints);
         crate::metrics::install();
         let signer = load_signer(&settings, &store).await?;
         let tera = Arc::new(render::templates_for(&settings).context("loading templates")?);
@@ -87,6 +88,7 @@ impl Application {
             signup_limiter,
             password_checks,
             archive_entries: Arc::default(),
+            signup_accepted_page: Arc::default(),
         };
         Ok(Application { state, dispatcher })
     }

@@ -58,6 +58,9 @@ pub struct AppState {
     pub password_checks: Arc<password_checks::PasswordChecks>,
     /// The archive index's lines, parsed once per report version.
     pub archive_entries: Arc<archive::ArchiveEntries>,
+    /// The page that thanks a sign-up from the form: the same for every
+    /// sign-up, so rendered once.
+    pub signup_accepted_page: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {

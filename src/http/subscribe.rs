@@ -169,7 +169,11 @@ async fn subscribe(
     };
     match (result, from_form) {
         (Ok(()), true) => thank_you(&state, &headers).unwrap_or_else(|| {
-            state.message_page(StatusCode::OK, "signup-accepted-heading", ACCEPTED, false)
+            state.kept_message_page(
+                &state.signup_accepted_page,
+                "signup-accepted-heading",
+                ACCEPTED,
+            )
         }),
         (Ok(()), false) => (
             StatusCode::OK,

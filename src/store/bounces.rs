@@ -300,7 +300,8 @@ impl Store {
             .bind(bounce.at)
             .execute(&mut *tx)
             .await?;
-            if added.rows_affected() == 1 {
+            let wanted = self.events.wants(super::events::suppression_kind(reason));
+            if added.rows_affected() == 1 && wanted {
                 super::events::record_suppression_event(
                     &mut tx,
                     reason,

@@ -68,7 +68,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        super::events::record_added_reader(&mut tx, subscriber.id, now).await?;
+        super::events::record_added_reader(&mut tx, &self.events, subscriber.id, now).await?;
         tx.commit().await?;
         Ok(PreconfirmedOutcome::Added(subscriber))
     }

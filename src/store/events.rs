@@ -5,6 +5,8 @@
 //! endpoint that wants it (or drops it when none does); deliveries are then
 //! claimed under a lease, posted and recorded, like the mail outbox.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use sqlx::{AnyConnection, Row};
 
 use super::{placeholders, value_rows, Backend, Store, StoreError};
@@ -79,11 +81,50 @@ const CLAIM_POSTGRES: &str = claim_due!(
     returning: "id, event_id, endpoint, attempts"
 );
 
-/// Stores events in the caller's transaction.
+/// The kinds of event this process's endpoints want. Routing drops an
+/// event that no endpoint wants, so one is not written at all: with no
+/// webhooks configured, a sign-up writes no event row only to delete it
+/// again. Every kind is wanted until the endpoints are known, so a process
+/// that never learns them records what the routing process will sort.
+#[derive(Debug)]
+pub struct EventInterest(AtomicU8);
+
+impl Default for EventInterest {
+    fn default() -> Self {
+        EventInterest(AtomicU8::new(u8::MAX))
+    }
+}
+
+impl EventInterest {
+    /// Wants exactly the kinds some of `endpoints` want.
+    pub fn set(&self, endpoints: &[WebhookEndpoint]) {
+        let bits = EventKind::ALL
+            .into_iter()
+            .filter(|kind| endpoints.iter().any(|e| e.wants(*kind)))
+            .fold(0u8, |bits, kind| bits | bit(kind));
+        self.0.store(bits, Ordering::Relaxed);
+    }
+
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.0.load(Ordering::Relaxed) & bit(kind) != 0
+    }
+}
+
+fn bit(kind: EventKind) -> u8 {
+    let index = EventKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("every kind is in EventKind::ALL");
+    1 << index
+}
+
+/// Stores the wanted ones of `events` in the caller's transaction.
 pub(super) async fn record_events(
     conn: &mut AnyConnection,
+    interest: &EventInterest,
     events: &[Event],
 ) -> Result<(), StoreError> {
+    let events: Vec<&Event> = events.iter().filter(|e| interest.wants(e.kind)).collect();
     // Four parameters a row: far under either backend's limit.
     for chunk in events.chunks(1_000) {
         if chunk.is_empty() {
@@ -109,10 +150,14 @@ pub(super) async fn record_events(
 /// Stores an event about reader `id` as the transaction sees them now.
 pub(super) async fn record_reader_event(
     conn: &mut AnyConnection,
+    interest: &EventInterest,
     kind: EventKind,
     id: i64,
     at: i64,
 ) -> Result<(), StoreError> {
+    if !interest.wants(kind) {
+        return Ok(());
+    }
     let row = sqlx::query("select public_id, email, name, status from subscribers where id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -130,10 +175,11 @@ pub(super) async fn record_reader_event(
         name: name.as_deref(),
         status: &status,
     };
-    record_events(conn, &[Event::subscriber(kind, at, &reader)]).await
+    record_events(conn, interest, &[Event::subscriber(kind, at, &reader)]).await
 }
 
-/// Stores the event of an address suppressed after a bounce or complaint.
+/// Stores the event of an address suppressed after a bounce or complaint
+/// (the caller knows it is wanted).
 pub(super) async fn record_suppression_event(
     conn: &mut AnyConnection,
     reason: SuppressionReason,
@@ -143,6 +189,7 @@ pub(super) async fn record_suppression_event(
     report_id: Option<i64>,
     at: i64,
 ) -> Result<(), StoreError> {
+    let kind = suppression_kind(reason);
     let row = sqlx::query("select public_id, name, status from subscribers where email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
@@ -161,10 +208,6 @@ pub(super) async fn record_suppression_event(
         name: name.as_deref(),
         status,
     });
-    let kind = match reason {
-        SuppressionReason::Bounced => EventKind::SubscriberBounced,
-        SuppressionReason::Complained => EventKind::SubscriberComplained,
-    };
     let report = match report_id {
         Some(id) => {
             sqlx::query_scalar::<_, String>("select public_id from reports where id = $1")
@@ -183,10 +226,24 @@ pub(super) async fn record_suppression_event(
         detail,
         report.as_deref(),
     );
-    record_events(conn, &[event]).await
+    record_events(conn, &EventInterest::default(), &[event]).await
+}
+
+/// The event of an address suppressed for `reason`.
+pub(super) fn suppression_kind(reason: SuppressionReason) -> EventKind {
+    match reason {
+        SuppressionReason::Bounced => EventKind::SubscriberBounced,
+        SuppressionReason::Complained => EventKind::SubscriberComplained,
+    }
 }
 
 impl Store {
+    /// Writes from now on only the events some of `endpoints` want (the
+    /// configured webhooks of the process that routes them).
+    pub fn record_events_for(&self, endpoints: &[WebhookEndpoint]) {
+        self.events.set(endpoints);
+    }
+
     /// Gives each new event one delivery per endpoint that wants it, and
     /// drops those no endpoint wants. Returns how many events it handled.
     pub async fn route_webhook_events(
@@ -505,9 +562,13 @@ impl Store {
 /// sign-ups: (public id, email, name, status).
 pub(super) async fn record_signups<'a>(
     conn: &mut AnyConnection,
+    interest: &EventInterest,
     readers: impl Iterator<Item = (&'a str, &'a str, Option<&'a str>, &'a str)>,
     at: i64,
 ) -> Result<(), StoreError> {
+    if !interest.wants(EventKind::SubscriberCreated) {
+        return Ok(());
+    }
     let events: Vec<Event> = readers
         .map(|(id, email, name, status)| {
             let reader = ReaderFacts {
@@ -519,26 +580,31 @@ pub(super) async fn record_signups<'a>(
             Event::subscriber(EventKind::SubscriberCreated, at, &reader)
         })
         .collect();
-    record_events(conn, &events).await
+    record_events(conn, interest, &events).await
 }
 
 /// A reader added as confirmed (with their consent) is both created and
 /// confirmed: receivers that only follow confirmations hear of them too.
 pub(super) async fn record_added_reader(
     conn: &mut AnyConnection,
+    interest: &EventInterest,
     id: i64,
     at: i64,
 ) -> Result<(), StoreError> {
-    record_reader_event(conn, EventKind::SubscriberCreated, id, at).await?;
-    record_reader_event(conn, EventKind::SubscriberConfirmed, id, at).await
+    record_reader_event(conn, interest, EventKind::SubscriberCreated, id, at).await?;
+    record_reader_event(conn, interest, EventKind::SubscriberConfirmed, id, at).await
 }
 
 /// Stores the `send.finished` event of the report's send, with what became
 /// of its deliveries.
 pub(super) async fn record_send_finished(
     conn: &mut AnyConnection,
+    interest: &EventInterest,
     report_id: i64,
 ) -> Result<(), StoreError> {
+    if !interest.wants(EventKind::SendFinished) {
+        return Ok(());
+    }
     let row = sqlx::query(
         "select r.public_id, r.slug, r.title, s.started_at, s.finished_at, s.total \
          from sends s join reports r on r.id = s.report_id where s.report_id = $1",
@@ -563,5 +629,5 @@ pub(super) async fn record_send_finished(
         skipped: counts.skipped,
         cancelled: counts.cancelled,
     };
-    record_events(conn, &[Event::send_finished(&send)]).await
+    record_events(conn, interest, &[Event::send_finished(&send)]).await
 }

@@ -99,6 +99,8 @@ pub struct Store {
     /// Told when this process queues mail, so that its own idle worker
     /// starts at once instead of at its next poll.
     queued: Arc<tokio::sync::Notify>,
+    /// The webhook events worth writing.
+    events: Arc<events::EventInterest>,
 }
 
 /// Current time in Unix milliseconds, the unit every table uses.
@@ -149,12 +151,14 @@ impl Store {
                 .connect_with(options)
                 .await?;
             let queued = Arc::new(tokio::sync::Notify::new());
+            let events = Arc::new(events::EventInterest::default());
             Ok(Store {
                 read,
-                signups: signups::start(write.clone(), queued.clone()),
+                signups: signups::start(write.clone(), queued.clone(), events.clone()),
                 write,
                 backend: Backend::Sqlite,
                 queued,
+                events,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -177,12 +181,14 @@ impl Store {
                 .connect(url)
                 .await?;
             let queued = Arc::new(tokio::sync::Notify::new());
+            let events = Arc::new(events::EventInterest::default());
             Ok(Store {
                 read: pool.clone(),
-                signups: signups::start(pool.clone(), queued.clone()),
+                signups: signups::start(pool.clone(), queued.clone(), events.clone()),
                 write: pool,
                 backend: Backend::Postgres,
                 queued,
+                events,
             })
         }
     }

@@ -296,7 +296,7 @@ impl Store {
                 .bind(*at)
                 .bind(reason.as_str()),
                 JobOutcome::Refused { id, reason } => {
-                    record_refusal(&mut tx, *id, reason).await?;
+                    record_refusal(&mut tx, &self.events, *id, reason).await?;
                     continue;
                 }
                 JobOutcome::Failed { id, reason } => {
@@ -459,6 +459,7 @@ async fn settle(
 /// back by mail.
 async fn record_refusal(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    interest: &super::events::EventInterest,
     id: i64,
     reason: &str,
 ) -> Result<(), StoreError> {
@@ -492,7 +493,8 @@ async fn record_refusal(
         .bind(now)
         .fetch_optional(&mut **tx)
         .await?;
-        if let Some(email) = added {
+        let wanted = interest.wants(super::events::suppression_kind(SuppressionReason::Bounced));
+        if let Some(email) = added.filter(|_| wanted) {
             let report_id: Option<i64> =
                 sqlx::query_scalar("select report_id from outbox where id = $1")
                     .bind(id)

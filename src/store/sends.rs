@@ -318,7 +318,7 @@ impl Store {
             recount_deliveries(&mut tx, drift.report_id).await?;
         }
         for (_, report_id) in &finished {
-            super::events::record_send_finished(&mut tx, *report_id).await?;
+            super::events::record_send_finished(&mut tx, &self.events, *report_id).await?;
         }
         tx.commit().await?;
         Ok(finished.len() as u64)

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 #[cfg(test)]
 use super::Store;
 
+use super::events::EventInterest;
 use super::{now_ms, placeholders, value_rows, JobKind, SignupOutcome, StoreError};
 use crate::domain::SubscriberStatus;
 
@@ -40,13 +41,22 @@ pub(super) type SignupQueue = mpsc::Sender<SignupJob>;
 
 /// Starts the writer task; it ends when every sender is gone.
 /// Starts the writer; `queued` is told whenever it queues confirmation mail.
-pub(super) fn start(write: AnyPool, queued: Arc<Notify>) -> SignupQueue {
+pub(super) fn start(
+    write: AnyPool,
+    queued: Arc<Notify>,
+    interest: Arc<EventInterest>,
+) -> SignupQueue {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    tokio::spawn(run(write, receiver, queued));
+    tokio::spawn(run(write, receiver, queued, interest));
     sender
 }
 
-async fn run(write: AnyPool, mut incoming: mpsc::Receiver<SignupJob>, queued: Arc<Notify>) {
+async fn run(
+    write: AnyPool,
+    mut incoming: mpsc::Receiver<SignupJob>,
+    queued: Arc<Notify>,
+    interest: Arc<EventInterest>,
+) {
     let mut held: VecDeque<SignupJob> = VecDeque::new();
     loop {
         if held.is_empty() {
@@ -63,19 +73,24 @@ async fn run(write: AnyPool, mut incoming: mpsc::Receiver<SignupJob>, queued: Ar
         }
         let (batch, later) = next_batch(held);
         held = later;
-        write_answering(&write, batch, &queued).await;
+        write_answering(&write, batch, &queued, &interest).await;
     }
 }
 
 /// Writes a batch and answers its sign-ups. When the batch fails, each
 /// sign-up is tried again on its own, so that one that cannot be stored
 /// does not take the others down with it.
-async fn write_answering(write: &AnyPool, batch: Vec<SignupJob>, queued: &Notify) {
-    match write_batch(write, &batch).await {
+async fn write_answering(
+    write: &AnyPool,
+    batch: Vec<SignupJob>,
+    queued: &Notify,
+    interest: &EventInterest,
+) {
+    match write_batch(write, &batch, interest).await {
         Err(e) if batch.len() > 1 => {
             tracing::warn!(error = %e, size = batch.len(), "a batch of sign-ups failed; writing them one by one");
             for job in batch {
-                let result = write_batch(write, std::slice::from_ref(&job)).await;
+                let result = write_batch(write, std::slice::from_ref(&job), interest).await;
                 wake_if_mail_queued(queued, &result);
                 answer(vec![job], result);
             }
@@ -157,6 +172,7 @@ struct Reader {
 async fn write_batch(
     write: &AnyPool,
     batch: &[SignupJob],
+    interest: &EventInterest,
 ) -> Result<Vec<SignupOutcome>, StoreError> {
     let now = now_ms();
     let mut tx = write.begin().await?;
@@ -168,6 +184,7 @@ async fn write_batch(
     }
     super::events::record_signups(
         &mut tx,
+        interest,
         batch.iter().filter_map(|job| {
             let reader = readers.get(&job.email)?;
             reader.new.then_some((
@@ -417,7 +434,9 @@ mod tests {
     async fn a_batch_stores_readers_tokens_and_mails_as_each_is_due() {
         for store in stores("signups").await {
             let (first, _) = job("again@x.org");
-            write_batch(&store.write, &[first]).await.unwrap();
+            write_batch(&store.write, &[first], &store.events)
+                .await
+                .unwrap();
             sqlx::query("insert into subscribers (email, status, created_at) values ('in@x.org', 'confirmed', 1)")
                 .execute(store.pool())
                 .await
@@ -425,7 +444,9 @@ mod tests {
             let (mut again, _) = job("again@x.org");
             again.token_hash = "a second token".into();
             let batch = [again, job("in@x.org").0, job("new@x.org").0];
-            let outcomes = write_batch(&store.write, &batch).await.unwrap();
+            let outcomes = write_batch(&store.write, &batch, &store.events)
+                .await
+                .unwrap();
             assert_eq!(
                 outcomes,
                 [
@@ -454,7 +475,11 @@ mod tests {
     #[tokio::test]
     async fn a_sign_up_that_cannot_be_stored_does_not_lose_the_others() {
         for store in stores("signups").await {
-            let queue = start(store.write.clone(), Arc::new(Notify::new()));
+            let queue = start(
+                store.write.clone(),
+                Arc::new(Notify::new()),
+                store.events.clone(),
+            );
             // Two sign-ups with one token: the second cannot be stored.
             let (a, a_answer) = job("a@x.org");
             let (mut b, b_answer) = job("b@x.org");

@@ -152,8 +152,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if confirmed.rows_affected() == 1 {
-            super::events::record_reader_event(&mut tx, EventKind::SubscriberConfirmed, id, now)
-                .await?;
+            super::events::record_reader_event(
+                &mut tx,
+                &self.events,
+                EventKind::SubscriberConfirmed,
+                id,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed(id))
@@ -191,8 +197,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if before.is_some_and(|s| s != SubscriberStatus::Unsubscribed.as_str()) {
-            super::events::record_reader_event(&mut tx, EventKind::SubscriberUnsubscribed, id, now)
-                .await?;
+            super::events::record_reader_event(
+                &mut tx,
+                &self.events,
+                EventKind::SubscriberUnsubscribed,
+                id,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)

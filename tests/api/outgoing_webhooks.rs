@@ -16,7 +16,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::bounces::{envelope_sender_to, ingest, sample, send_report_to, BOUNCE_ADDRESS};
-use crate::helpers::{confirmation_link, spawn_app_with, token_in, Backend, TestApp};
+use crate::helpers::{confirmation_link, spawn_app, spawn_app_with, token_in, Backend, TestApp};
 use crate::on_both_backends;
 use crate::smtp_server::Fault;
 
@@ -28,6 +28,7 @@ on_both_backends!(
     an_endpoint_gets_only_the_events_it_chose,
     several_senders_post_each_event_once,
     a_delivery_out_of_attempts_is_failed_and_listed_by_the_command,
+    events_no_endpoint_wants_are_not_written,
 );
 
 const SECRET: &str = "test-secret-0123456789abcdefghijklmnop";
@@ -548,6 +549,38 @@ async fn an_endpoint_gets_only_the_events_it_chose(backend: Backend) {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].endpoint, "everything");
     assert_eq!(failed[0].response_status, Some(410));
+}
+
+/// Routing would drop an event that no endpoint wants, so it is not written
+/// in the first place: with no webhooks, a sign-up writes no event at all.
+async fn events_no_endpoint_wants_are_not_written(backend: Backend) {
+    const EVENTS: &str = "select count(*) from webhook_events";
+    let plain = spawn_app(backend).await;
+    plain.confirmed_reader("ann@example.org").await;
+    assert_eq!(plain.count(EVENTS).await, 0, "no endpoint, no event");
+
+    let (chosen, address, _stop) = Receiver::start().await;
+    let app = spawn_app_with(backend, |s| {
+        with_endpoints(
+            s,
+            vec![endpoint(
+                "confirmations",
+                address,
+                Some(vec![EventKind::SubscriberConfirmed]),
+            )],
+        )
+    })
+    .await;
+    app.sign_up("bob@example.org").await;
+    assert_eq!(
+        app.count(EVENTS).await,
+        0,
+        "nobody wants subscriber.created"
+    );
+    app.confirmed_reader("cy@example.org").await;
+    assert_eq!(app.count(EVENTS).await, 1, "subscriber.confirmed is wanted");
+    deliver(&app).await;
+    assert_eq!(chosen.accepted_kinds(), ["subscriber.confirmed"]);
 }
 
 async fn several_senders_post_each_event_once(backend: Backend) {
