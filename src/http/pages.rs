@@ -39,26 +39,4 @@ impl AppState {
             Err(e) => e.into_response(),
         }
     }
-
-    /// [`AppState::message_page`] for a page that cannot change while the
-    /// process runs (its words and templates are loaded at start): rendered
-    /// on first use and kept in `kept`.
-    pub fn kept_message_page(
-        &self,
-        kept: &std::sync::OnceLock<String>,
-        heading: &str,
-        message: &str,
-    ) -> Response {
-        if let Some(html) = kept.get() {
-            return Html(html.clone()).into_response();
-        }
-        let page = self.page(
-            "pages/message.html",
-            json!({ "heading": heading, "message": message, "offer_signup": false }),
-        );
-        match page {
-            Ok(Html(html)) => Html(kept.get_or_init(|| html).clone()).into_response(),
-            Err(e) => e.into_response(),
-        }
-    }
 }

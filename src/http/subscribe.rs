@@ -168,13 +168,7 @@ async fn subscribe(
         Err(e) => Err(e),
     };
     match (result, from_form) {
-        (Ok(()), true) => thank_you(&state, &headers).unwrap_or_else(|| {
-            state.kept_message_page(
-                &state.signup_accepted_page,
-                "signup-accepted-heading",
-                ACCEPTED,
-            )
-        }),
+        (Ok(()), true) => thank_you(&state, &headers).unwrap_or_else(|| accepted_page(&state)),
         (Ok(()), false) => (
             StatusCode::OK,
             Json(json!({ "status": "ok", "message": state.catalogue.text(ACCEPTED) })),
@@ -219,6 +213,23 @@ pub(super) async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result
         tracing::info!("sign-up: confirmation mail limit reached for an address; none sent");
     }
     Ok(())
+}
+
+/// The page that thanks a sign-up from the form. It cannot change while the
+/// process runs (its words and templates are loaded at start), so it is
+/// rendered on first use and kept; a failed render is not kept.
+fn accepted_page(state: &AppState) -> Response {
+    let kept = &state.signup_accepted_page;
+    if let Some(html) = kept.get() {
+        return Html(html.clone()).into_response();
+    }
+    match state.page(
+        "pages/message.html",
+        json!({ "heading": "signup-accepted-heading", "message": ACCEPTED, "offer_signup": false }),
+    ) {
+        Ok(Html(html)) => Html(kept.get_or_init(|| html).clone()).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Shows the form again with the problem, status 422 (429 when throttled).

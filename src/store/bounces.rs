@@ -300,16 +300,18 @@ impl Store {
             .bind(bounce.at)
             .execute(&mut *tx)
             .await?;
-            let wanted = self.events.wants(super::events::suppression_kind(reason));
-            if added.rows_affected() == 1 && wanted {
+            if added.rows_affected() == 1 {
                 super::events::record_suppression_event(
                     &mut tx,
-                    reason,
-                    &recipient,
-                    bounce.source,
-                    &detail,
-                    bounce.delivery.report_id,
-                    bounce.at,
+                    &self.events,
+                    super::events::Suppressed {
+                        reason,
+                        email: &recipient,
+                        source: bounce.source,
+                        detail: &detail,
+                        report_id: bounce.delivery.report_id,
+                        at: bounce.at,
+                    },
                 )
                 .await?;
             }

@@ -105,10 +105,14 @@ impl EventInterest {
         self.0.store(bits, Ordering::Relaxed);
     }
 
+    /// Whether events of `kind` are to be written.
     pub fn wants(&self, kind: EventKind) -> bool {
         self.0.load(Ordering::Relaxed) & bit(kind) != 0
     }
 }
+
+// One bit per kind in the u8 above.
+const _: () = assert!(EventKind::ALL.len() <= 8);
 
 fn bit(kind: EventKind) -> u8 {
     let index = EventKind::ALL
@@ -178,18 +182,39 @@ pub(super) async fn record_reader_event(
     record_events(conn, interest, &[Event::subscriber(kind, at, &reader)]).await
 }
 
-/// Stores the event of an address suppressed after a bounce or complaint
-/// (the caller knows it is wanted).
+/// An address suppressed after a bounce or complaint, as its event tells it.
+pub(super) struct Suppressed<'a> {
+    pub reason: SuppressionReason,
+    pub email: &'a str,
+    /// Where the bounce or complaint came from (`smtp`, `mta`, a provider).
+    pub source: &'a str,
+    pub detail: &'a str,
+    /// The report whose delivery bounced.
+    pub report_id: Option<i64>,
+    pub at: i64,
+}
+
+/// Stores the event of an address suppressed after a bounce or complaint.
 pub(super) async fn record_suppression_event(
     conn: &mut AnyConnection,
-    reason: SuppressionReason,
-    email: &str,
-    source: &str,
-    detail: &str,
-    report_id: Option<i64>,
-    at: i64,
+    interest: &EventInterest,
+    suppressed: Suppressed<'_>,
 ) -> Result<(), StoreError> {
-    let kind = suppression_kind(reason);
+    let Suppressed {
+        reason,
+        email,
+        source,
+        detail,
+        report_id,
+        at,
+    } = suppressed;
+    let kind = match reason {
+        SuppressionReason::Bounced => EventKind::SubscriberBounced,
+        SuppressionReason::Complained => EventKind::SubscriberComplained,
+    };
+    if !interest.wants(kind) {
+        return Ok(());
+    }
     let row = sqlx::query("select public_id, name, status from subscribers where email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
@@ -226,15 +251,7 @@ pub(super) async fn record_suppression_event(
         detail,
         report.as_deref(),
     );
-    record_events(conn, &EventInterest::default(), &[event]).await
-}
-
-/// The event of an address suppressed for `reason`.
-pub(super) fn suppression_kind(reason: SuppressionReason) -> EventKind {
-    match reason {
-        SuppressionReason::Bounced => EventKind::SubscriberBounced,
-        SuppressionReason::Complained => EventKind::SubscriberComplained,
-    }
+    record_events(conn, interest, &[event]).await
 }
 
 impl Store {

@@ -493,8 +493,7 @@ async fn record_refusal(
         .bind(now)
         .fetch_optional(&mut **tx)
         .await?;
-        let wanted = interest.wants(super::events::suppression_kind(SuppressionReason::Bounced));
-        if let Some(email) = added.filter(|_| wanted) {
+        if let Some(email) = added {
             let report_id: Option<i64> =
                 sqlx::query_scalar("select report_id from outbox where id = $1")
                     .bind(id)
@@ -502,12 +501,15 @@ async fn record_refusal(
                     .await?;
             super::events::record_suppression_event(
                 tx,
-                SuppressionReason::Bounced,
-                &email,
-                "smtp",
-                &detail,
-                report_id,
-                now,
+                interest,
+                super::events::Suppressed {
+                    reason: SuppressionReason::Bounced,
+                    email: &email,
+                    source: "smtp",
+                    detail: &detail,
+                    report_id,
+                    at: now,
+                },
             )
             .await?;
         }

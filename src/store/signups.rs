@@ -39,8 +39,9 @@ pub(super) struct SignupJob {
 
 pub(super) type SignupQueue = mpsc::Sender<SignupJob>;
 
-/// Starts the writer task; it ends when every sender is gone.
-/// Starts the writer; `queued` is told whenever it queues confirmation mail.
+/// Starts the writer task, which ends when every sender is gone. `queued`
+/// is told whenever it queues confirmation mail; `interest` says which
+/// events to write.
 pub(super) fn start(
     write: AnyPool,
     queued: Arc<Notify>,

@@ -50,7 +50,7 @@ async fn sign_up_then_link_then_confirmed(backend: Backend) {
         app.status_of("ana@example.com").await.as_deref(),
         Some("pending")
     );
-    // The page is rendered once and kept: the next sign-up gets it whole.
+    // The page kept after the first sign-up is the one it rendered.
     let again = app
         .post_form("/subscriptions", "email=bo%40example.com")
         .await;
