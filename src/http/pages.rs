@@ -30,13 +30,22 @@ impl AppState {
         message: &str,
         offer_signup: bool,
     ) -> Response {
-        let page = self.page(
-            "pages/message.html",
-            json!({ "heading": heading, "message": message, "offer_signup": offer_signup }),
-        );
-        match page {
+        match self.message_html(heading, message, offer_signup) {
             Ok(html) => (status, html).into_response(),
             Err(e) => e.into_response(),
         }
+    }
+
+    /// The HTML of [`AppState::message_page`].
+    pub fn message_html(
+        &self,
+        heading: &str,
+        message: &str,
+        offer_signup: bool,
+    ) -> Result<Html<String>, AppError> {
+        self.page(
+            "pages/message.html",
+            json!({ "heading": heading, "message": message, "offer_signup": offer_signup }),
+        )
     }
 }

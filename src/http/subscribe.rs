@@ -223,10 +223,7 @@ fn accepted_page(state: &AppState) -> Response {
     if let Some(html) = kept.get() {
         return Html(html.clone()).into_response();
     }
-    match state.page(
-        "pages/message.html",
-        json!({ "heading": "signup-accepted-heading", "message": ACCEPTED, "offer_signup": false }),
-    ) {
+    match state.message_html("signup-accepted-heading", ACCEPTED, false) {
         Ok(Html(html)) => Html(kept.get_or_init(|| html).clone()).into_response(),
         Err(e) => e.into_response(),
     }

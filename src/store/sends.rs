@@ -646,7 +646,7 @@ struct Drift {
 /// The sends, of those read with their counted queue (`counted`: send,
 /// report, queued), whose counts drifted: finished by the update although
 /// the counts said some were queued, or left alone although they said none
-/// were and the send is still `sending`. Counts that said some were queued
+/// were and the send is still `sending` (`sending` names exactly those). Counts that said some were queued
 /// would have kept a send "sending" until an exact check; counts that said
 /// none were would bring it back every second, each time to read its queue
 /// under the write lock.
@@ -658,7 +658,7 @@ fn drifted(counted: &[(i64, i64, i64)], finished: &[(i64, i64)], sending: &[i64]
             let disagree = if done {
                 queued > 0
             } else {
-                queued <= 0 && sending.contains(&send_id)
+                sending.contains(&send_id)
             };
             disagree.then_some(Drift {
                 send_id,
