@@ -17,7 +17,8 @@ pub use password::{
 pub use spreadsheet::spreadsheet_text;
 pub use state::{DeliveryState, SendState, UnknownState, WebhookState};
 pub use token::{
-    random_token, sha256_hex, ConfirmationToken, LinkedId, Signer, TokenError, UnsubscribeToken,
+    confirmation_seed, random_token, sha256_hex, ConfirmationToken, LinkedId, Signer, TokenError,
+    UnsubscribeToken,
 };
 
 /// Where a subscriber stands in the double opt-in flow.

@@ -173,14 +173,45 @@ impl Signer {
 
     /// The confirmation token derived from a seed stored with the queued
     /// email. Deriving it at send time keeps any usable token out of the
-    /// database: the seed alone, without the key, confirms nothing.
+    /// database: the seed alone, without the key, confirms nothing. A seed
+    /// that carries the time it was made (`confirmation_seed`) passes that
+    /// time on to its token; a seed of before (43 random characters) gives
+    /// a token of before.
     pub fn confirmation_token(&self, seed: &str) -> ConfirmationToken {
         let bytes = self
             .mac("confirm", &[seed.as_bytes()])
             .finalize()
             .into_bytes();
-        ConfirmationToken(URL_SAFE_NO_PAD.encode(bytes))
+        let mac = URL_SAFE_NO_PAD.encode(bytes);
+        ConfirmationToken(match issued(seed) {
+            Some((issued, _)) => format!("{issued}.{mac}"),
+            None => mac,
+        })
     }
+}
+
+/// A new confirmation seed: the time it is made (Unix milliseconds, 12
+/// hex digits), a period, then 256 random bits.
+pub fn confirmation_seed(now_ms: i64) -> String {
+    format!("{:012x}.{}", now_ms.max(0), random_token())
+}
+
+/// The time part of a seed or token that carries one, and the rest.
+fn issued(text: &str) -> Option<(&str, &str)> {
+    let (issued, rest) = text.split_once('.')?;
+    let hex = issued.len() == 12
+        && issued
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    hex.then_some((issued, rest))
+}
+
+/// 43 URL-safe base64 characters: a MAC or 256 random bits.
+fn is_base64_256(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// 256 random bits, encoded for a URL.
@@ -209,21 +240,32 @@ impl fmt::Debug for ConfirmationToken {
 }
 
 impl ConfirmationToken {
-    /// Accepts only the shape we issue: 43 URL-safe base64 characters.
+    /// Accepts only the shapes we issue: the time it was issued (12 hex
+    /// digits), a period and 43 URL-safe base64 characters; or, in mail
+    /// sent before tokens carried their time, the 43 characters alone.
     pub fn parse(input: &str) -> Result<Self, TokenError> {
-        let ok = input.len() == 43
-            && input
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok = match issued(input) {
+            Some((_, mac)) => is_base64_256(mac),
+            None => is_base64_256(input),
+        };
         if !ok {
             return Err(TokenError::Malformed);
         }
         Ok(ConfirmationToken(input.to_string()))
     }
 
-    /// What the database keeps: the SHA-256 of the token, in hex.
+    /// What the database keeps and finds the token by: the SHA-256 of the
+    /// token in hex, behind `t` and the time it was issued when it carries
+    /// one. Keys in the order tokens are issued are added at the end of the
+    /// table's index, a few pages for a whole batch of sign-ups; keys that
+    /// are hashes alone land on a page of their own each, and every such
+    /// page is written again at each commit. The `t` puts them after every
+    /// key of before, all hex digits.
     pub fn hash(&self) -> String {
-        sha256_hex(&self.0)
+        match issued(&self.0) {
+            Some((issued, _)) => format!("t{issued}{}", sha256_hex(&self.0)),
+            None => sha256_hex(&self.0),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -393,14 +435,52 @@ mod tests {
     #[test]
     fn confirmation_tokens_are_derived_and_hashed() {
         let s = signer();
-        let seed = random_token();
+        let seed = confirmation_seed(1_765_000_000_000);
         let a = s.confirmation_token(&seed);
         assert_eq!(a, s.confirmation_token(&seed));
-        assert_ne!(a, s.confirmation_token(&random_token()));
+        assert_ne!(
+            a,
+            s.confirmation_token(&confirmation_seed(1_765_000_000_000))
+        );
         assert_eq!(ConfirmationToken::parse(a.as_str()).unwrap(), a);
-        assert_eq!(a.hash().len(), 64);
+        assert_eq!(a.as_str().len(), 12 + 1 + 43);
+        assert!(a.as_str().starts_with("019af232b200."), "{}", a.as_str());
+        assert_eq!(a.hash().len(), 1 + 12 + 64);
         assert!(!format!("{a:?}").contains(a.as_str()));
-        assert!(ConfirmationToken::parse("short").is_err());
+        for refused in [
+            "short",
+            "019af232b200.short",
+            "019AF232B200.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(ConfirmationToken::parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    /// Mail sent before tokens carried their time holds a 43-character
+    /// token, kept in the database as its bare hash; a seed of before still
+    /// queued gives the same kind of token.
+    #[test]
+    fn tokens_of_before_keep_their_shape_and_key() {
+        let s = signer();
+        let old = s.confirmation_token(&random_token());
+        assert_eq!(old.as_str().len(), 43);
+        assert_eq!(old.hash(), sha256_hex(old.as_str()));
+        let link = "B".repeat(43);
+        let parsed = ConfirmationToken::parse(&link).unwrap();
+        assert_eq!(parsed.hash(), sha256_hex(&link));
+    }
+
+    /// Keys grow with the time their token was issued, and sort after
+    /// every key of before: new rows go at the end of the index.
+    #[test]
+    fn keys_follow_the_order_tokens_are_issued_in() {
+        let s = signer();
+        let keys: Vec<String> = [1_765_000_000_000, 1_765_000_000_001, 1_765_000_060_000]
+            .map(|t| s.confirmation_token(&confirmation_seed(t)).hash())
+            .into();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert!(keys[0].as_str() > "f".repeat(64).as_str());
     }
 }
 

@@ -14,7 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use super::extract::{JsonOrForm, JsonOrFormRejection};
 use super::{AppError, AppState};
 use crate::config::EmbedSettings;
-use crate::domain::{random_token, EmailError, NameError, SubscriberEmail, SubscriberName};
+use crate::domain::{confirmation_seed, EmailError, NameError, SubscriberEmail, SubscriberName};
 use crate::i18n::Catalogue;
 use crate::store::{now_ms, NewSignup, SignupOutcome};
 
@@ -188,7 +188,7 @@ pub(super) async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result
         Some(n) => SubscriberName::parse(n).map_err(Refusal::Name)?,
         None => None,
     };
-    let seed = random_token();
+    let seed = confirmation_seed(now_ms());
     let token = state.signer.confirmation_token(&seed);
     let token_hash = token.hash();
     let outcome = state
