@@ -459,13 +459,34 @@ mod tests {
 
     /// Mail sent before tokens carried their time holds a 43-character
     /// token, kept in the database as its bare hash; a seed of before still
-    /// queued gives the same kind of token.
+    /// queued gives the same kind of token. A seed with its time gives a
+    /// token and key with that time in front.
     #[test]
     fn tokens_of_before_keep_their_shape_and_key() {
         let s = signer();
         let old = s.confirmation_token(&random_token());
         assert_eq!(old.as_str().len(), 43);
         assert_eq!(old.hash(), sha256_hex(old.as_str()));
+        // Known answers, worked out apart from this code (HMAC-SHA256 of
+        // "confirm", 0x1f and the seed; SHA-256 of the token).
+        let known = s.confirmation_token(&"A".repeat(43));
+        assert_eq!(
+            known.as_str(),
+            "LXpHhiFDspRLmMCw5Od3LX0G9v9nfooVW-1-tqMs-MM"
+        );
+        assert_eq!(
+            known.hash(),
+            "2df3131c7c6592375dcf6eb639b8ca14f565fae2ba1180147c455d77aeef4baa"
+        );
+        let new = s.confirmation_token(&format!("019af232b200.{}", "A".repeat(43)));
+        assert_eq!(
+            new.as_str(),
+            "019af232b200.YX5rpjTZ9UmRH-ECH0jdJB2vyA4XaE6jMEM5uKdLTFU"
+        );
+        assert_eq!(
+            new.hash(),
+            "t019af232b200e9e6ec66d85456d29d9fde5d0489106834e3c4eeec2e36311c4422dd4be638f0"
+        );
         let link = "B".repeat(43);
         let parsed = ConfirmationToken::parse(&link).unwrap();
         assert_eq!(parsed.hash(), sha256_hex(&link));
