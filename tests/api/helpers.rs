@@ -326,6 +326,19 @@ impl TestApp {
         mails.pop().unwrap()
     }
 
+    /// Follows `mail`'s one-click `List-Unsubscribe` link as a mail
+    /// client does, with a POST; returns the answer.
+    pub async fn unsubscribe_through(&self, mail: &Received) -> Response {
+        let link = mail
+            .header("List-Unsubscribe")
+            .expect("a List-Unsubscribe header");
+        self.client
+            .post(link.trim_matches(['<', '>']))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Signs up and confirms `email`; returns the confirmation mail.
     pub async fn confirmed_reader(&self, email: &str) -> Received {
         let mail = self.sign_up(email).await;

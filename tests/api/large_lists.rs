@@ -172,13 +172,7 @@ async fn reader_counts_follow_every_change(backend: Backend) {
     spread_dates(app.store()).await;
     assert_counts_match(&app).await;
 
-    let unsubscribe = leaves.header("List-Unsubscribe").unwrap();
-    let response = app
-        .client
-        .post(unsubscribe.trim_matches(['<', '>']))
-        .send()
-        .await
-        .unwrap();
+    let response = app.unsubscribe_through(&leaves).await;
     assert!(response.status().is_success());
     let erased: i64 =
         sqlx::query_scalar("select id from subscribers where email = 'erased@example.com'")

@@ -558,6 +558,38 @@ async fn events_no_endpoint_wants_are_not_written(backend: Backend) {
     let plain = spawn_app(backend).await;
     plain.confirmed_reader("ann@example.org").await;
     assert_eq!(plain.count(EVENTS).await, 0, "no endpoint, no event");
+    // Nor a reader the relay refuses, a send that finishes, or one who
+    // leaves. The report goes to its readers in order: ann is refused.
+    plain.confirmed_reader("dee@example.org").await;
+    plain
+        .smtp
+        .push_fault(Fault::RcptReply(550, "5.1.1 no such user"));
+    send_report_to(
+        &plain,
+        &["ann@example.org", "dee@example.org"],
+        "quiet-week",
+    )
+    .await;
+    assert_eq!(
+        plain.count("select count(*) from suppressions").await,
+        1,
+        "the refused address is suppressed"
+    );
+    assert_eq!(
+        plain
+            .count("select count(*) from sends where state = 'done'")
+            .await,
+        1,
+        "the send finished"
+    );
+    let report = plain.smtp.received_for("dee@example.org").pop().unwrap();
+    let response = plain.unsubscribe_through(&report).await;
+    assert!(response.status().is_success());
+    assert_eq!(
+        plain.status_of("dee@example.org").await.as_deref(),
+        Some("unsubscribed")
+    );
+    assert_eq!(plain.count(EVENTS).await, 0, "nobody wants those either");
 
     let (chosen, address, _stop) = Receiver::start().await;
     let app = spawn_app_with(backend, |s| {
