@@ -202,7 +202,7 @@ fn issued(text: &str) -> Option<(&str, &str)> {
     let hex = issued.len() == 12
         && issued
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     hex.then_some((issued, rest))
 }
 
@@ -261,7 +261,7 @@ impl ConfirmationToken {
     /// are hashes alone land on a page of their own each, and every such
     /// page is written again at each commit. The `t` puts them after every
     /// key of before, all hex digits.
-    pub fn hash(&self) -> String {
+    pub fn key(&self) -> String {
         match issued(&self.0) {
             Some((issued, _)) => format!("t{issued}{}", sha256_hex(&self.0)),
             None => sha256_hex(&self.0),
@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(ConfirmationToken::parse(a.as_str()).unwrap(), a);
         assert_eq!(a.as_str().len(), 12 + 1 + 43);
         assert!(a.as_str().starts_with("019af232b200."), "{}", a.as_str());
-        assert_eq!(a.hash().len(), 1 + 12 + 64);
+        assert_eq!(a.key().len(), 1 + 12 + 64);
         assert!(!format!("{a:?}").contains(a.as_str()));
         for refused in [
             "short",
@@ -466,7 +466,7 @@ mod tests {
         let s = signer();
         let old = s.confirmation_token(&random_token());
         assert_eq!(old.as_str().len(), 43);
-        assert_eq!(old.hash(), sha256_hex(old.as_str()));
+        assert_eq!(old.key(), sha256_hex(old.as_str()));
         // Known answers, worked out apart from this code (HMAC-SHA256 of
         // "confirm", 0x1f and the seed; SHA-256 of the token).
         let known = s.confirmation_token(&"A".repeat(43));
@@ -475,7 +475,7 @@ mod tests {
             "LXpHhiFDspRLmMCw5Od3LX0G9v9nfooVW-1-tqMs-MM"
         );
         assert_eq!(
-            known.hash(),
+            known.key(),
             "2df3131c7c6592375dcf6eb639b8ca14f565fae2ba1180147c455d77aeef4baa"
         );
         let new = s.confirmation_token(&format!("019af232b200.{}", "A".repeat(43)));
@@ -484,12 +484,12 @@ mod tests {
             "019af232b200.YX5rpjTZ9UmRH-ECH0jdJB2vyA4XaE6jMEM5uKdLTFU"
         );
         assert_eq!(
-            new.hash(),
+            new.key(),
             "t019af232b200e9e6ec66d85456d29d9fde5d0489106834e3c4eeec2e36311c4422dd4be638f0"
         );
         let link = "B".repeat(43);
         let parsed = ConfirmationToken::parse(&link).unwrap();
-        assert_eq!(parsed.hash(), sha256_hex(&link));
+        assert_eq!(parsed.key(), sha256_hex(&link));
     }
 
     /// Keys grow with the time their token was issued, and sort after
@@ -498,7 +498,7 @@ mod tests {
     fn keys_follow_the_order_tokens_are_issued_in() {
         let s = signer();
         let keys: Vec<String> = [1_765_000_000_000, 1_765_000_000_001, 1_765_000_060_000]
-            .map(|t| s.confirmation_token(&confirmation_seed(t)).hash())
+            .map(|t| s.confirmation_token(&confirmation_seed(t)).key())
             .into();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
         assert!(keys[0].as_str() > "f".repeat(64).as_str());

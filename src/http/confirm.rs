@@ -31,7 +31,7 @@ async fn show(State(state): State<AppState>, Query(param): Query<TokenParam>) ->
     else {
         return invalid_link(&state);
     };
-    match state.store.check_confirmation(&token.hash()).await {
+    match state.store.check_confirmation(&token.key()).await {
         Ok(ConfirmOutcome::Confirmed(_)) => {
             match state.page("pages/confirm.html", json!({ "token": token.as_str() })) {
                 Ok(html) => html.into_response(),
@@ -52,7 +52,7 @@ async fn confirm(State(state): State<AppState>, Form(param): Form<TokenParam>) -
     else {
         return invalid_link(&state);
     };
-    match state.store.confirm(&token.hash()).await {
+    match state.store.confirm(&token.key()).await {
         Ok(outcome) => outcome_page(&state, outcome),
         Err(e) => super::AppError::from(e).into_response(),
     }

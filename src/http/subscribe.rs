@@ -190,7 +190,7 @@ pub(super) async fn sign_up(state: &AppState, payload: &SignupPayload) -> Result
     };
     let seed = confirmation_seed(now_ms());
     let token = state.signer.confirmation_token(&seed);
-    let token_hash = token.hash();
+    let token_hash = token.key();
     let outcome = state
         .store
         .sign_up(&NewSignup {
