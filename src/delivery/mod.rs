@@ -5,6 +5,7 @@ mod claim_gate;
 mod compose;
 pub mod dkim;
 mod headers;
+mod holdings;
 mod retry;
 mod smtp_pool;
 mod smtp_transaction;

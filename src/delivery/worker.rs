@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::claim_gate::ClaimGate;
 use super::compose::{report_key, Composer, ReportKey};
+use super::holdings::Holdings;
 use super::retry::retry_delay;
 use super::transport::{MailError, MailSession, Mailer};
 use crate::config::DeliverySettings;
@@ -22,6 +23,19 @@ use crate::store::{
     now_ms, ClaimCheck, ClaimedJob, FinishCheck, JobKind, JobOutcome, KeptConnection, Store,
     StoreError,
 };
+
+/// How often a worker holding deliveries publishes how many it holds.
+const PUBLISH_HOLDS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a published count of deliveries in flight counts.
+const HOLDS_COUNT_FOR: Duration = Duration::from_secs(5);
+
+/// What a worker last published of the deliveries it holds.
+#[derive(Default)]
+struct Published {
+    held: Vec<(i64, i64)>,
+    at: Option<Instant>,
+}
 
 /// Longest wait for the database before a sender gives up on a message:
 /// a worker cut off from its database stops starting new messages within it.
@@ -159,6 +173,8 @@ pub struct Dispatcher {
     /// Relay-wide failures in a row, across this worker's senders.
     relay_failures: Arc<AtomicU32>,
     gate: Arc<ClaimGate>,
+    /// The rows this worker holds, shared by its clones.
+    holdings: Holdings,
     /// When the finish check last read the deliveries themselves; none yet,
     /// so a starting worker does it first. A monotonic clock, so that the
     /// wall clock set back cannot put the next exact check off.
@@ -180,7 +196,12 @@ impl Dispatcher {
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             Arc::new(Mutex::new(interval))
         });
-        let worker_id: Arc<str> = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into();
+        // Written into every row the worker claims, so short: the row grows
+        // by it, and a claimed row must fit beside the old one on its page
+        // (migration 0025). 64 random bits tell apart the workers that could
+        // share a process id on different hosts.
+        let worker_id: Arc<str> =
+            format!("{}-{:016x}", std::process::id(), rand::random::<u64>()).into();
         let lease = Duration::from_secs(settings.lease_secs.max(1));
         let gate = Arc::new(ClaimGate::new(
             store.clone(),
@@ -197,6 +218,7 @@ impl Dispatcher {
             worker_id,
             pace,
             relay_failures: Arc::new(AtomicU32::new(0)),
+            holdings: Holdings::default(),
             exact_finish_at: Arc::default(),
         }
     }
@@ -207,43 +229,103 @@ impl Dispatcher {
 
     /// Keeps this worker's leases alive until the returned token is
     /// cancelled: every row it holds, waiting or on the wire, stays its own
-    /// however long the relay or the rate limit makes it wait.
+    /// however long the relay or the rate limit makes it wait. Also
+    /// publishes, every second while it holds any, how many deliveries of
+    /// each report it holds.
     fn start_renewer(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let stop = CancellationToken::new();
-        let every = (self.lease() / 4).max(Duration::from_millis(100));
+        let renew_every = (self.lease() / 4).max(Duration::from_millis(100));
+        let tick = renew_every.min(PUBLISH_HOLDS_EVERY);
         let (this, until) = (self.clone(), stop.clone());
         let handle = spawn_in_span(async move {
             let mut failing = false;
+            let mut renewed_at = Instant::now();
+            let mut published = Published::default();
             loop {
                 tokio::select! {
-                    _ = until.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = until.cancelled() => break,
+                    _ = tokio::time::sleep(tick) => {}
                 }
-                let lease_until = now_ms() + this.lease().as_millis() as i64;
-                let renewed = tokio::time::timeout(
-                    DATABASE_DEADLINE,
-                    this.store.renew_leases(&this.worker_id, lease_until),
-                )
-                .await;
-                match renewed {
-                    Ok(Ok(_)) if failing => {
-                        failing = false;
-                        tracing::info!("lease renewal works again");
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %e, "cannot renew leases; no new message starts until this works");
-                    }
-                    Err(_) if !failing => {
-                        failing = true;
-                        tracing::warn!("cannot renew leases: the database does not answer");
-                    }
-                    _ => {}
+                if renewed_at.elapsed() >= renew_every {
+                    renewed_at = Instant::now();
+                    failing = this.renew(failing).await;
                 }
+                this.publish_holds(&mut published, this.holdings.by_report())
+                    .await;
             }
+            // The run is over: nothing of this worker is in flight.
+            this.publish_holds(&mut published, Vec::new()).await;
         });
         (stop, handle)
+    }
+
+    /// Renews the leases held; returns whether renewing fails, saying so
+    /// once when that changes.
+    async fn renew(&self, failing: bool) -> bool {
+        let lease_until = now_ms() + self.lease().as_millis() as i64;
+        let held = self.holdings.ids();
+        let renewed = tokio::time::timeout(
+            DATABASE_DEADLINE,
+            self.store.renew_leases(&self.worker_id, &held, lease_until),
+        )
+        .await;
+        match renewed {
+            Ok(Ok(_)) => {
+                if failing {
+                    tracing::info!("lease renewal works again");
+                }
+                false
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot renew leases; no new message starts until this works");
+                }
+                true
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!("cannot renew leases: the database does not answer");
+                }
+                true
+            }
+        }
+    }
+
+    /// Writes what this worker holds by report when it changed, or when
+    /// what it wrote last is about to stop counting. It only feeds the
+    /// progress shown, so a failure is logged and the next tick tries again.
+    async fn publish_holds(&self, published: &mut Published, now_held: Vec<(i64, i64)>) {
+        let stale = published
+            .at
+            .is_some_and(|at| at.elapsed() >= HOLDS_COUNT_FOR / 2);
+        if now_held == published.held && (now_held.is_empty() || !stale) {
+            return;
+        }
+        let now = now_ms();
+        let until = now + HOLDS_COUNT_FOR.as_millis() as i64;
+        let written = tokio::time::timeout(
+            DATABASE_DEADLINE,
+            self.store
+                .publish_holds(&self.worker_id, &now_held, now, until),
+        )
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                published.held = now_held;
+                published.at = Some(Instant::now());
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot publish the deliveries in flight"),
+            Err(_) => tracing::debug!("cannot publish the deliveries in flight: no answer"),
+        }
+    }
+
+    /// Hands back every row this worker still holds, if it can.
+    async fn release_held(&self) -> Result<u64, StoreError> {
+        let held = self.holdings.ids();
+        let released = self.store.release_leases(&self.worker_id, &held).await?;
+        // The rest were recorded by now, or are another worker's.
+        self.holdings.let_go(held);
+        Ok(released)
     }
 
     /// Reads, just before messages go out, whether they may: still queued,
@@ -282,6 +364,7 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(None);
         }
+        self.holdings.take(&batch);
         let reasons = self.prepare_reports(&batch).await?;
         let mut claimed = Claimed::default();
         for job in batch {
@@ -342,6 +425,7 @@ impl Dispatcher {
                     if tries > 0 {
                         tracing::info!(tries, "outcomes recorded after the database came back");
                     }
+                    self.holdings.let_go(outcomes.iter().map(JobOutcome::id));
                     return Ok(());
                 }
                 Err(e) => e,
@@ -440,7 +524,7 @@ impl Dispatcher {
         let mut failures = 0u32;
         while !cancel.is_cancelled() {
             // Whatever an earlier, failed run still held goes back first.
-            let ran = match self.store.release_leases(&self.worker_id).await {
+            let ran = match self.release_held().await {
                 Ok(_) => self.pump(&cancel, Until::Cancelled).await,
                 Err(e) => Err(e.into()),
             };
@@ -458,7 +542,7 @@ impl Dispatcher {
                 failures = 0;
             }
         }
-        match self.store.release_leases(&self.worker_id).await {
+        match self.release_held().await {
             Ok(n) if n > 0 => tracing::info!(released = n, "handed back unsent claims"),
             Ok(_) => {}
             Err(e) => {
@@ -528,7 +612,10 @@ impl Dispatcher {
                                 .store
                                 .release_job(id, &this.worker_id)
                                 .await
-                                .map(|()| Handled::Untouched)
+                                .map(|()| {
+                                    this.holdings.let_go([id]);
+                                    Handled::Untouched
+                                })
                                 .map_err(DispatchError::from),
                             other => other,
                         };
@@ -871,7 +958,11 @@ impl Dispatcher {
         Ok(match checks[0] {
             ClaimCheck::Held => None,
             ClaimCheck::Withdrawn => Some(Handled::Withdrawn),
-            ClaimCheck::Lost | ClaimCheck::Expiring => Some(Handled::Untouched),
+            ClaimCheck::Lost => {
+                self.holdings.let_go([id]);
+                Some(Handled::Untouched)
+            }
+            ClaimCheck::Expiring => Some(Handled::Untouched),
         })
     }
 
@@ -890,10 +981,17 @@ impl Dispatcher {
             job = id,
             "message not sent: its claim ended while it waited on the wire"
         );
-        if check == Some(ClaimCheck::Withdrawn) {
-            if let Err(e) = self.store.release_job(id, &self.worker_id).await {
-                tracing::warn!(job = id, error = %e, "cannot hand the message back; its lease runs out instead");
+        match check {
+            Some(ClaimCheck::Withdrawn) => {
+                match self.store.release_job(id, &self.worker_id).await {
+                    Ok(()) => self.holdings.let_go([id]),
+                    Err(e) => {
+                        tracing::warn!(job = id, error = %e, "cannot hand the message back; its lease runs out instead")
+                    }
+                }
             }
+            Some(ClaimCheck::Lost) => self.holdings.let_go([id]),
+            _ => {}
         }
     }
 

@@ -97,6 +97,20 @@ pub enum JobOutcome {
     },
 }
 
+impl JobOutcome {
+    /// The row this outcome is of.
+    pub fn id(&self) -> i64 {
+        match self {
+            JobOutcome::Sent { id, .. }
+            | JobOutcome::Retry { id, .. }
+            | JobOutcome::Failed { id, .. }
+            | JobOutcome::Refused { id, .. }
+            | JobOutcome::Skipped { id, .. }
+            | JobOutcome::Deferred { id, .. } => *id,
+        }
+    }
+}
+
 /// Where a claimed message stands just before it is handed to SMTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimCheck {
@@ -137,6 +151,13 @@ fn record_sent_sql(n: usize) -> String {
     )
 }
 
+/// The first queued row, if any, in the order of its index.
+const FIRST_QUEUED: &str = concat!(
+    "select id from outbox where status = ",
+    queued_literal!(),
+    " order by next_attempt_at, id limit 1"
+);
+
 /// Binds the parameters of [`record_sent_sql`].
 fn bind_sent<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
@@ -152,6 +173,9 @@ fn bind_sent<'q>(
 /// Successful deliveries recorded per statement (three parameters each,
 /// well under either backend's limit).
 const SENT_PER_STATEMENT: usize = 200;
+
+/// Row ids named per statement when renewing or handing back leases.
+const IDS_PER_STATEMENT: usize = 500;
 
 impl Store {
     /// Leases up to `limit` due messages to `worker` until `lease_until`.
@@ -371,15 +395,32 @@ impl Store {
         Ok(checks)
     }
 
-    /// Extends every lease `worker` holds, so rows waiting in its memory or
-    /// on the wire stay its own however slow the relay is.
-    pub async fn renew_leases(&self, worker: &str, lease_until: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("update outbox set lease_until = $2 where leased_by = $1")
-            .bind(worker)
-            .bind(lease_until)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected())
+    /// Extends the leases on `held`, the rows `worker` holds, so those
+    /// waiting in its memory or on the wire stay its own however slow the
+    /// relay is. The worker names them because no index leads from a worker
+    /// to its rows: one would make every claim write to it (see migration
+    /// 0025). A row in `held` that is no longer the worker's is left alone.
+    pub async fn renew_leases(
+        &self,
+        worker: &str,
+        held: &[i64],
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
+        let mut renewed = 0;
+        for chunk in held.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "update outbox set lease_until = $2 where leased_by = $1 and id in ({})",
+                placeholders(3, chunk.len())
+            );
+            let query = sqlx::query(&sql).bind(worker).bind(lease_until);
+            let done = chunk
+                .iter()
+                .fold(query, |query, id| query.bind(*id))
+                .execute(&self.write)
+                .await?;
+            renewed += done.rows_affected();
+        }
+        Ok(renewed)
     }
 
     /// Hands back one claimed row unsent (its send was paused or
@@ -396,18 +437,64 @@ impl Store {
         Ok(())
     }
 
-    /// Hands back the leases of `worker` (at shutdown) so others need not
+    /// Hands back the rows of `held` still leased to `worker` and queued
+    /// (at shutdown, or after a run the database broke) so others need not
     /// wait for them to expire. The attempt is not counted.
-    pub async fn release_leases(&self, worker: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
-             where leased_by = $1 and status = $2",
-        )
-        .bind(worker)
-        .bind(DeliveryState::Queued)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected())
+    pub async fn release_leases(&self, worker: &str, held: &[i64]) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for chunk in held.chunks(IDS_PER_STATEMENT) {
+            let sql = format!(
+                "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
+                 where leased_by = $1 and status = $2 and id in ({})",
+                placeholders(3, chunk.len())
+            );
+            let query = sqlx::query(&sql).bind(worker).bind(DeliveryState::Queued);
+            let done = chunk
+                .iter()
+                .fold(query, |query, id| query.bind(*id))
+                .execute(&self.write)
+                .await?;
+            released += done.rows_affected();
+        }
+        Ok(released)
+    }
+
+    /// Publishes how many deliveries of each report `worker` holds now, for
+    /// the progress of sends (`Store::stats_of_send`); they count until
+    /// `until`, so a worker that was killed stops counting by itself. Rows
+    /// of workers gone for a day are cleared on the way.
+    pub async fn publish_holds(
+        &self,
+        worker: &str,
+        held_by_report: &[(i64, i64)],
+        now: i64,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("delete from delivery_holds where worker = $1 or until < $2")
+            .bind(worker)
+            .bind(now - 86_400_000)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in held_by_report.chunks(IDS_PER_STATEMENT) {
+            let rows = (0..chunk.len())
+                .map(|i| format!("($1, ${}, ${}, $2)", 3 + 2 * i, 4 + 2 * i))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "insert into delivery_holds (worker, report_id, held, until) values {rows}"
+            );
+            let query = sqlx::query(&sql).bind(worker).bind(until);
+            chunk
+                .iter()
+                .fold(query, |query, (report, held)| {
+                    query.bind(*report).bind(*held)
+                })
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Messages still waiting (due now or later), for health and tests.
@@ -421,15 +508,14 @@ impl Store {
     }
 
     /// Whether any message waits to be sent: the first row of the index
-    /// answers, where counting them would read every one.
+    /// answers, where counting them would read every one. The order is the
+    /// index's own (outbox_queued): without it, while most rows are still
+    /// queued, PostgreSQL reads the table from its start instead, through
+    /// every row sent so far.
     pub async fn has_queued_jobs(&self) -> Result<bool, StoreError> {
-        let first: Option<i64> = sqlx::query_scalar(concat!(
-            "select id from outbox where status = ",
-            queued_literal!(),
-            " limit 1"
-        ))
-        .fetch_optional(&self.read)
-        .await?;
+        let first: Option<i64> = sqlx::query_scalar(FIRST_QUEUED)
+            .fetch_optional(&self.read)
+            .await?;
         Ok(first.is_some())
     }
 }
@@ -524,9 +610,22 @@ mod tests {
     use super::*;
     use crate::store::test_stores::{plan, stores, Arg::*};
 
-    /// The plan of a claim of 10 from a queue of 5,000 rows due at the
-    /// same moment, a tenth of them delivered, as the database explains it.
-    async fn claim_plan(store: &Store) -> String {
+    /// Whether mail waits is answered from the index of queued rows: read
+    /// from the table's start, the answer would come after every row sent
+    /// so far, which is what PostgreSQL did while most rows were queued.
+    #[tokio::test]
+    async fn whether_mail_waits_is_read_from_the_index_of_queued_rows() {
+        for store in stores("first_queued").await {
+            queue_with_a_tenth_sent(&store).await;
+            let plan = plan(&store, FIRST_QUEUED, &[]).await;
+            assert!(plan.contains("outbox_queued"), "{plan}");
+            assert!(store.has_queued_jobs().await.unwrap());
+        }
+    }
+
+    /// 5,000 rows due at the same moment, a tenth of them delivered, with
+    /// the planner's statistics taken.
+    async fn queue_with_a_tenth_sent(store: &Store) {
         sqlx::query(
             "with recursive n (i) as (select 1 union all select i + 1 from n where i < 5000) \
              insert into outbox (kind, recipient, next_attempt_at, created_at, status) \
@@ -537,6 +636,12 @@ mod tests {
         .await
         .unwrap();
         sqlx::query("analyze").execute(store.pool()).await.unwrap();
+    }
+
+    /// The plan of a claim of 10 from [`queue_with_a_tenth_sent`], as the
+    /// database explains it.
+    async fn claim_plan(store: &Store) -> String {
+        queue_with_a_tenth_sent(store).await;
         let claim = match store.backend {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,

@@ -552,24 +552,27 @@ impl Store {
             counted_stats(&mut *self.read.acquire().await?, report_id, send.total).await?;
         // Only a send under way has deliveries in flight or a current pace.
         if send.state == SendState::Sending {
-            let (leased, recent): (i64, i64) = sqlx::query_as(
-                // Written so that both read the small partial indexes
-                // (outbox_leased, outbox_report_sent): `kind <> 'test'` is
-                // `kind = 'report'` for rows of a report.
+            let (held, recent): (i64, i64) = sqlx::query_as(
+                // The workers publish what they hold (delivery_holds): an
+                // index from leases to rows would make every claim write
+                // to it. The pace reads the small partial index
+                // outbox_report_sent.
                 "select \
-                 (select coalesce(sum(case when status = $4 and lease_until > $2 then 1 else 0 end), 0) \
-                  from outbox where leased_by is not null and report_id = $1 and kind <> 'test') as leased, \
+                 (select cast(coalesce(sum(held), 0) as bigint) from delivery_holds \
+                  where report_id = $1 and until > $2) as held, \
                  (select count(*) from outbox where report_id = $1 and kind = 'report' \
                   and sent_at > $3) as recent",
             )
             .bind(report_id)
             .bind(now)
             .bind(now - 60_000)
-            .bind(DeliveryState::Queued)
             .fetch_one(&self.read)
             .await?;
-            stats.in_flight = leased;
-            stats.queued -= leased;
+            // What a worker published a moment ago may include deliveries
+            // recorded since.
+            let in_flight = held.clamp(0, stats.queued.max(0));
+            stats.in_flight = in_flight;
+            stats.queued -= in_flight;
             stats.rate_per_sec = recent as f64 / 60.0;
         }
         Ok(stats)

@@ -17,6 +17,7 @@ const IN_FLIGHT_PER_WORKER: usize = 3 * 4;
 crate::on_both_backends!(
     killed_workers_lose_nothing_and_repeat_only_what_was_in_flight,
     sigterm_finishes_messages_in_flight_and_hands_back_the_rest,
+    leases_outlive_a_relay_slower_than_the_lease_and_show_in_flight,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +81,61 @@ async fn killed_workers_lose_nothing_and_repeat_only_what_was_in_flight(backend:
     assert_eq!(sent, 2000);
 }
 
+/// On PostgreSQL a claim writes the leased row beside the old one on its
+/// page and no index entry (a heap-only update): no index names the lease
+/// columns, and the outbox's pages keep room for the claimed versions.
+/// PostgreSQL's own statistics tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_on_postgres_write_no_index_entries() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    app.insert_confirmed_readers(1000).await;
+    let report = app
+        .create_report(&crate::sending::report_source("in-place"))
+        .await;
+    app.trigger_send(report, "k").await;
+    let queued = "select count(*) from outbox where status = 'queued'";
+    assert_eq!(app.count(queued).await, 1000);
+
+    let now = newsletter::store::now_ms();
+    let mut claimed = 0;
+    while claimed < 1000 {
+        let batch = app
+            .store()
+            .claim_due_jobs("a-worker-of-this-test", now, now + 60_000, 50)
+            .await
+            .unwrap();
+        assert!(!batch.is_empty());
+        claimed += batch.len();
+    }
+
+    // Each backend sends its counts to the statistics within seconds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (updated, in_place) = loop {
+        let counts: (i64, i64) = sqlx::query_as(
+            "select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables where relname = 'outbox'",
+        )
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+        if counts.0 >= 1000 {
+            break counts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "updates counted: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(updated, 1000);
+    // A page keeps room for most of its rows' claimed versions, not all:
+    // the rest go to another page, and only they write index entries.
+    // With an index on a lease column, none would be in place.
+    assert!(in_place >= 800, "claims in place: {in_place} of {updated}");
+}
+
 async fn sigterm_finishes_messages_in_flight_and_hands_back_the_rest(backend: Backend) {
     let app = spawn_app(backend).await;
     app.insert_confirmed_readers(500).await;
@@ -127,6 +183,94 @@ async fn sigterm_finishes_messages_in_flight_and_hands_back_the_rest(backend: Ba
         per_reader.values().all(|n| *n == 1),
         "a graceful stop repeats nothing"
     );
+}
+
+/// A worker keeps the ids of the rows it holds and renews their leases by
+/// those ids; it publishes how many it holds, which is what the report's
+/// progress shows in flight. Here every message takes longer on the wire
+/// than the lease lasts.
+async fn leases_outlive_a_relay_slower_than_the_lease_and_show_in_flight(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.insert_confirmed_readers(12).await;
+    let report = app
+        .create_report(&crate::sending::report_source("slow-relay"))
+        .await;
+    app.trigger_send(report, "k").await;
+    app.smtp.set_data_delay(Duration::from_millis(2500));
+    // One batch takes all twelve; four go on the wire at once, so the last
+    // of them waits three times the delay for its turn.
+    let _worker = app.spawn_worker_process(1);
+
+    // Every row still queued, with its lease.
+    let queued = |app: &crate::helpers::TestApp| {
+        let sql = format!(
+            "select id, leased_by, lease_until from outbox \
+             where report_id = {report} and status = 'queued' order by id"
+        );
+        let pool = app.store().pool().clone();
+        async move {
+            sqlx::query_as::<_, (i64, Option<String>, Option<i64>)>(&sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let worker = loop {
+        let rows = queued(&app).await;
+        if rows.len() == 12 && rows.iter().all(|(_, by, _)| by.is_some()) {
+            break rows[0].1.clone().unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "claimed: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // What the worker published shows, within the second it publishes in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = app.stats(report).await;
+        if stats["in_flight"] == 12 {
+            assert_eq!(stats["queued"], 0, "{stats}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // For three times the one-second lease, every message not sent yet
+    // stays this worker's, with its lease ahead of the clock: never handed
+    // back, never expired, never claimed again.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut watched = 0;
+    while tokio::time::Instant::now() < watch_until {
+        let now = newsletter::store::now_ms();
+        let rows = queued(&app).await;
+        for (id, by, until) in &rows {
+            assert_eq!(by.as_deref(), Some(worker.as_str()), "row {id}: {rows:?}");
+            assert!(until.unwrap() > now, "row {id}'s lease ran out: {rows:?}");
+        }
+        watched += usize::from(!rows.is_empty());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(watched > 10, "the rows were watched while they waited");
+
+    app.wait_until_sent(report, Duration::from_secs(60)).await;
+    let per_reader = deliveries_per_reader(&app);
+    assert_eq!(per_reader.len(), 12);
+    assert!(per_reader.values().all(|n| *n == 1), "{per_reader:?}");
+    // Once it holds nothing, the worker says so.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .count("select count(*) from delivery_holds where held > 0")
+        .await
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "holds left published"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until the SMTP server has received `count` messages in all; fails
