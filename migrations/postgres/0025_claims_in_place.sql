@@ -11,7 +11,7 @@
 -- progress reads.
 drop index outbox_leased;
 
--- Pages filled to 70 % leave room for the claimed versions of their rows;
+-- Pages filled to half leave room for the claimed versions of their rows;
 -- this applies to the pages written from now on.
 alter table outbox set (fillfactor = 50);
 

@@ -13,12 +13,19 @@ use crate::store::{ClaimedJob, JobKind};
 
 #[derive(Clone, Default)]
 pub(super) struct Holdings {
-    /// Row id → the report of a report delivery.
-    rows: Arc<Mutex<HashMap<i64, Option<i64>>>>,
+    rows: Arc<Mutex<HashMap<i64, Held>>>,
+}
+
+struct Held {
+    /// The report of a report delivery.
+    report: Option<i64>,
+    /// Claims not let go yet: a row retried at once can be claimed again
+    /// before its outcome's writer lets go of the claim before.
+    claims: u32,
 }
 
 impl Holdings {
-    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Option<i64>>> {
+    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Held>> {
         self.rows.lock().expect("not poisoned")
     }
 
@@ -29,15 +36,30 @@ impl Holdings {
             let report = (job.kind == JobKind::Report)
                 .then_some(job.report_id)
                 .flatten();
-            rows.insert(job.id, report);
+            rows.entry(job.id)
+                .and_modify(|held| held.claims += 1)
+                .or_insert(Held { report, claims: 1 });
         }
     }
 
-    /// Rows recorded or handed back.
+    /// Claims recorded or handed back, one each.
     pub fn let_go(&self, ids: impl IntoIterator<Item = i64>) {
         let mut rows = self.rows();
         for id in ids {
-            rows.remove(&id);
+            if let Some(held) = rows.get_mut(&id) {
+                held.claims -= 1;
+                if held.claims == 0 {
+                    rows.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Forgets every claim on these rows (the run is over).
+    pub fn forget(&self, ids: &[i64]) {
+        let mut rows = self.rows();
+        for id in ids {
+            rows.remove(id);
         }
     }
 
@@ -51,8 +73,8 @@ impl Holdings {
     /// How many deliveries of each report are held, by report.
     pub fn by_report(&self) -> Vec<(i64, i64)> {
         let mut counts = BTreeMap::new();
-        for report in self.rows().values().flatten() {
-            *counts.entry(*report).or_insert(0) += 1;
+        for report in self.rows().values().filter_map(|held| held.report) {
+            *counts.entry(report).or_insert(0) += 1;
         }
         counts.into_iter().collect()
     }
@@ -98,5 +120,23 @@ mod tests {
         held.let_go([3, 4, 5]);
         assert!(held.ids().is_empty());
         assert!(held.by_report().is_empty());
+    }
+
+    /// A row retried at once is claimed again before the writer of its
+    /// first outcome lets go: the second claim still holds it.
+    #[test]
+    fn a_row_claimed_again_stays_held_until_both_claims_end() {
+        let held = Holdings::default();
+        held.take(&[job(1, JobKind::Report, Some(7))]);
+        held.take(&[job(1, JobKind::Report, Some(7))]);
+        held.let_go([1]);
+        assert_eq!(held.ids(), vec![1]);
+        assert_eq!(held.by_report(), vec![(7, 1)]);
+        held.let_go([1]);
+        assert!(held.ids().is_empty());
+        held.take(&[job(1, JobKind::Report, Some(7))]);
+        held.take(&[job(1, JobKind::Report, Some(7))]);
+        held.forget(&[1]);
+        assert!(held.ids().is_empty());
     }
 }

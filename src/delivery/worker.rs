@@ -234,21 +234,27 @@ impl Dispatcher {
     /// each report it holds.
     fn start_renewer(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let stop = CancellationToken::new();
-        let renew_every = (self.lease() / 4).max(Duration::from_millis(100));
-        let tick = renew_every.min(PUBLISH_HOLDS_EVERY);
+        let every = (self.lease() / 4).max(Duration::from_millis(100));
         let (this, until) = (self.clone(), stop.clone());
-        let handle = spawn_in_span(async move {
+        let renewer = spawn_in_span(async move {
             let mut failing = false;
-            let mut renewed_at = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = until.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                failing = this.renew(failing).await;
+            }
+        });
+        // A task of its own, so that a slow write of the counts never holds
+        // up a renewal.
+        let (this, until) = (self.clone(), stop.clone());
+        let publisher = spawn_in_span(async move {
             let mut published = Published::default();
             loop {
                 tokio::select! {
                     _ = until.cancelled() => break,
-                    _ = tokio::time::sleep(tick) => {}
-                }
-                if renewed_at.elapsed() >= renew_every {
-                    renewed_at = Instant::now();
-                    failing = this.renew(failing).await;
+                    _ = tokio::time::sleep(PUBLISH_HOLDS_EVERY) => {}
                 }
                 this.publish_holds(&mut published, this.holdings.by_report())
                     .await;
@@ -256,7 +262,11 @@ impl Dispatcher {
             // The run is over: nothing of this worker is in flight.
             this.publish_holds(&mut published, Vec::new()).await;
         });
-        (stop, handle)
+        let both = tokio::spawn(async move {
+            let _ = renewer.await;
+            let _ = publisher.await;
+        });
+        (stop, both)
     }
 
     /// Renews the leases held; returns whether renewing fails, saying so
@@ -324,7 +334,7 @@ impl Dispatcher {
         let held = self.holdings.ids();
         let released = self.store.release_leases(&self.worker_id, &held).await?;
         // The rest were recorded by now, or are another worker's.
-        self.holdings.let_go(held);
+        self.holdings.forget(&held);
         Ok(released)
     }
 

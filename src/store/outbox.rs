@@ -199,7 +199,24 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
+        let read = self.read_claimed(&rows).await;
+        if read.is_err() {
+            // The rows are leased, and the worker, which never learns
+            // their ids, would neither renew nor hand them back: they go
+            // back now rather than when their lease runs out.
+            let ids: Vec<i64> = rows.iter().filter_map(|r| r.try_get("id").ok()).collect();
+            if let Err(e) = self.release_leases(worker, &ids).await {
+                tracing::warn!(error = %e, "cannot hand back a claim that could not be read; its lease runs out instead");
+            }
+        }
+        read
+    }
 
+    /// The claimed rows as jobs, with their readers, in id order.
+    async fn read_claimed(
+        &self,
+        rows: &[sqlx::any::AnyRow],
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
         let mut jobs = rows
             .iter()
             .map(|row| {
