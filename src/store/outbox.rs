@@ -423,21 +423,8 @@ impl Store {
         held: &[i64],
         lease_until: i64,
     ) -> Result<u64, StoreError> {
-        let mut renewed = 0;
-        for chunk in held.chunks(IDS_PER_STATEMENT) {
-            let sql = format!(
-                "update outbox set lease_until = $2 where leased_by = $1 and id in ({})",
-                placeholders(3, chunk.len())
-            );
-            let query = sqlx::query(&sql).bind(worker).bind(lease_until);
-            let done = chunk
-                .iter()
-                .fold(query, |query, id| query.bind(*id))
-                .execute(&self.write)
-                .await?;
-            renewed += done.rows_affected();
-        }
-        Ok(renewed)
+        self.update_held(worker, held, "lease_until = $2", "", Some(lease_until))
+            .await
     }
 
     /// Hands back one claimed row unsent (its send was paused or
@@ -458,22 +445,46 @@ impl Store {
     /// (at shutdown, or after a run the database broke) so others need not
     /// wait for them to expire. The attempt is not counted.
     pub async fn release_leases(&self, worker: &str, held: &[i64]) -> Result<u64, StoreError> {
-        let mut released = 0;
+        self.update_held(
+            worker,
+            held,
+            "lease_until = null, leased_by = null, attempts = attempts - 1",
+            concat!("status = ", queued_literal!(), " and "),
+            None,
+        )
+        .await
+    }
+
+    /// `update outbox set {set} where leased_by = $1 and {only}id in (…)`
+    /// for the rows of `held`, a chunk a statement, with `value` as `$2`
+    /// when given. Returns how many rows changed.
+    async fn update_held(
+        &self,
+        worker: &str,
+        held: &[i64],
+        set: &str,
+        only: &str,
+        value: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let first_id = if value.is_some() { 3 } else { 2 };
+        let mut changed = 0;
         for chunk in held.chunks(IDS_PER_STATEMENT) {
             let sql = format!(
-                "update outbox set lease_until = null, leased_by = null, attempts = attempts - 1 \
-                 where leased_by = $1 and status = $2 and id in ({})",
-                placeholders(3, chunk.len())
+                "update outbox set {set} where leased_by = $1 and {only}id in ({})",
+                placeholders(first_id, chunk.len())
             );
-            let query = sqlx::query(&sql).bind(worker).bind(DeliveryState::Queued);
+            let mut query = sqlx::query(&sql).bind(worker);
+            if let Some(value) = value {
+                query = query.bind(value);
+            }
             let done = chunk
                 .iter()
                 .fold(query, |query, id| query.bind(*id))
                 .execute(&self.write)
                 .await?;
-            released += done.rows_affected();
+            changed += done.rows_affected();
         }
-        Ok(released)
+        Ok(changed)
     }
 
     /// Publishes how many deliveries of each report `worker` holds now, for
