@@ -444,10 +444,11 @@ async fn a_failing_endpoint_gets_each_event_accepted_once_after_retries(backend:
 }
 
 async fn events_wait_for_an_endpoint_that_is_down(backend: Backend) {
-    // A port with nothing listening on it: connections are refused.
-    let parked = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A port bound but not listening: connections are refused, and no
+    // other test or outgoing connection can take the port meanwhile.
+    let parked = tokio::net::TcpSocket::new_v4().unwrap();
+    parked.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = parked.local_addr().unwrap();
-    drop(parked);
     let app = spawn_app_with(backend, |s| {
         with_endpoints(s, vec![endpoint("crm", address, None)]);
         s.webhooks.retry_base_secs = 3600.0;
@@ -478,7 +479,7 @@ async fn events_wait_for_an_endpoint_that_is_down(backend: Backend) {
 
     // The endpoint comes up; the events wait for their time (an hour), or
     // for the operator to send them now.
-    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let listener = parked.listen(64).unwrap();
     let (receiver, _stop) = Receiver::serve(listener);
     deliver(&app).await;
     assert!(receiver.hits().is_empty());
