@@ -232,6 +232,7 @@ impl Store {
         policy: SoftBouncePolicy,
     ) -> Result<BounceEffect, StoreError> {
         let recipient = bounce.delivery.recipient.to_lowercase();
+        let ids = self.reader_ids().await?;
         let mut tx = self.begin_write().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "insert into bounces (kind, source, recipient, subscriber_id, report_id, outbox_id, \
@@ -304,6 +305,7 @@ impl Store {
                 super::events::record_suppression_event(
                     &mut tx,
                     &self.events,
+                    ids,
                     super::events::Suppressed {
                         reason,
                         email: &recipient,

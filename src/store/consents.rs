@@ -34,12 +34,14 @@ impl Store {
         consent: &Consent,
     ) -> Result<PreconfirmedOutcome, StoreError> {
         let now = now_ms();
+        // Read before the transaction: on SQLite the key's first read needs
+        // the one write connection the transaction would hold.
+        let ids = self.reader_ids().await?;
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
-            "insert into subscribers (public_id, email, name, status, created_at, confirmed_at) \
-             values ($1, $2, $3, 'confirmed', $4, $5) on conflict (email) do nothing",
+            "insert into subscribers (email, name, status, created_at, confirmed_at) \
+             values ($1, $2, 'confirmed', $3, $4) on conflict (email) do nothing",
         )
-        .bind(super::new_public_id())
         .bind(email.as_str())
         .bind(name.map(SubscriberName::as_str))
         .bind(now)
@@ -49,6 +51,7 @@ impl Store {
         .rows_affected();
         let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers where email = $1");
         let subscriber = subscriber_from_row(
+            ids,
             &sqlx::query(&sql)
                 .bind(email.as_str())
                 .fetch_one(&mut *tx)
@@ -68,7 +71,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        super::events::record_added_reader(&mut tx, &self.events, subscriber.id, now).await?;
+        super::events::record_added_reader(&mut tx, &self.events, ids, subscriber.id, now).await?;
         tx.commit().await?;
         Ok(PreconfirmedOutcome::Added(subscriber))
     }

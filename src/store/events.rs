@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use sqlx::{AnyConnection, Row};
 
+use super::reader_ids::ReaderIds;
 use super::{placeholders, value_rows, Backend, Store, StoreError};
 use crate::bounces::SuppressionReason;
 use crate::config::WebhookEndpoint;
@@ -151,6 +152,7 @@ pub(super) async fn record_events(
 pub(super) async fn record_reader_event(
     conn: &mut AnyConnection,
     interest: &EventInterest,
+    ids: &ReaderIds,
     kind: EventKind,
     id: i64,
     at: i64,
@@ -163,8 +165,9 @@ pub(super) async fn record_reader_event(
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(()) };
+    let stored: Option<String> = row.try_get("public_id")?;
     let (public_id, email, name, status): (String, String, Option<String>, String) = (
-        row.try_get("public_id")?,
+        ids.of_row(id, stored.as_deref())?.to_string(),
         row.try_get("email")?,
         row.try_get("name")?,
         row.try_get("status")?,
@@ -194,6 +197,7 @@ pub(super) struct Suppressed<'a> {
 pub(super) async fn record_suppression_event(
     conn: &mut AnyConnection,
     interest: &EventInterest,
+    ids: &ReaderIds,
     suppressed: Suppressed<'_>,
 ) -> Result<(), StoreError> {
     let Suppressed {
@@ -211,13 +215,17 @@ pub(super) async fn record_suppression_event(
     if !interest.wants(kind) {
         return Ok(());
     }
-    let row = sqlx::query("select public_id, name, status from subscribers where email = $1")
+    let row = sqlx::query("select id, public_id, name, status from subscribers where email = $1")
         .bind(email)
         .fetch_optional(&mut *conn)
         .await?;
     let reader = match &row {
         Some(row) => Some((
-            row.try_get::<String, _>("public_id")?,
+            ids.of_row(
+                row.try_get("id")?,
+                row.try_get::<Option<String>, _>("public_id")?.as_deref(),
+            )?
+            .to_string(),
             row.try_get::<Option<String>, _>("name")?,
             row.try_get::<String, _>("status")?,
         )),
@@ -601,11 +609,12 @@ pub(super) async fn record_signups<'a>(
 pub(super) async fn record_added_reader(
     conn: &mut AnyConnection,
     interest: &EventInterest,
+    ids: &ReaderIds,
     id: i64,
     at: i64,
 ) -> Result<(), StoreError> {
-    record_reader_event(conn, interest, EventKind::SubscriberCreated, id, at).await?;
-    record_reader_event(conn, interest, EventKind::SubscriberConfirmed, id, at).await
+    record_reader_event(conn, interest, ids, EventKind::SubscriberCreated, id, at).await?;
+    record_reader_event(conn, interest, ids, EventKind::SubscriberConfirmed, id, at).await
 }
 
 /// Stores the `send.finished` event of the report's send, with what became

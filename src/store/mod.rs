@@ -39,6 +39,7 @@ mod error;
 mod events;
 mod kept;
 mod outbox;
+mod reader_ids;
 mod readers;
 mod reports;
 mod secrets;
@@ -101,6 +102,8 @@ pub struct Store {
     queued: Arc<tokio::sync::Notify>,
     /// The webhook events worth writing.
     events: Arc<events::EventInterest>,
+    /// Readers' public ids, under a key read from the database on first use.
+    reader_ids: reader_ids::ReaderIdsCell,
 }
 
 /// Current time in Unix milliseconds, the unit every table uses.
@@ -152,13 +155,20 @@ impl Store {
                 .await?;
             let queued = Arc::new(tokio::sync::Notify::new());
             let events = Arc::new(events::EventInterest::default());
+            let reader_ids = reader_ids::ReaderIdsCell::default();
             Ok(Store {
                 read,
-                signups: signups::start(write.clone(), queued.clone(), events.clone()),
+                signups: signups::start(
+                    write.clone(),
+                    queued.clone(),
+                    events.clone(),
+                    reader_ids.clone(),
+                ),
                 write,
                 backend: Backend::Sqlite,
                 queued,
                 events,
+                reader_ids,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -182,13 +192,20 @@ impl Store {
                 .await?;
             let queued = Arc::new(tokio::sync::Notify::new());
             let events = Arc::new(events::EventInterest::default());
+            let reader_ids = reader_ids::ReaderIdsCell::default();
             Ok(Store {
                 read: pool.clone(),
-                signups: signups::start(pool.clone(), queued.clone(), events.clone()),
+                signups: signups::start(
+                    pool.clone(),
+                    queued.clone(),
+                    events.clone(),
+                    reader_ids.clone(),
+                ),
                 write: pool,
                 backend: Backend::Postgres,
                 queued,
                 events,
+                reader_ids,
             })
         }
     }
@@ -349,6 +366,24 @@ impl Store {
         use crate::domain::LinkedId;
         match id {
             LinkedId::Row(id) => Ok(Some(*id)),
+            LinkedId::Public(id) if table == "subscribers" => {
+                // An id made here names its row; its column is empty, so
+                // a reader from before cannot be reached by a second id.
+                if let Some(row) = self.reader_ids().await?.row_of(id) {
+                    return Ok(sqlx::query_scalar(
+                        "select id from subscribers where id = $1 and public_id is null",
+                    )
+                    .bind(row)
+                    .fetch_optional(&self.read)
+                    .await?);
+                }
+                Ok(
+                    sqlx::query_scalar("select id from subscribers where public_id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(&self.read)
+                        .await?,
+                )
+            }
             LinkedId::Public(id) => {
                 let sql = format!("select id from {table} where public_id = $1");
                 Ok(sqlx::query_scalar(&sql)
@@ -360,7 +395,30 @@ impl Store {
     }
 }
 
-/// A new random public id, for a row about to be inserted.
+impl Store {
+    /// Readers' public ids (see [`reader_ids`]).
+    async fn reader_ids(&self) -> Result<&reader_ids::ReaderIds, StoreError> {
+        self.reader_ids.get(&self.write).await
+    }
+
+    /// The public id of the reader in row `row`, as links and the API name
+    /// them, or `None` when there is no such reader.
+    pub async fn reader_public_id(&self, row: i64) -> Result<Option<uuid::Uuid>, StoreError> {
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("select public_id from subscribers where id = $1")
+                .bind(row)
+                .fetch_optional(&self.read)
+                .await?;
+        match stored {
+            Some(stored) => Ok(Some(
+                self.reader_ids().await?.of_row(row, stored.as_deref())?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A new random public id, for a report about to be inserted.
 fn new_public_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -264,12 +264,14 @@ impl Store {
             query = query.bind(*id);
         }
         let rows = query.fetch_all(&self.read).await?;
+        let reader_ids = self.reader_ids().await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
             let name: Option<String> = row.try_get("name")?;
             let status: String = row.try_get("status")?;
-            let public_id = super::public_id_in(&row, "public_id")?;
+            let stored: Option<String> = row.try_get("public_id")?;
+            let public_id = reader_ids.of_row(id, stored.as_deref())?;
             found.insert(id, (name, public_id, SubscriberStatus::parse(&status)));
         }
         for job in jobs.iter_mut() {
@@ -314,6 +316,9 @@ impl Store {
             super::error::writes_work();
             return Ok(());
         }
+        // Read before the transaction: on SQLite the key's first read needs
+        // the one write connection the transaction would hold.
+        let reader_ids = self.reader_ids().await?;
         let mut tx = match held {
             Some(held) => self.begin_kept(held).await?,
             None => self.begin_write().await?,
@@ -337,7 +342,7 @@ impl Store {
                 .bind(*at)
                 .bind(reason.as_str()),
                 JobOutcome::Refused { id, reason } => {
-                    record_refusal(&mut tx, &self.events, *id, reason).await?;
+                    record_refusal(&mut tx, &self.events, reader_ids, *id, reason).await?;
                     continue;
                 }
                 JobOutcome::Failed { id, reason } => {
@@ -574,6 +579,7 @@ async fn settle(
 async fn record_refusal(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     interest: &super::events::EventInterest,
+    ids: &super::reader_ids::ReaderIds,
     id: i64,
     reason: &str,
 ) -> Result<(), StoreError> {
@@ -616,6 +622,7 @@ async fn record_refusal(
             super::events::record_suppression_event(
                 tx,
                 interest,
+                ids,
                 super::events::Suppressed {
                     reason: SuppressionReason::Bounced,
                     email: &email,

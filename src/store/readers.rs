@@ -187,9 +187,10 @@ impl Store {
             .bind(query.offset)
             .fetch_all(&self.read)
             .await?;
+        let ids = self.reader_ids().await?;
         let readers = rows
             .iter()
-            .map(subscriber_from_row)
+            .map(|row| subscriber_from_row(ids, row))
             .collect::<Result<_, _>>()?;
         Ok(ReaderPage {
             readers,

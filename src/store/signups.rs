@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::Store;
 
 use super::events::EventInterest;
+use super::reader_ids::{ReaderIds, ReaderIdsCell};
 use super::{now_ms, placeholders, value_rows, JobKind, SignupOutcome, StoreError};
 use crate::domain::SubscriberStatus;
 
@@ -41,65 +42,79 @@ pub(super) type SignupQueue = mpsc::Sender<SignupJob>;
 
 /// Starts the writer task, which ends when every sender is gone. `queued`
 /// is told whenever it queues confirmation mail; `interest` says which
-/// events to write.
+/// events to write; `reader_ids` names new readers in those events.
 pub(super) fn start(
     write: AnyPool,
     queued: Arc<Notify>,
     interest: Arc<EventInterest>,
+    reader_ids: ReaderIdsCell,
 ) -> SignupQueue {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    tokio::spawn(run(write, receiver, queued, interest));
+    let writer = Writer {
+        write,
+        queued,
+        interest,
+        reader_ids,
+    };
+    tokio::spawn(writer.run(receiver));
     sender
 }
 
-async fn run(
+/// What the writer task writes with.
+struct Writer {
     write: AnyPool,
-    mut incoming: mpsc::Receiver<SignupJob>,
     queued: Arc<Notify>,
     interest: Arc<EventInterest>,
-) {
-    let mut held: VecDeque<SignupJob> = VecDeque::new();
-    loop {
-        if held.is_empty() {
-            match incoming.recv().await {
-                Some(job) => held.push_back(job),
-                None => return,
-            }
-        }
-        while held.len() < MAX_BATCH {
-            match incoming.try_recv() {
-                Ok(job) => held.push_back(job),
-                Err(_) => break,
-            }
-        }
-        let (batch, later) = next_batch(held);
-        held = later;
-        write_answering(&write, batch, &queued, &interest).await;
-    }
+    reader_ids: ReaderIdsCell,
 }
 
-/// Writes a batch and answers its sign-ups. When the batch fails, each
-/// sign-up is tried again on its own, so that one that cannot be stored
-/// does not take the others down with it.
-async fn write_answering(
-    write: &AnyPool,
-    batch: Vec<SignupJob>,
-    queued: &Notify,
-    interest: &EventInterest,
-) {
-    match write_batch(write, &batch, interest).await {
-        Err(e) if batch.len() > 1 => {
-            tracing::warn!(error = %e, size = batch.len(), "a batch of sign-ups failed; writing them one by one");
-            for job in batch {
-                let result = write_batch(write, std::slice::from_ref(&job), interest).await;
-                wake_if_mail_queued(queued, &result);
-                answer(vec![job], result);
+impl Writer {
+    async fn run(self, mut incoming: mpsc::Receiver<SignupJob>) {
+        let mut held: VecDeque<SignupJob> = VecDeque::new();
+        loop {
+            if held.is_empty() {
+                match incoming.recv().await {
+                    Some(job) => held.push_back(job),
+                    None => return,
+                }
+            }
+            while held.len() < MAX_BATCH {
+                match incoming.try_recv() {
+                    Ok(job) => held.push_back(job),
+                    Err(_) => break,
+                }
+            }
+            let (batch, later) = next_batch(held);
+            held = later;
+            self.write_answering(batch).await;
+        }
+    }
+
+    /// Writes a batch and answers its sign-ups. When the batch fails, each
+    /// sign-up is tried again on its own, so that one that cannot be stored
+    /// does not take the others down with it.
+    async fn write_answering(&self, batch: Vec<SignupJob>) {
+        match self.write_batch(&batch).await {
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, size = batch.len(), "a batch of sign-ups failed; writing them one by one");
+                for job in batch {
+                    let result = self.write_batch(std::slice::from_ref(&job)).await;
+                    wake_if_mail_queued(&self.queued, &result);
+                    answer(vec![job], result);
+                }
+            }
+            result => {
+                wake_if_mail_queued(&self.queued, &result);
+                answer(batch, result)
             }
         }
-        result => {
-            wake_if_mail_queued(queued, &result);
-            answer(batch, result)
-        }
+    }
+
+    async fn write_batch(&self, batch: &[SignupJob]) -> Result<Vec<SignupOutcome>, StoreError> {
+        // Read before the transaction: on SQLite the key's first read needs the
+        // one write connection the transaction would hold.
+        let ids = self.reader_ids.get(&self.write).await?;
+        write_batch(&self.write, batch, &self.interest, ids).await
     }
 }
 
@@ -174,10 +189,11 @@ async fn write_batch(
     write: &AnyPool,
     batch: &[SignupJob],
     interest: &EventInterest,
+    ids: &ReaderIds,
 ) -> Result<Vec<SignupOutcome>, StoreError> {
     let now = now_ms();
     let mut tx = write.begin().await?;
-    let readers = upsert_readers(&mut tx, batch, now).await?;
+    let readers = upsert_readers(&mut tx, batch, now, ids).await?;
     let recent = recent_confirmations(&mut tx, &readers, now).await?;
     let (outcomes, confirm) = decide(batch, &readers, &recent)?;
     if !confirm.is_empty() {
@@ -212,25 +228,26 @@ async fn upsert_readers(
     tx: &mut Transaction<'_, Any>,
     batch: &[SignupJob],
     now: i64,
+    ids: &ReaderIds,
 ) -> Result<HashMap<String, Reader>, StoreError> {
     let sql = format!(
-        "insert into subscribers (public_id, email, name, status, created_at) values {} \
+        "insert into subscribers (email, name, status, created_at) values {} \
          on conflict (email) do update set status = subscribers.status \
          returning id, public_id, email, status, created_at",
-        value_rows(batch.len(), 5)
+        value_rows(batch.len(), 4)
     );
     let mut query = sqlx::query_as(&sql);
     for job in batch {
         query = query
-            .bind(super::new_public_id())
             .bind(job.email.as_str())
             .bind(job.name.as_deref())
             .bind(SubscriberStatus::Pending.as_str())
             .bind(now);
     }
-    let rows: Vec<(i64, String, String, String, i64)> = query.fetch_all(&mut **tx).await?;
+    let rows: Vec<(i64, Option<String>, String, String, i64)> = query.fetch_all(&mut **tx).await?;
     rows.into_iter()
-        .map(|(id, public_id, email, status, created_at)| {
+        .map(|(id, stored, email, status, created_at)| {
+            let public_id = ids.of_row(id, stored.as_deref())?.to_string();
             let status = SubscriberStatus::parse(&status)
                 .ok_or_else(|| StoreError::Corrupt(format!("subscriber status {status:?}")))?;
             let new = created_at == now;
@@ -435,7 +452,8 @@ mod tests {
     async fn a_batch_stores_readers_tokens_and_mails_as_each_is_due() {
         for store in stores("signups").await {
             let (first, _) = job("again@x.org");
-            write_batch(&store.write, &[first], &store.events)
+            let ids = store.reader_ids().await.unwrap();
+            write_batch(&store.write, &[first], &store.events, ids)
                 .await
                 .unwrap();
             sqlx::query("insert into subscribers (email, status, created_at) values ('in@x.org', 'confirmed', 1)")
@@ -445,7 +463,7 @@ mod tests {
             let (mut again, _) = job("again@x.org");
             again.token_hash = "a second token".into();
             let batch = [again, job("in@x.org").0, job("new@x.org").0];
-            let outcomes = write_batch(&store.write, &batch, &store.events)
+            let outcomes = write_batch(&store.write, &batch, &store.events, ids)
                 .await
                 .unwrap();
             assert_eq!(
@@ -480,6 +498,7 @@ mod tests {
                 store.write.clone(),
                 Arc::new(Notify::new()),
                 store.events.clone(),
+                store.reader_ids.clone(),
             );
             // Two sign-ups with one token: the second cannot be stored.
             let (a, a_answer) = job("a@x.org");

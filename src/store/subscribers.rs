@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::reader_ids::ReaderIds;
 use super::{now_ms, Store, StoreError};
 use crate::domain::{DeliveryState, LinkedId, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::events::EventKind;
@@ -57,11 +58,16 @@ pub struct Subscriber {
     pub unsubscribed_at: Option<i64>,
 }
 
-pub(super) fn subscriber_from_row(row: &sqlx::any::AnyRow) -> Result<Subscriber, StoreError> {
+pub(super) fn subscriber_from_row(
+    ids: &ReaderIds,
+    row: &sqlx::any::AnyRow,
+) -> Result<Subscriber, StoreError> {
     let status: String = row.try_get("status")?;
+    let id: i64 = row.try_get("id")?;
+    let stored: Option<String> = row.try_get("public_id")?;
     Ok(Subscriber {
-        id: row.try_get("id")?,
-        public_id: super::public_id_in(row, "public_id")?,
+        id,
+        public_id: ids.of_row(id, stored.as_deref())?,
         email: row.try_get("email")?,
         name: row.try_get("name")?,
         status: SubscriberStatus::parse(&status)
@@ -108,6 +114,7 @@ impl Store {
     /// Uses a confirmation token: single use, only before it expires.
     pub async fn confirm(&self, token_hash: &str) -> Result<ConfirmOutcome, StoreError> {
         let now = now_ms();
+        let ids = self.reader_ids().await?;
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "select subscriber_id, expires_at, used_at from confirmation_tokens where token_hash = $1",
@@ -155,6 +162,7 @@ impl Store {
             super::events::record_reader_event(
                 &mut tx,
                 &self.events,
+                ids,
                 EventKind::SubscriberConfirmed,
                 id,
                 now,
@@ -169,6 +177,7 @@ impl Store {
     /// queued for the reader. Returns false for an unknown id.
     pub async fn unsubscribe(&self, id: i64) -> Result<bool, StoreError> {
         let now = now_ms();
+        let ids = self.reader_ids().await?;
         let mut tx = self.begin_write().await?;
         let before: Option<String> =
             sqlx::query_scalar("select status from subscribers where id = $1")
@@ -200,6 +209,7 @@ impl Store {
             super::events::record_reader_event(
                 &mut tx,
                 &self.events,
+                ids,
                 EventKind::SubscriberUnsubscribed,
                 id,
                 now,
@@ -219,7 +229,10 @@ impl Store {
             .bind(email.as_str())
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(subscriber_from_row).transpose()
+        let ids = self.reader_ids().await?;
+        row.as_ref()
+            .map(|row| subscriber_from_row(ids, row))
+            .transpose()
     }
 
     pub async fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
@@ -228,7 +241,10 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(subscriber_from_row).transpose()
+        let ids = self.reader_ids().await?;
+        row.as_ref()
+            .map(|row| subscriber_from_row(ids, row))
+            .transpose()
     }
 
     /// The row id of the reader a link or an API call names, if there is
@@ -299,11 +315,14 @@ impl Store {
     pub async fn all_subscribers(&self) -> Result<Vec<Subscriber>, StoreError> {
         let sql = format!("select {SUBSCRIBER_COLUMNS} from subscribers order by id");
         let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
-        rows.iter().map(subscriber_from_row).collect()
+        let ids = self.reader_ids().await?;
+        rows.iter()
+            .map(|row| subscriber_from_row(ids, row))
+            .collect()
     }
 }
 
-/// Rows per INSERT: seven values each keeps a statement under SQLite's limit
+/// Rows per INSERT: six values each keeps a statement under SQLite's limit
 /// of 32,766 bound values with room to spare.
 const IMPORT_ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -318,14 +337,13 @@ impl SubscriberImport {
     pub async fn add(&mut self, readers: &[ImportedSubscriber]) -> Result<(), StoreError> {
         for chunk in readers.chunks(IMPORT_ROWS_PER_STATEMENT) {
             let sql = format!(
-                "insert into subscribers (public_id, email, name, status, created_at, confirmed_at, unsubscribed_at) \
+                "insert into subscribers (email, name, status, created_at, confirmed_at, unsubscribed_at) \
                  values {} on conflict (email) do nothing",
-                super::value_rows(chunk.len(), 7)
+                super::value_rows(chunk.len(), 6)
             );
             let mut query = sqlx::query(&sql);
             for r in chunk {
                 query = query
-                    .bind(super::new_public_id())
                     .bind(r.email.as_str())
                     .bind(r.name.as_ref().map(SubscriberName::as_str))
                     .bind(r.status.as_str())

@@ -556,14 +556,16 @@ impl TestApp {
 
     /// Every reader's row id and public id, oldest first.
     pub async fn reader_ids(&self) -> Vec<(i64, uuid::Uuid)> {
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("select id, public_id from subscribers order by id")
-                .fetch_all(self.store().pool())
-                .await
-                .unwrap();
-        rows.into_iter()
-            .map(|(id, public)| (id, public.parse().unwrap()))
-            .collect()
+        let rows: Vec<i64> = sqlx::query_scalar("select id from subscribers order by id")
+            .fetch_all(self.store().pool())
+            .await
+            .unwrap();
+        let mut ids = Vec::with_capacity(rows.len());
+        for id in rows {
+            let public = self.store().reader_public_id(id).await.unwrap().unwrap();
+            ids.push((id, public));
+        }
+        ids
     }
 
     pub async fn status_of(&self, email: &str) -> Option<String> {

@@ -206,11 +206,13 @@ fn assert_signed(hit: &Hit) {
 
 /// The reader's public id: the one the API and events name them by.
 async fn subscriber_id(app: &TestApp, email: &str) -> String {
-    sqlx::query_scalar("select public_id from subscribers where email = $1")
+    let row: i64 = sqlx::query_scalar("select id from subscribers where email = $1")
         .bind(email)
         .fetch_one(app.store().pool())
         .await
-        .unwrap()
+        .unwrap();
+    let public = app.store().reader_public_id(row).await.unwrap().unwrap();
+    public.to_string()
 }
 
 async fn reader_events_arrive_signed_with_their_facts_and_no_token(backend: Backend) {

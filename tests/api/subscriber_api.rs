@@ -44,10 +44,10 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     let id = bo["id"].as_str().unwrap().to_string();
     assert!(uuid::Uuid::try_parse(&id).is_ok(), "{id}");
     let row_id = app
-        .count(&format!(
-            "select id from subscribers where public_id = '{id}'"
-        ))
+        .count("select id from subscribers where email = 'bo@example.com'")
         .await;
+    let public = app.store().reader_public_id(row_id).await.unwrap();
+    assert_eq!(public.map(|p| p.to_string()), Some(id.clone()));
     let (status, read) = app
         .api_call(Method::GET, &format!("/api/subscribers/{id}"), None)
         .await;
