@@ -370,12 +370,17 @@ impl Store {
                 // An id made here names its row; its column is empty, so
                 // a reader from before cannot be reached by a second id.
                 if let Some(row) = self.reader_ids().await?.row_of(id) {
-                    return Ok(sqlx::query_scalar(
+                    let found = sqlx::query_scalar(
                         "select id from subscribers where id = $1 and public_id is null",
                     )
                     .bind(row)
                     .fetch_optional(&self.read)
-                    .await?);
+                    .await?;
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                    // One stored id in 2^61 deciphers too: it is looked up
+                    // as stored, like any other.
                 }
                 Ok(
                     sqlx::query_scalar("select id from subscribers where public_id = $1")

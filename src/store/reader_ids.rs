@@ -17,6 +17,11 @@
 //! before keep the random id stored with them, still found by its index; a
 //! reader has exactly one id either way.
 //!
+//! A row id must never be handed out twice, or a new reader would inherit
+//! an erased reader's id and the links and records that carry it. Both
+//! backends promise that (SQLite's `autoincrement`, PostgreSQL's sequence);
+//! a rebuild of the table must carry its sequence over.
+//!
 //! The key is made on first use and shared through the database by every
 //! process, like the signing key, but apart from it: rotating the signing
 //! key must not rename every reader known to another system by its id.
@@ -142,22 +147,33 @@ impl ReaderIdsCell {
 }
 
 /// Reads the key, storing a new random one first when there is none;
-/// concurrent first uses agree on whichever insert won.
+/// concurrent first uses agree on whichever insert won. Only the first use
+/// on a database writes: a process that merely reads readers never waits
+/// for the write lock another process holds (an import, say).
 async fn load(pool: &AnyPool) -> Result<ReaderIds, StoreError> {
-    let mut candidate = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut candidate)
-        .map_err(|_| StoreError::Corrupt("no randomness for the reader id key".into()))?;
-    sqlx::query(
-        "insert into app_secrets (name, value) values ($1, $2) on conflict (name) do nothing",
-    )
-    .bind(KEY_NAME)
-    .bind(BASE64.encode(candidate))
-    .execute(pool)
-    .await?;
-    let stored: String = sqlx::query_scalar("select value from app_secrets where name = $1")
-        .bind(KEY_NAME)
-        .fetch_one(pool)
-        .await?;
+    let read = || {
+        sqlx::query_scalar::<_, String>("select value from app_secrets where name = $1")
+            .bind(KEY_NAME)
+            .fetch_optional(pool)
+    };
+    let stored = match read().await? {
+        Some(stored) => stored,
+        None => {
+            let mut candidate = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut candidate)
+                .map_err(|_| StoreError::Corrupt("no randomness for the reader id key".into()))?;
+            sqlx::query(
+                "insert into app_secrets (name, value) values ($1, $2) on conflict (name) do nothing",
+            )
+            .bind(KEY_NAME)
+            .bind(BASE64.encode(candidate))
+            .execute(pool)
+            .await?;
+            read()
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("the reader id key vanished".into()))?
+        }
+    };
     let key: [u8; 16] = BASE64
         .decode(&stored)
         .ok()
@@ -271,6 +287,27 @@ mod tests {
             let elsewhere = ReaderIdsCell::default();
             let elsewhere = elsewhere.get(&store.write).await.unwrap();
             assert_eq!(elsewhere.public_id(new), public);
+
+            // The newest reader erased, the next one is not named as they
+            // were: their old links name nobody.
+            sqlx::query("delete from subscribers where id = $1")
+                .bind(new)
+                .execute(store.pool())
+                .await
+                .unwrap();
+            sqlx::query(
+                "insert into subscribers (email, status, created_at) \
+                 values ('next@x.org', 'confirmed', 0)",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            let next: i64 = sqlx::query_scalar("select max(id) from subscribers")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_ne!(store.reader_public_id(next).await.unwrap(), Some(public));
+            assert_eq!(found(public).await.unwrap(), None);
         }
     }
 
