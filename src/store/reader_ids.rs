@@ -230,6 +230,19 @@ mod tests {
         assert_eq!(ids.row_of(&uuid::Uuid::from_bytes(flipped)), None);
     }
 
+    /// Adds a reader as the service does now, with no stored id; returns
+    /// their row id.
+    async fn add_reader(store: &crate::store::Store, email: &str) -> i64 {
+        sqlx::query_scalar(
+            "insert into subscribers (email, status, created_at) \
+             values ($1, 'confirmed', 0) returning id",
+        )
+        .bind(email)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_reader_is_found_by_their_one_id_in_every_process() {
         use crate::domain::LinkedId;
@@ -250,17 +263,7 @@ mod tests {
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
-            sqlx::query(
-                "insert into subscribers (email, status, created_at) \
-                 values ('new@x.org', 'confirmed', 0)",
-            )
-            .execute(store.pool())
-            .await
-            .unwrap();
-            let new: i64 = sqlx::query_scalar("select max(id) from subscribers")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
+            let new = add_reader(&store, "new@x.org").await;
             let kept: Option<String> =
                 sqlx::query_scalar("select public_id from subscribers where id = $1")
                     .bind(new)
@@ -295,17 +298,7 @@ mod tests {
                 .execute(store.pool())
                 .await
                 .unwrap();
-            sqlx::query(
-                "insert into subscribers (email, status, created_at) \
-                 values ('next@x.org', 'confirmed', 0)",
-            )
-            .execute(store.pool())
-            .await
-            .unwrap();
-            let next: i64 = sqlx::query_scalar("select max(id) from subscribers")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
+            let next = add_reader(&store, "next@x.org").await;
             assert_ne!(store.reader_public_id(next).await.unwrap(), Some(public));
             assert_eq!(found(public).await.unwrap(), None);
         }
