@@ -11,7 +11,7 @@
 use lettre::Address;
 use subtle::ConstantTimeEq;
 
-use crate::domain::Signer;
+use crate::domain::{feistel, Signer};
 
 /// Bytes of the signature kept in the token: 96 bits, written in lowercase
 /// hex so that a relay that changes the case of a local part does no harm.
@@ -140,45 +140,36 @@ fn sealed_signature(signer: &Signer, sealed: &[u8; 8]) -> String {
 
 /// The round function of the Feistel network: 32 bits of an HMAC keyed by
 /// the service's key, so only the service can run the permutation.
-fn round(signer: &Signer, round: u8, half: [u8; 4]) -> [u8; 4] {
+fn round(signer: &Signer, round: u8, half: u64) -> u64 {
+    let half = u32::try_from(half)
+        .expect("halves are 32 bits")
+        .to_be_bytes();
     let mac = signer.mac_bytes("verp round", &[&[round], &half]);
-    [mac[0], mac[1], mac[2], mac[3]]
+    u64::from(u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]))
 }
 
-fn xor(a: [u8; 4], b: [u8; 4]) -> [u8; 4] {
-    [a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]]
+/// A block's two 32-bit halves, in the order of its bytes.
+fn halves(block: [u8; 8]) -> (u64, u64) {
+    let value = u64::from_be_bytes(block);
+    (value >> 32, value & 0xffff_ffff)
 }
 
-fn halves(block: [u8; 8]) -> ([u8; 4], [u8; 4]) {
-    (
-        [block[0], block[1], block[2], block[3]],
-        [block[4], block[5], block[6], block[7]],
-    )
-}
-
-fn join(left: [u8; 4], right: [u8; 4]) -> [u8; 8] {
-    let mut block = [0; 8];
-    block[..4].copy_from_slice(&left);
-    block[4..].copy_from_slice(&right);
-    block
+fn join((left, right): (u64, u64)) -> [u8; 8] {
+    ((left << 32) | right).to_be_bytes()
 }
 
 /// A keyed permutation of 64-bit blocks: consecutive ids come out
 /// unrelated, and only [`decipher`] with the same key maps them back.
 fn encipher(signer: &Signer, block: [u8; 8]) -> [u8; 8] {
-    let (mut left, mut right) = halves(block);
-    for r in 0..ROUNDS {
-        (left, right) = (right, xor(left, round(signer, r, right)));
-    }
-    join(left, right)
+    join(feistel::encipher(ROUNDS, halves(block), |r, half| {
+        round(signer, r, half)
+    }))
 }
 
 fn decipher(signer: &Signer, block: [u8; 8]) -> [u8; 8] {
-    let (mut left, mut right) = halves(block);
-    for r in (0..ROUNDS).rev() {
-        (left, right) = (xor(right, round(signer, r, left)), left);
-    }
-    join(left, right)
+    join(feistel::decipher(ROUNDS, halves(block), |r, half| {
+        round(signer, r, half)
+    }))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -2,6 +2,7 @@
 //! types at the boundary, so the rest of the code never re-validates.
 
 mod email;
+pub mod feistel;
 mod name;
 mod password;
 mod spreadsheet;

@@ -35,6 +35,7 @@ use sqlx::AnyPool;
 use tokio::sync::OnceCell;
 
 use super::StoreError;
+use crate::domain::feistel;
 
 /// The name of the key in `app_secrets`.
 const KEY_NAME: &str = "reader_ids";
@@ -68,10 +69,7 @@ impl ReaderIds {
     pub fn public_id(&self, row: i64) -> uuid::Uuid {
         let row = u64::try_from(row).expect("row ids are positive");
         assert!(row <= HALF_MASK, "a row id fits in {HALF_BITS} bits");
-        let (mut left, mut right) = (row, 0u64);
-        for round in 0..ROUNDS {
-            (left, right) = (right, left ^ self.round(round, right));
-        }
+        let (left, right) = feistel::encipher(ROUNDS, (row, 0), |r, half| self.round(r, half));
         uuid::Uuid::from_u128(spread((u128::from(left) << HALF_BITS) | u128::from(right)))
     }
 
@@ -79,10 +77,8 @@ impl ReaderIds {
     /// stored one of before, a forged or mistyped one).
     pub fn row_of(&self, id: &uuid::Uuid) -> Option<i64> {
         let packed = gather(id.as_u128())?;
-        let (mut left, mut right) = ((packed >> HALF_BITS) as u64, (packed as u64) & HALF_MASK);
-        for round in (0..ROUNDS).rev() {
-            (left, right) = (right ^ self.round(round, left), left);
-        }
+        let halves = ((packed >> HALF_BITS) as u64, (packed as u64) & HALF_MASK);
+        let (left, right) = feistel::decipher(ROUNDS, halves, |r, half| self.round(r, half));
         if right != 0 || left == 0 {
             return None;
         }
