@@ -151,6 +151,14 @@ fn record_sent_sql(n: usize) -> String {
     )
 }
 
+/// The readers of `n` claimed deliveries, by their ids.
+pub(super) fn claimed_readers_sql(n: usize) -> String {
+    format!(
+        "select id, public_id, name, status from subscribers where id in ({})",
+        placeholders(1, n)
+    )
+}
+
 /// The first queued row, if any, in the order of its index.
 const FIRST_QUEUED: &str = concat!(
     "select id from outbox where status = ",
@@ -255,10 +263,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "select id, public_id, name, status from subscribers where id in ({})",
-            placeholders(1, ids.len())
-        );
+        let sql = claimed_readers_sql(ids.len());
         let mut query = sqlx::query(&sql);
         for id in &ids {
             query = query.bind(*id);
