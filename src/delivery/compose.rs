@@ -162,13 +162,20 @@ impl Composer {
     }
 
     /// The envelope of `job`: its own signed bounce address as the sender
-    /// when VERP is on, else lettre's default (the From address).
-    fn envelope(&self, job: &ClaimedJob, to: &Mailbox) -> Result<Option<Envelope>, ComposeError> {
-        let Some(bounce) = &self.bounce_address else {
-            return Ok(None);
+    /// when VERP is on, else the From address. Given whole to lettre, which
+    /// would otherwise parse it back out of the headers it has just
+    /// written, for every message.
+    fn envelope(
+        &self,
+        job: &ClaimedJob,
+        from: &Mailbox,
+        to: &Mailbox,
+    ) -> Result<Envelope, ComposeError> {
+        let sender = match &self.bounce_address {
+            Some(bounce) => bounce.envelope_sender(&self.signer, job.id),
+            None => from.email.clone(),
         };
-        let sender = bounce.envelope_sender(&self.signer, job.id);
-        Ok(Some(Envelope::new(Some(sender), vec![to.email.clone()])?))
+        Ok(Envelope::new(Some(sender), vec![to.email.clone()])?)
     }
 
     /// Whether this revision of a report is rendered and ready to personalise.
@@ -336,9 +343,18 @@ impl Composer {
             JobKind::Confirmation => self.confirmation_from.clone(),
             JobKind::Report | JobKind::Test => self.from.clone(),
         };
-        let envelope = self.envelope(job, &to)?;
+        let envelope = self.envelope(job, &from, &to)?;
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
-        let mut message = assemble(from, to, subject, &message_id, shape, text, html, envelope)?;
+        let mut message = assemble(
+            from,
+            to,
+            subject,
+            &message_id,
+            shape,
+            text,
+            html,
+            Some(envelope),
+        )?;
         if let Some(reply_to) = &self.reply_to {
             message
                 .headers_mut()

@@ -115,6 +115,27 @@ struct Claimed {
     unusable: Vec<JobOutcome>,
 }
 
+/// How long outcomes that have begun a write wait for others to join them.
+/// Written as they came, a busy worker's writes held about seven outcomes
+/// each, and every write costs a commit (on SQLite, the log pages it
+/// touched, and two hand-offs to the connection's thread) whatever it
+/// holds. A write still holds at most one outcome per sender, so what a
+/// crash can leave sent but unrecorded stays bounded by the concurrency.
+const GATHER_OUTCOMES: Duration = Duration::from_millis(5);
+
+/// Adds to `chunk` the outcomes that arrive within [`GATHER_OUTCOMES`], up
+/// to `most` in all.
+async fn gather<T>(incoming: &mut tokio::sync::mpsc::Receiver<T>, chunk: &mut Vec<T>, most: usize) {
+    let until = tokio::time::Instant::now() + GATHER_OUTCOMES;
+    while chunk.len() < most {
+        let room = most - chunk.len();
+        match tokio::time::timeout_at(until, incoming.recv_many(chunk, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// The next queued message, if one is there now. The queue being locked
 /// means another sender is waiting on it: it is empty. An empty queue gets
 /// one chance to be refilled, since the feeder may be just about to run.
@@ -754,6 +775,7 @@ impl Dispatcher {
                 .await
                 > 0
             {
+                gather(&mut incoming, &mut chunk, most).await;
                 this.record(&mut writer, &chunk, &cancel).await?;
                 chunk.clear();
             }
