@@ -1060,3 +1060,50 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outcomes that arrive while a write gathers join it, up to `most`;
+    /// later ones, or more than `most`, wait for the next write, and a
+    /// closed channel ends the gathering at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_gathers_what_arrives_soon_up_to_its_size() {
+        let (outcomes, mut incoming) = tokio::sync::mpsc::channel::<u32>(16);
+        let sender = tokio::spawn(async move {
+            for (n, after_ms) in [(1, 1), (2, 2), (3, 1), (4, 10)] {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                outcomes.send(n).await.unwrap();
+            }
+            outcomes
+        });
+        let mut chunk = Vec::new();
+        incoming.recv_many(&mut chunk, 8).await;
+        gather(&mut incoming, &mut chunk, 8).await;
+        assert_eq!(chunk, [1, 2, 3], "the fourth came after the window");
+
+        let outcomes = sender.await.unwrap();
+        for n in 5..8 {
+            outcomes.send(n).await.unwrap();
+        }
+        chunk.clear();
+        incoming.recv_many(&mut chunk, 2).await;
+        let started = tokio::time::Instant::now();
+        gather(&mut incoming, &mut chunk, 3).await;
+        assert_eq!(chunk, [4, 5, 6]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "a full write does not wait"
+        );
+
+        drop(outcomes);
+        chunk.clear();
+        incoming.recv_many(&mut chunk, 8).await;
+        let started = tokio::time::Instant::now();
+        gather(&mut incoming, &mut chunk, 8).await;
+        assert_eq!(chunk, [7]);
+        assert_eq!(started.elapsed(), Duration::ZERO, "nothing more can come");
+    }
+}
