@@ -119,8 +119,9 @@ struct Claimed {
 /// Written as they came, a busy worker's writes held about seven outcomes
 /// each, and every write costs a commit (on SQLite, the log pages it
 /// touched, and two hand-offs to the connection's thread) whatever it
-/// holds. A write still holds at most one outcome per sender, so what a
-/// crash can leave sent but unrecorded stays bounded by the concurrency.
+/// holds. A write still holds no more outcomes than there are senders, so
+/// what a crash can leave sent but unrecorded stays bounded by the
+/// concurrency.
 const GATHER_OUTCOMES: Duration = Duration::from_millis(5);
 
 /// Adds to `chunk` the outcomes that arrive within [`GATHER_OUTCOMES`], up

@@ -194,13 +194,15 @@ impl Store {
     /// readers, read by id for every claimed batch, may have been imported
     /// moments ago: with no statistics at all the planner reads all of them
     /// for each batch (15 ms a batch of 500 at 100,000 readers, against
-    /// 0.7 ms through the primary key). They are sampled again only when
-    /// autovacuum itself would do so, a tenth of them changed, as a sample
-    /// of a million takes a third of a second.
+    /// 0.7 ms through the primary key). They are sampled when they never
+    /// were (whatever the change counters say: those are published late,
+    /// and lost in a crash), and again only when autovacuum itself would,
+    /// a tenth of them changed, as a sample of a million takes a third of a
+    /// second.
     async fn refresh_send_statistics(&self) -> Result<(), StoreError> {
         sqlx::query("analyze outbox").execute(&self.write).await?;
         let stale: bool = sqlx::query_scalar(
-            "select coalesce((select s.n_mod_since_analyze > greatest(c.reltuples, 0) / 10 \
+            "select coalesce((select c.reltuples < 0 or s.n_mod_since_analyze > c.reltuples / 10 \
              from pg_class c join pg_stat_user_tables s on s.relid = c.oid \
              where c.oid = 'subscribers'::regclass), true)",
         )
