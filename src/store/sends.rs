@@ -760,7 +760,13 @@ pub(super) async fn counted_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::outbox::claimed_readers_sql;
     use crate::store::test_stores::{plan, reads_all_of, stores, Arg};
+
+    /// Report 1, which the sends of these tests carry.
+    const REPORT_ONE: &str = "insert into reports (id, public_id, slug, title, source, \
+        created_at, updated_at) values (1, '00000000-0000-4000-8000-000000000001', 'one', 't', \
+        's', 0, 0)";
 
     /// A list imported moments before its send has no statistics yet on
     /// PostgreSQL. Planned without them, each claimed batch's readers were
@@ -779,8 +785,7 @@ mod tests {
             .await
             .unwrap();
             for sql in [
-                "insert into reports (id, public_id, slug, title, source, created_at, updated_at) \
-                 values (1, '00000000-0000-4000-8000-000000000001', 'one', 't', 's', 0, 0)",
+                REPORT_ONE,
                 "insert into sends (id, report_id, idempotency_key, state, scheduled_at, created_at) \
                  values (1, 1, 'k', 'scheduled', 0, 0)",
             ] {
@@ -789,7 +794,7 @@ mod tests {
             assert!(store.start_send(1, 0).await.unwrap());
 
             let batch: Vec<Arg> = (1_001..1_501).map(Arg::Int).collect();
-            let sql = super::super::outbox::claimed_readers_sql(batch.len());
+            let sql = claimed_readers_sql(batch.len());
             let plan = plan(&store, &sql, &batch).await;
             assert!(!reads_all_of(&plan, "subscribers"), "{plan}");
         }
@@ -806,8 +811,7 @@ mod tests {
     /// still queued.
     async fn drifted_send(store: &Store) {
         for sql in [
-            "insert into reports (id, public_id, slug, title, source, created_at, updated_at) \
-             values (1, '00000000-0000-4000-8000-000000000001', 'one', 't', 's', 0, 0)",
+            REPORT_ONE,
             "insert into sends (id, report_id, idempotency_key, state, scheduled_at, started_at, \
              total, created_at) values (1, 1, 'k', 'sending', 0, 0, 3, 0)",
             "insert into outbox (kind, subscriber_id, report_id, recipient, next_attempt_at, \
