@@ -21,6 +21,9 @@ pub enum StoreError {
     Unanswered(std::time::Duration),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
+    /// A read on a connection outside the pools (see `direct_reads`).
+    #[error("database error: {0}")]
+    Direct(String),
 }
 
 /// Why the database cannot be written, when the disk is to blame.

@@ -35,6 +35,7 @@ macro_rules! claim_due {
 mod admins;
 mod bounces;
 mod consents;
+mod direct_reads;
 mod error;
 mod events;
 mod kept;
@@ -64,6 +65,7 @@ pub use bounces::{
     Suppression,
 };
 pub use consents::{Consent, PreconfirmedOutcome};
+pub use direct_reads::DirectReader;
 pub use error::{StorageProblem, StoreError};
 pub use events::{ClaimedWebhook, WebhookDelivery, WebhookOutcome};
 pub use kept::{HeldConnection, KeptConnection};
@@ -104,6 +106,8 @@ pub struct Store {
     events: Arc<events::EventInterest>,
     /// Readers' public ids, under a key read from the database on first use.
     reader_ids: reader_ids::ReaderIdsCell,
+    /// The SQLite database's file, which [`DirectReader`]s open.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// Current time in Unix milliseconds, the unit every table uses.
@@ -139,7 +143,7 @@ impl Store {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
-            let url = prepare_sqlite_url(url)?;
+            let (url, path) = prepare_sqlite_url(url)?;
             let options = AnyConnectOptions::from_str(&url)?;
             let read = sqlite_pool(max_connections.max(2), READ_CACHE_KIB)
                 .connect_with(options.clone())
@@ -169,6 +173,7 @@ impl Store {
                 queued,
                 events,
                 reader_ids,
+                sqlite_path: Some(path),
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -206,6 +211,7 @@ impl Store {
                 queued,
                 events,
                 reader_ids,
+                sqlite_path: None,
             })
         }
     }
@@ -260,8 +266,9 @@ fn sqlite_pool(max: u32, cache_kib: u32) -> AnyPoolOptions {
                 // timeout covers a second process (a `worker` beside `serve`).
                 conn.execute(&*format!(
                     "pragma journal_mode = wal; pragma synchronous = normal; \
-                     pragma busy_timeout = 10000; pragma foreign_keys = on; \
-                     pragma cache_size = -{cache_kib};"
+                     pragma busy_timeout = {busy}; pragma foreign_keys = on; \
+                     pragma cache_size = -{cache_kib};",
+                    busy = SQLITE_BUSY.as_millis()
                 ))
                 .await?;
                 Ok(())
@@ -269,12 +276,19 @@ fn sqlite_pool(max: u32, cache_kib: u32) -> AnyPoolOptions {
         })
 }
 
-/// Makes sure the file's directory exists and the file is created if missing.
-fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+/// How long an SQLite statement waits for another connection's lock
+/// (a `newsletter worker` beside `serve`, a command) before it fails.
+const SQLITE_BUSY: Duration = Duration::from_secs(10);
+
+/// Makes sure the file's directory exists and the file is created if
+/// missing; the URL to connect with, and the file's path.
+fn prepare_sqlite_url(url: &str) -> Result<(String, std::path::PathBuf), StoreError> {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    let path = rest.split('?').next().unwrap_or_default();
+    let encoded = rest.split('?').next().unwrap_or_default();
+    // As sqlx reads it: a `?` or `#` in a file name comes percent-encoded.
+    let path = &*percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
     if path.is_empty() || path == ":memory:" {
         return Err(StoreError::Config(
             "an SQLite database needs a file path, e.g. sqlite://data/newsletter.db".into(),
@@ -286,13 +300,14 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     };
     check_data_directory(dir, Path::new(path))?;
     create_private_file(Path::new(path))?;
-    Ok(if url.contains("mode=") {
+    let url = if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
-    })
+    };
+    Ok((url, Path::new(path).to_path_buf()))
 }
 
 /// Makes sure the database's directory exists and that the service can

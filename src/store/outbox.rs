@@ -7,7 +7,9 @@
 
 use sqlx::Row;
 
-use super::{placeholders, value_rows, Backend, HeldConnection, Store, StoreError};
+use super::{
+    placeholders, value_rows, Backend, DirectReader, HeldConnection, Store, StoreError, SQLITE_BUSY,
+};
 use crate::bounces::SuppressionReason;
 use crate::domain::{DeliveryState, SubscriberStatus};
 
@@ -122,6 +124,26 @@ pub enum ClaimCheck {
     Lost,
     /// Still ours, but the lease is about to run out (renewals are failing).
     Expiring,
+}
+
+/// Where a claimed row stands for `worker`, from its state, its holder and
+/// its lease, which must last beyond `valid_until` for the message to go.
+pub(super) fn claim_check(
+    status: DeliveryState,
+    leased_by: Option<&str>,
+    lease_until: Option<i64>,
+    worker: &str,
+    valid_until: i64,
+) -> ClaimCheck {
+    if leased_by != Some(worker) {
+        return ClaimCheck::Lost;
+    }
+    match status {
+        DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => ClaimCheck::Held,
+        DeliveryState::Queued => ClaimCheck::Expiring,
+        DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
+        DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => ClaimCheck::Lost,
+    }
 }
 
 const CLAIM_SQLITE: &str = claim_due!(
@@ -401,25 +423,27 @@ impl Store {
         let mut checks: Vec<(i64, ClaimCheck)> = rows
             .into_iter()
             .map(|(id, status, leased_by, lease_until)| {
-                let check = if leased_by.as_deref() != Some(worker) {
-                    ClaimCheck::Lost
-                } else {
-                    match status {
-                        DeliveryState::Queued if lease_until.is_some_and(|t| t > valid_until) => {
-                            ClaimCheck::Held
-                        }
-                        DeliveryState::Queued => ClaimCheck::Expiring,
-                        DeliveryState::Paused | DeliveryState::Cancelled => ClaimCheck::Withdrawn,
-                        DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Skipped => {
-                            ClaimCheck::Lost
-                        }
-                    }
-                };
+                let check = claim_check(
+                    status,
+                    leased_by.as_deref(),
+                    lease_until,
+                    worker,
+                    valid_until,
+                );
                 (id, check)
             })
             .collect();
         checks.sort_unstable_by_key(|(id, _)| *id);
         Ok(checks)
+    }
+
+    /// The claim checks of this store's worker, read on the asking task's
+    /// own thread where that is cheaper than the pool (SQLite; see
+    /// `direct_reads`), or `None` to ask [`Store::check_claims`].
+    pub fn direct_reader(&self) -> Option<DirectReader> {
+        self.sqlite_path
+            .as_deref()
+            .map(|path| DirectReader::new(path, SQLITE_BUSY))
     }
 
     /// Extends the leases on `held`, the rows `worker` holds, so those
@@ -648,7 +672,7 @@ async fn record_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_stores::{plan, stores, Arg::*};
+    use crate::store::test_stores::{claimed_confirmations, plan, stores, Arg::*};
 
     /// Whether mail waits is answered from the index of queued rows: read
     /// from the table's start, the answer would come after every row sent
@@ -698,17 +722,7 @@ mod tests {
     #[tokio::test]
     async fn sent_outcomes_wait_for_another_writer_and_land_whole() {
         for store in stores("sent_waits").await {
-            sqlx::query(
-                "insert into outbox (kind, recipient, next_attempt_at, created_at, status) \
-                 values ('confirmation', 'a@x.org', 0, 0, 'queued'), \
-                 ('confirmation', 'b@x.org', 0, 0, 'queued'), \
-                 ('confirmation', 'c@x.org', 0, 0, 'queued')",
-            )
-            .execute(store.pool())
-            .await
-            .unwrap();
-            let jobs = store.claim_due_jobs("w", 10, 100_000, 10).await.unwrap();
-            assert_eq!(jobs.len(), 3);
+            let jobs = claimed_confirmations(&store, 3).await;
             // Not the store's writer: a connection of its own.
             let mut other = store.read.acquire().await.unwrap();
             let lock = match store.backend {

@@ -127,3 +127,21 @@ pub(super) fn reads_all_of(plan: &str, table: &str) -> bool {
         step.starts_with(&format!("SCAN {table}")) || step.contains(&format!("Seq Scan on {table}"))
     })
 }
+
+/// `n` confirmations queued and claimed by worker `w` (leases until
+/// 100,000), in id order.
+pub(super) async fn claimed_confirmations(store: &Store, n: usize) -> Vec<super::ClaimedJob> {
+    let rows: Vec<String> = (0..n)
+        .map(|i| format!("('confirmation', 'r{i}@x.org', 0, 0, 'queued')"))
+        .collect();
+    sqlx::query(&format!(
+        "insert into outbox (kind, recipient, next_attempt_at, created_at, status) values {}",
+        rows.join(", ")
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let jobs = store.claim_due_jobs("w", 10, 100_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), n);
+    jobs
+}
