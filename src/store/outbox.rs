@@ -7,9 +7,7 @@
 
 use sqlx::Row;
 
-use super::{
-    placeholders, value_rows, Backend, DirectReader, HeldConnection, Store, StoreError, SQLITE_BUSY,
-};
+use super::{placeholders, value_rows, Backend, DirectReader, HeldConnection, Store, StoreError};
 use crate::bounces::SuppressionReason;
 use crate::domain::{DeliveryState, SubscriberStatus};
 
@@ -125,6 +123,12 @@ pub enum ClaimCheck {
     /// Still ours, but the lease is about to run out (renewals are failing).
     Expiring,
 }
+
+/// How long a direct claim check waits for a lock. In WAL mode a read
+/// waits only in rare moments (a connection recovering the log); it runs
+/// on a thread of the runtime, which must not stall for the pool's ten
+/// seconds, so it fails sooner and the message waits for its next turn.
+const DIRECT_BUSY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Where a claimed row stands for `worker`, from its state, its holder and
 /// its lease, which must last beyond `valid_until` for the message to go.
@@ -443,7 +447,7 @@ impl Store {
     pub fn direct_reader(&self) -> Option<DirectReader> {
         self.sqlite_path
             .as_deref()
-            .map(|path| DirectReader::new(path, SQLITE_BUSY))
+            .map(|path| DirectReader::new(path, DIRECT_BUSY))
     }
 
     /// Extends the leases on `held`, the rows `worker` holds, so those
