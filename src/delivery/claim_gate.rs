@@ -10,7 +10,8 @@
 //! a read made after its question was asked, and an idle worker's single
 //! question goes at once. On SQLite, where a read is over before the next
 //! question comes, each is read at once on the asking task's own thread
-//! instead (see `store::DirectReader`).
+//! instead (see `store::DirectReader`), and only a read that fails there
+//! goes the shared way.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -62,8 +63,12 @@ impl ClaimGate {
     pub async fn check(&self, ids: &[i64]) -> Vec<Answer> {
         if let Some(direct) = &self.direct {
             let valid_until = now_ms() + self.margin.as_millis() as i64;
-            let read = direct.check_claims(ids, &self.worker, valid_until);
-            return ids.iter().map(|&id| answer(&read, id)).collect();
+            match direct.check_claims(ids, &self.worker, valid_until) {
+                Ok(checks) => return ids.iter().map(|&id| Ok(found(&checks, id))).collect(),
+                // Another connection's lock, mostly: the pool, which waits
+                // its turn, is asked instead.
+                Err(e) => tracing::debug!(error = %e, "direct claim check failed; asking the pool"),
+            }
         }
         let stopped = || Err("the claim checks stopped".to_string());
         let questions = self.questions.get_or_init(|| self.start());
@@ -124,9 +129,69 @@ impl ClaimGate {
 /// row the read did not find is `Lost`.
 fn answer(read: &Result<Vec<(i64, ClaimCheck)>, StoreError>, id: i64) -> Answer {
     match read {
-        Ok(checks) => Ok(checks
-            .binary_search_by_key(&id, |(id, _)| *id)
-            .map_or(ClaimCheck::Lost, |found| checks[found].1)),
+        Ok(checks) => Ok(found(checks, id)),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Delivery `id`'s check among `checks`, sorted by id; `Lost` when the
+/// read did not find it.
+fn found(checks: &[(i64, ClaimCheck)], id: i64) -> ClaimCheck {
+    checks
+        .binary_search_by_key(&id, |(id, _)| *id)
+        .map_or(ClaimCheck::Lost, |at| checks[at].1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A direct read that fails does not fail the message: the check is
+    /// asked of the pool instead, and the next direct read opens afresh.
+    #[tokio::test]
+    async fn a_direct_read_that_fails_is_asked_of_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.db");
+        let store = Store::connect(&format!("sqlite://{}", path.display()), 4)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        sqlx::query(
+            "insert into outbox (kind, recipient, next_attempt_at, created_at, status) \
+             values ('confirmation', 'a@x.org', 0, 0, 'queued')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let now = now_ms();
+        let id = store
+            .claim_due_jobs("w", now, now + 600_000, 10)
+            .await
+            .unwrap()[0]
+            .id;
+        // A read connection of the pool is open (and idle, for the gate to
+        // take); the gate's own is opened on its first read, and the file is
+        // not where it looks.
+        store.ping().await.unwrap();
+        let away = dir.path().join("away.db");
+        std::fs::rename(&path, &away).unwrap();
+        let direct = store.direct_reader().unwrap();
+        assert!(direct.check_claims(&[id], "w", now).is_err());
+        let gate = ClaimGate::new(
+            store.clone(),
+            "w".into(),
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        );
+        let answers = gate.check(&[id]).await;
+        assert!(matches!(answers[..], [Ok(ClaimCheck::Held)]), "{answers:?}");
+
+        std::fs::rename(&away, &path).unwrap();
+        assert_eq!(
+            direct.check_claims(&[id], "w", now).unwrap(),
+            vec![(id, ClaimCheck::Held)],
+            "the direct read answers again"
+        );
+        store.close().await;
     }
 }

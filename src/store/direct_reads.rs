@@ -10,6 +10,11 @@
 //! so here it is made where it is asked, on a connection of its own.
 //! PostgreSQL keeps the pooled read, where the round trip to the server is
 //! the cost and one read answers many questions.
+//!
+//! A read here never waits for a lock: it runs on a thread of the runtime,
+//! which must not stall. In WAL mode a reader meets a lock only in rare
+//! moments (a connection recovering the log); the check then fails at once
+//! and the caller asks the pool, which waits its turn.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,17 +31,15 @@ use crate::domain::DeliveryState;
 /// another thread would.
 pub struct DirectReader {
     path: PathBuf,
-    /// How long a read may wait for a lock before it fails.
-    busy: Duration,
-    /// Opened on first use; dropped after a failure, to be opened again.
+    /// Opened on first use; dropped after a failure other than a lock, to
+    /// be opened again.
     connection: Mutex<Option<Connection>>,
 }
 
 impl DirectReader {
-    pub(super) fn new(path: &Path, busy: Duration) -> DirectReader {
+    pub(super) fn new(path: &Path) -> DirectReader {
         DirectReader {
             path: path.to_path_buf(),
-            busy,
             connection: Mutex::new(None),
         }
     }
@@ -59,30 +62,52 @@ impl DirectReader {
             None => guard.insert(self.open()?),
         };
         let read = read_claims(connection, ids, worker, valid_until);
-        if read.is_err() {
+        if read.as_ref().is_err_and(|e| !is_lock(e)) {
             // Whatever state the failure left it in, the next read starts
             // on a fresh connection.
             *guard = None;
         }
-        read
+        read.map_err(|e| StoreError::Direct(e.to_string()))
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
+        self.connect()
+            .map_err(|e| StoreError::Direct(e.to_string()))
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
         // Read-write without create: the file exists (the pool made it),
         // and a read-only connection could not set up the shared memory of
         // a WAL database that no other connection has open.
         let connection = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(direct)?;
-        connection.busy_timeout(self.busy).map_err(direct)?;
+        )?;
+        // Never waits for a lock (see the module).
+        connection.busy_timeout(Duration::ZERO)?;
         // It only ever reads: anything else is refused.
-        connection
-            .pragma_update(None, "query_only", true)
-            .map_err(direct)?;
+        connection.pragma_update(None, "query_only", true)?;
         Ok(connection)
     }
+}
+
+/// Why a direct read failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("outbox row {0}: {1}")]
+    Corrupt(i64, String),
+}
+
+/// Whether another connection's lock stopped the read: the connection is
+/// sound, only the moment was wrong.
+fn is_lock(e: &ReadError) -> bool {
+    matches!(
+        e,
+        ReadError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn read_claims(
@@ -90,28 +115,26 @@ fn read_claims(
     ids: &[i64],
     worker: &str,
     valid_until: i64,
-) -> Result<Vec<(i64, ClaimCheck)>, StoreError> {
+) -> Result<Vec<(i64, ClaimCheck)>, ReadError> {
     let sql = format!(
         "select id, status, leased_by, lease_until from outbox where id in ({})",
         vec!["?"; ids.len()].join(", ")
     );
-    let mut statement = connection.prepare_cached(&sql).map_err(direct)?;
-    let rows = statement
-        .query_map(rusqlite::params_from_iter(ids), |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-            ))
-        })
-        .map_err(direct)?;
+    let mut statement = connection.prepare_cached(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(ids), |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, Option<i64>>(3)?,
+        ))
+    })?;
     let mut checks = Vec::with_capacity(ids.len());
     for row in rows {
-        let (id, status, leased_by, lease_until) = row.map_err(direct)?;
+        let (id, status, leased_by, lease_until) = row?;
         let status: DeliveryState = status
             .parse()
-            .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
+            .map_err(|e: crate::domain::UnknownState| ReadError::Corrupt(id, e.to_string()))?;
         let check = claim_check(
             status,
             leased_by.as_deref(),
@@ -123,10 +146,6 @@ fn read_claims(
     }
     checks.sort_unstable_by_key(|(id, _)| *id);
     Ok(checks)
-}
-
-fn direct(e: rusqlite::Error) -> StoreError {
-    StoreError::Direct(e.to_string())
 }
 
 #[cfg(test)]

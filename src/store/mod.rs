@@ -173,7 +173,9 @@ impl Store {
                 queued,
                 events,
                 reader_ids,
-                sqlite_path: Some(path),
+                // Another VFS or an immutable file is read only as sqlx
+                // opens it.
+                sqlite_path: (!url.contains("vfs=") && !url.contains("immutable=")).then_some(path),
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -286,20 +288,19 @@ fn prepare_sqlite_url(url: &str) -> Result<(String, std::path::PathBuf), StoreEr
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    let encoded = rest.split('?').next().unwrap_or_default();
-    // As sqlx reads it: a `?` or `#` in a file name comes percent-encoded.
-    let path = &*percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
-    if path.is_empty() || path == ":memory:" {
+    let raw = rest.split('?').next().unwrap_or_default();
+    if raw.is_empty() || raw == ":memory:" {
         return Err(StoreError::Config(
             "an SQLite database needs a file path, e.g. sqlite://data/newsletter.db".into(),
         ));
     }
-    let dir = match Path::new(path).parent() {
+    let path = sqlx_file(url)?;
+    let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    check_data_directory(dir, Path::new(path))?;
-    create_private_file(Path::new(path))?;
+    check_data_directory(dir, &path)?;
+    create_private_file(&path)?;
     let url = if url.contains("mode=") {
         url.to_string()
     } else if url.contains('?') {
@@ -307,7 +308,20 @@ fn prepare_sqlite_url(url: &str) -> Result<(String, std::path::PathBuf), StoreEr
     } else {
         format!("{url}?mode=rwc")
     };
-    Ok((url, Path::new(path).to_path_buf()))
+    Ok((url, path))
+}
+
+/// The file sqlx opens for `url`: its `Any` driver reads the URL as a URL
+/// first (dropping `.` and `..` segments), then SQLite's options decode
+/// the path (a `?` or `#` in a file name comes percent-encoded).
+fn sqlx_file(url: &str) -> Result<std::path::PathBuf, StoreError> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        StoreError::Config(format!("the SQLite database URL {url:?} is not valid: {e}"))
+    };
+    let normalised = url::Url::parse(url).map_err(|e| invalid(&e))?;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(normalised.as_str())
+        .map_err(|e| invalid(&e))?;
+    Ok(options.get_filename().to_path_buf())
 }
 
 /// Makes sure the database's directory exists and that the service can
@@ -470,6 +484,25 @@ fn value_rows(rows: usize, columns: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file made before connecting, and read by the direct claim
+    /// checks, is the one sqlx opens: the URL read as a URL, the path
+    /// percent-decoded.
+    #[test]
+    fn the_sqlite_file_is_named_as_sqlx_reads_the_url() {
+        for (url, file) in [
+            ("sqlite://data/newsletter.db", "data/newsletter.db"),
+            (
+                "sqlite:///var/lib/newsletter/db.sqlite",
+                "/var/lib/newsletter/db.sqlite",
+            ),
+            ("sqlite:relative.db?mode=rwc", "relative.db"),
+            ("sqlite://data/../x.db", "data/x.db"),
+            ("sqlite:///tmp/a%20b%3F.db", "/tmp/a b?.db"),
+        ] {
+            assert_eq!(sqlx_file(url).unwrap(), Path::new(file), "{url}");
+        }
+    }
 
     #[test]
     fn value_rows_number_parameters_in_order() {

@@ -124,12 +124,6 @@ pub enum ClaimCheck {
     Expiring,
 }
 
-/// How long a direct claim check waits for a lock. In WAL mode a read
-/// waits only in rare moments (a connection recovering the log); it runs
-/// on a thread of the runtime, which must not stall for the pool's ten
-/// seconds, so it fails sooner and the message waits for its next turn.
-const DIRECT_BUSY: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// Where a claimed row stands for `worker`, from its state, its holder and
 /// its lease, which must last beyond `valid_until` for the message to go.
 pub(super) fn claim_check(
@@ -445,9 +439,7 @@ impl Store {
     /// own thread where that is cheaper than the pool (SQLite; see
     /// `direct_reads`), or `None` to ask [`Store::check_claims`].
     pub fn direct_reader(&self) -> Option<DirectReader> {
-        self.sqlite_path
-            .as_deref()
-            .map(|path| DirectReader::new(path, DIRECT_BUSY))
+        self.sqlite_path.as_deref().map(DirectReader::new)
     }
 
     /// Extends the leases on `held`, the rows `worker` holds, so those
