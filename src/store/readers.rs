@@ -159,34 +159,43 @@ impl Store {
     pub async fn find_readers(&self, query: &ReaderQuery) -> Result<ReaderPage, StoreError> {
         let filter = ReaderFilter::new(self.backend, query);
         let (clause, next) = filter.clause();
-        let (matching, more) = if filter.searches() {
-            let sql =
-                format!("select count(*) as n from (select 1 {clause} limit ${next}) as found");
-            let counted: i64 = filter
-                .query(&sql)
-                .bind(SEARCH_COUNT_LIMIT + 1)
-                .fetch_one(&self.read)
-                .await?
-                .try_get("n")?;
-            (
-                counted.min(SEARCH_COUNT_LIMIT),
-                counted > SEARCH_COUNT_LIMIT,
-            )
-        } else {
-            // Without a search the counts are kept per status.
-            (self.count_readers(query.status).await?, false)
+        // The count and the page are read at once, on two connections: a
+        // search through the address index costs each of them one pass
+        // over the index, and side by side the page waits for one.
+        let counting = async {
+            if filter.searches() {
+                let sql =
+                    format!("select count(*) as n from (select 1 {clause} limit ${next}) as found");
+                let counted: i64 = filter
+                    .query(&sql)
+                    .bind(SEARCH_COUNT_LIMIT + 1)
+                    .fetch_one(&self.read)
+                    .await?
+                    .try_get("n")?;
+                Ok::<_, StoreError>((
+                    counted.min(SEARCH_COUNT_LIMIT),
+                    counted > SEARCH_COUNT_LIMIT,
+                ))
+            } else {
+                // Without a search the counts are kept per status.
+                Ok((self.count_readers(query.status).await?, false))
+            }
         };
         let sql = format!(
             "select {SUBSCRIBER_COLUMNS} {clause} order by {order} desc limit ${next} offset ${after}",
             order = filter.order,
             after = next + 1,
         );
-        let rows = filter
-            .query(&sql)
-            .bind(query.limit)
-            .bind(query.offset)
-            .fetch_all(&self.read)
-            .await?;
+        let paging = async {
+            filter
+                .query(&sql)
+                .bind(query.limit)
+                .bind(query.offset)
+                .fetch_all(&self.read)
+                .await
+                .map_err(StoreError::from)
+        };
+        let ((matching, more), rows) = tokio::try_join!(counting, paging)?;
         let ids = self.reader_ids().await?;
         let readers = rows
             .iter()
