@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::outbox::{claim_check, ClaimCheck};
+use super::outbox::{claim_check, claim_checks_sql, ClaimCheck};
 use super::StoreError;
 use crate::domain::DeliveryState;
 
@@ -59,7 +59,7 @@ impl DirectReader {
         let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let connection = match guard.as_mut() {
             Some(connection) => connection,
-            None => guard.insert(self.open()?),
+            None => guard.insert(self.open().map_err(|e| StoreError::Direct(e.to_string()))?),
         };
         let read = read_claims(connection, ids, worker, valid_until);
         if read.as_ref().is_err_and(|e| !is_lock(e)) {
@@ -70,12 +70,7 @@ impl DirectReader {
         read.map_err(|e| StoreError::Direct(e.to_string()))
     }
 
-    fn open(&self) -> Result<Connection, StoreError> {
-        self.connect()
-            .map_err(|e| StoreError::Direct(e.to_string()))
-    }
-
-    fn connect(&self) -> rusqlite::Result<Connection> {
+    fn open(&self) -> rusqlite::Result<Connection> {
         // Read-write without create: the file exists (the pool made it),
         // and a read-only connection could not set up the shared memory of
         // a WAL database that no other connection has open.
@@ -116,11 +111,9 @@ fn read_claims(
     worker: &str,
     valid_until: i64,
 ) -> Result<Vec<(i64, ClaimCheck)>, ReadError> {
-    let sql = format!(
-        "select id, status, leased_by, lease_until from outbox where id in ({})",
-        vec!["?"; ids.len()].join(", ")
-    );
-    let mut statement = connection.prepare_cached(&sql)?;
+    // `$1`, `$2`… are numbered in the order they appear, so they bind
+    // positionally here as they do through sqlx.
+    let mut statement = connection.prepare_cached(&claim_checks_sql(ids.len()))?;
     let rows = statement.query_map(rusqlite::params_from_iter(ids), |row| {
         Ok((
             row.get::<_, i64>(0)?,

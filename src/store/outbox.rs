@@ -144,6 +144,15 @@ pub(super) fn claim_check(
     }
 }
 
+/// The statement that reads where `n` claimed rows stand, for
+/// [`claim_check`]: the pooled read's and the direct one's.
+pub(super) fn claim_checks_sql(n: usize) -> String {
+    format!(
+        "select id, status, leased_by, lease_until from outbox where id in ({})",
+        placeholders(1, n)
+    )
+}
+
 const CLAIM_SQLITE: &str = claim_due!(
     table: "outbox",
     queued: [queued_literal!()],
@@ -407,10 +416,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "select id, status, leased_by, lease_until from outbox where id in ({})",
-            placeholders(1, ids.len())
-        );
+        let sql = claim_checks_sql(ids.len());
         let query = ids
             .iter()
             .fold(sqlx::query_as(&sql), |query, id| query.bind(*id));
