@@ -260,6 +260,10 @@ pub struct MailSettings {
     pub pool_size: u32,
     /// Timeout for one SMTP command, in seconds.
     pub timeout_secs: u64,
+    /// How long the relay may take to give its verdict on a message's data,
+    /// in seconds. Giving up there is the one moment a message the relay
+    /// took may be sent again, so it is long (RFC 5321 allows 10 minutes).
+    pub data_timeout_secs: u64,
     /// Optional DKIM signing.
     pub dkim: Option<DkimSettings>,
     /// The name this service gives itself in EHLO, a fully qualified
@@ -403,8 +407,8 @@ pub struct WebhookSettings {
     /// taken. A valid SNS signature only proves that some topic sent it.
     pub ses_topic_arns: Vec<String>,
     /// Hosts the SNS signing certificate may be fetched from: `.suffix`
-    /// matches the suffix, anything else the exact host. Only HTTPS, except
-    /// on a loopback address.
+    /// matches the suffix, `*` one label (`sns.*.amazonaws.com`), anything
+    /// else the exact host. Only HTTPS, except on a loopback address.
     pub sns_certificate_hosts: Vec<String>,
     /// Postmark: the basic-auth user and password put in the webhook URL.
     #[serde(serialize_with = "serialize_secret_opt")]
@@ -466,6 +470,7 @@ impl Default for Settings {
                 from: "The Weekly Report <newsletter@localhost.localdomain>".into(),
                 pool_size: 8,
                 timeout_secs: 30,
+                data_timeout_secs: 600,
                 dkim: None,
                 allow_plaintext_auth: false,
                 bounce_address: None,
@@ -496,7 +501,10 @@ impl Default for Settings {
                 raw_retention_days: 90,
                 webhooks: WebhookSettings {
                     ses_topic_arns: Vec::new(),
-                    sns_certificate_hosts: vec![".amazonaws.com".into()],
+                    sns_certificate_hosts: crate::bounces::webhooks::SNS_HOSTS
+                        .iter()
+                        .map(|h| h.to_string())
+                        .collect(),
                     postmark_username: None,
                     postmark_password: None,
                     mailgun_signing_key: None,
@@ -619,6 +627,33 @@ impl Settings {
         self.validate_look()?;
         if self.delivery.lease_secs == 0 {
             return Err(invalid("delivery.lease_secs", "must be at least 1"));
+        }
+        if let Some(wide) = self
+            .bounces
+            .webhooks
+            .sns_certificate_hosts
+            .iter()
+            .find(|h| {
+                matches!(
+                    h.to_ascii_lowercase().as_str(),
+                    ".amazonaws.com" | ".amazonaws.com.cn"
+                )
+            })
+        {
+            return Err(invalid(
+                "bounces.webhooks.sns_certificate_hosts",
+                format!(
+                    "{wide:?} admits every site hosted at Amazon, S3 buckets anyone can fill \
+                     included, so anyone could sign a forged bounce: use \"sns.*.amazonaws.com\" \
+                     (the default)"
+                ),
+            ));
+        }
+        if self.mail.timeout_secs == 0 || self.mail.data_timeout_secs == 0 {
+            return Err(invalid(
+                "mail",
+                "timeout_secs and data_timeout_secs must be at least 1",
+            ));
         }
         let http = &self.http;
         if http.max_connections == 0
@@ -860,6 +895,27 @@ mod tests {
             assert_eq!(s.delivery.concurrency, 5);
             Ok(())
         });
+    }
+
+    #[test]
+    fn an_sns_host_rule_admitting_all_of_amazon_is_refused() {
+        let mut s = Settings::default();
+        s.bounces.webhooks.sns_certificate_hosts = vec![".amazonaws.com".into()];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("sns_certificate_hosts") && err.contains("S3"),
+            "{err}"
+        );
+        s.bounces.webhooks.sns_certificate_hosts = vec!["sns.*.amazonaws.com".into()];
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn timeouts_of_zero_are_refused() {
+        let mut s = Settings::default();
+        s.mail.data_timeout_secs = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("data_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -14,39 +14,98 @@ pub fn is_final_failure(action: &str) -> bool {
     action.is_empty() || action.starts_with("failed")
 }
 
-/// Hard (the address will not work) or soft (it may work later).
+/// Hard (the address will not work) or soft (it may work later). Only a
+/// failure of the address is hard: a refusal of our message or of us
+/// (content, size, policy, our sender) says nothing of the reader, and a
+/// relay's policy turning against one report must not suppress the list.
 pub fn classify(status: Option<&str>, diagnostic: &str) -> BounceKind {
-    let status = status
-        .and_then(|s| ENHANCED.find(s).or_else(|| REPLY.find(s)))
-        .or_else(|| ENHANCED.find(diagnostic))
+    let enhanced = status
+        .and_then(enhanced_status)
+        .filter(|code| !is_undefined(code))
+        .or_else(|| enhanced_status(diagnostic).filter(|code| !is_undefined(code)));
+    if let Some(code) = enhanced {
+        return match code.starts_with('5') && address_fails(code, diagnostic) {
+            true => BounceKind::Hard,
+            false => BounceKind::Soft,
+        };
+    }
+    let reply = status
+        .and_then(|s| REPLY.find(s))
         .or_else(|| REPLY.find(diagnostic))
         .map(|m| m.as_str());
-    match status {
-        // A full mailbox is reported as permanent by some servers but is
-        // the reader's to fix; it counts towards the soft-bounce limit.
-        Some("5.2.2") | Some("552") => BounceKind::Soft,
-        Some(code) if code.starts_with('5') => BounceKind::Hard,
-        Some(code) if code.starts_with('4') => BounceKind::Soft,
-        _ if SOFT_WORDS.is_match(diagnostic) => BounceKind::Soft,
-        _ => BounceKind::Hard,
+    match reply {
+        Some("550" | "551" | "553") if !ABOUT_US.is_match(diagnostic) => BounceKind::Hard,
+        Some(code) if code.starts_with('5') && ADDRESS_WORDS.is_match(diagnostic) => {
+            BounceKind::Hard
+        }
+        Some(_) => BounceKind::Soft,
+        None if SOFT_WORDS.is_match(diagnostic) || ABOUT_US.is_match(diagnostic) => {
+            BounceKind::Soft
+        }
+        None => BounceKind::Hard,
     }
 }
 
 /// Whether a relay's permanent refusal is about the recipient's address
 /// (and so a hard bounce of it) rather than about us: our sender address,
-/// authentication, policy or content must never suppress readers, or one
-/// misconfigured relay would suppress the whole list.
+/// authentication, policy, size or content must never suppress readers, or
+/// one misconfigured relay would suppress the whole list.
 pub fn is_recipient_refusal(reply: &str) -> bool {
-    if let Some(code) = ENHANCED.find(reply).map(|m| m.as_str()) {
-        let mut parts = code.split('.').skip(1);
-        let subject = parts.next().unwrap_or_default();
-        let detail = parts.next().unwrap_or_default();
-        return code.starts_with('5')
-            && (subject == "2" || (subject == "1" && !matches!(detail, "7" | "8")));
+    if let Some(code) = enhanced_status(reply).filter(|code| !is_undefined(code)) {
+        return code.starts_with('5') && address_fails(code, reply);
     }
     REPLY
         .find(reply)
         .is_some_and(|m| matches!(m.as_str(), "550" | "551" | "553"))
+        && !ABOUT_US.is_match(reply)
+}
+
+/// Whether a permanent refusal is the relay refusing us, whoever the
+/// recipient: relaying denied, authentication required. Every message
+/// would meet it, so it is the relay's failure, not the message's.
+pub fn is_relay_refusal(reply: &str) -> bool {
+    RELAY_REFUSAL.is_match(reply)
+}
+
+/// What an enhanced status (RFC 3463) of class 5 says of the address:
+/// subject 1 is the address (but x.1.7 and x.1.8 are our sender's), 2 the
+/// mailbox (but a full mailbox and a message too large are not the
+/// address's end), 4 the routing to it (no such domain). x.1.0 ("other
+/// address status") is the address unless the text says it is ours.
+fn address_fails(code: &str, text: &str) -> bool {
+    let mut parts = code.split('.').skip(1);
+    let subject = parts.next().unwrap_or_default();
+    let detail = parts.next().unwrap_or_default();
+    match (subject, detail) {
+        ("1", "7" | "8") => false,
+        ("1", "0") => !ABOUT_US.is_match(text),
+        ("1", _) | ("4", _) => true,
+        ("2", "2" | "3") => false,
+        ("2", _) => true,
+        _ => false,
+    }
+}
+
+/// `x.0.0`, "other or undefined status": the reply code and words say more.
+fn is_undefined(code: &str) -> bool {
+    code.ends_with(".0.0")
+}
+
+/// The first enhanced status code of class 4 or 5 in `text`.
+fn enhanced_status(text: &str) -> Option<&str> {
+    first_status(&ENHANCED, text)
+}
+
+/// The first match of `status` in `text` that is not a piece of an IP
+/// address: `[5.9.100.10]` holds no status 5.9.100.
+pub(super) fn first_status<'t>(status: &Regex, text: &'t str) -> Option<&'t str> {
+    status.find_iter(text).find_map(|m| {
+        let dotted_before = text[..m.start()].ends_with('.');
+        let mut after = text[m.end()..].chars();
+        let dotted_on =
+            after.next() == Some('.') && after.next().is_some_and(|c| c.is_ascii_digit());
+        (!dotted_before && !dotted_on).then(|| m.as_str())
+    })
 }
 
 static ENHANCED: LazyLock<Regex> =
@@ -55,6 +114,21 @@ static REPLY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b[45]\d\d\b").expect("static regex"));
 static SOFT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)mailbox (?:is )?full|over quota|quota exceeded|temporar|try again later|greylist|deferred")
+        .expect("static regex")
+});
+/// Words of an address that does not exist, for replies without a status
+/// that tells.
+static ADDRESS_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)user unknown|unknown user|no such (?:user|mailbox|recipient|address)|does not exist|doesn't exist|mailbox unavailable|invalid (?:recipient|mailbox)|address rejected")
+        .expect("static regex")
+});
+/// Words of a refusal of us or of our message rather than of the address.
+static ABOUT_US: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bsender\b|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|spam|block ?list|black ?list|deny ?list|\bpolicy\b|reputation|dmarc|\bspf\b|authenticat|too (?:large|big)|size limit|rate limit")
+        .expect("static regex")
+});
+static RELAY_REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\(530\)|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|authentication required|must authenticate")
         .expect("static regex")
 });
 
@@ -81,7 +155,28 @@ mod tests {
         ));
         assert!(is_recipient_refusal("permanent error (550): user unknown"));
         assert!(is_recipient_refusal(
+            "permanent error (550): 5.1.1 <a@example.com>: Recipient address rejected: \
+             User unknown in relay recipient table"
+        ));
+        assert!(is_recipient_refusal(
+            "permanent error (550): 5.4.1 Recipient address rejected: Access denied"
+        ));
+        // The mailbox is full, the report too large for this relay, our
+        // sender refused, relaying denied: none is the address's end.
+        assert!(!is_recipient_refusal(
             "permanent error (552): 5.2.2 mailbox full"
+        ));
+        assert!(!is_recipient_refusal(
+            "permanent error (552): 5.2.3 message too large"
+        ));
+        assert!(!is_recipient_refusal(
+            "permanent error (550): 5.1.0 <bounces+x@example.com>: Sender address rejected"
+        ));
+        assert!(!is_recipient_refusal(
+            "permanent error (550): Relaying denied"
+        ));
+        assert!(!is_recipient_refusal(
+            "permanent error (550): relay not permitted"
         ));
         assert!(!is_recipient_refusal(
             "permanent error (550): 5.7.1 message rejected as spam"
@@ -96,6 +191,61 @@ mod tests {
             "permanent error (554): transaction failed"
         ));
         assert!(!is_recipient_refusal("TLS setup: bad certificate"));
+    }
+
+    #[test]
+    fn refusals_of_our_message_or_of_us_are_soft() {
+        for status in [
+            "5.7.1", "5.7.26", "5.7.0", "5.3.4", "5.2.3", "5.6.0", "5.1.8",
+        ] {
+            assert_eq!(classify(Some(status), ""), BounceKind::Soft, "{status}");
+        }
+        assert_eq!(
+            classify(None, "550 Message rejected as spam"),
+            BounceKind::Soft
+        );
+        assert_eq!(classify(None, "550 no such user"), BounceKind::Hard);
+        assert_eq!(classify(None, "554 no such user here"), BounceKind::Hard);
+        assert_eq!(classify(None, "554 transaction failed"), BounceKind::Soft);
+        // "Other or undefined": the reply code underneath decides.
+        assert_eq!(
+            classify(Some("5.0.0"), "550 5.1.1 user unknown"),
+            BounceKind::Hard
+        );
+        assert_eq!(
+            classify(Some("5.0.0"), "552 5.2.2 over quota"),
+            BounceKind::Soft
+        );
+    }
+
+    #[test]
+    fn an_ip_address_is_not_a_status() {
+        let exim = "host mx.example.org [5.9.100.10]: 552 5.2.2 over quota";
+        assert_eq!(enhanced_status(exim), Some("5.2.2"));
+        assert_eq!(classify(None, exim), BounceKind::Soft);
+        assert_eq!(
+            enhanced_status("qmail 5.9.1.2 does not like recipient"),
+            None
+        );
+        assert_eq!(enhanced_status("at 10.5.1.1 then 4.4.1"), Some("4.4.1"));
+        assert_eq!(enhanced_status("Status: 5.1.1"), Some("5.1.1"));
+    }
+
+    #[test]
+    fn relaying_denied_is_the_relays_failure() {
+        assert!(is_relay_refusal("permanent error (550): Relaying denied"));
+        assert!(is_relay_refusal(
+            "permanent error (554): 5.7.1 <a@example.com>: Relay access denied"
+        ));
+        assert!(is_relay_refusal(
+            "permanent error (530): 5.7.0 Authentication required"
+        ));
+        assert!(!is_relay_refusal(
+            "permanent error (550): 5.1.1 no such user"
+        ));
+        assert!(!is_relay_refusal(
+            "permanent error (554): 5.7.1 message rejected as spam"
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod parse;
 mod verp;
 pub mod webhooks;
 
-pub use classify::{classify, is_recipient_refusal};
+pub use classify::{classify, is_recipient_refusal, is_relay_refusal};
 pub use intake::{Intake, IntakeError, IntakeResult, ProviderEvent, Recorded};
 pub use mailbox::{BounceMailbox, MailboxError, PollSummary};
 pub use parse::{read_notice, Complaint, Failure, Notice, NoticeKind};

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 
-use super::classify::{classify, is_final_failure};
+use super::classify::{classify, first_status, is_final_failure};
 use super::BounceKind;
 
 /// What a message turned out to be.
@@ -303,14 +303,13 @@ fn text_bounce(text: &str) -> Option<Vec<Failure>> {
             recipients.push(address);
         }
     }
-    let status = ENHANCED_STATUS
-        .find(explanation)
-        .or_else(|| REPLY_CODE.find(explanation))
-        .map(|m| m.as_str().trim_start_matches('#').to_string());
+    let status = first_status(&ENHANCED_STATUS, explanation)
+        .or_else(|| REPLY_CODE.find(explanation).map(|m| m.as_str()))
+        .map(|code| code.trim_start_matches('#').to_string());
     let diagnostic = explanation
         .lines()
         .map(str::trim)
-        .find(|line| ENHANCED_STATUS.is_match(line) || REPLY_CODE.is_match(line))
+        .find(|line| first_status(&ENHANCED_STATUS, line).is_some() || REPLY_CODE.is_match(line))
         .or_else(|| {
             explanation
                 .lines()
@@ -509,6 +508,29 @@ mod tests {
             matches!(notice.kind, NoticeKind::NotABounce(_)),
             "{notice:?}"
         );
+    }
+
+    #[test]
+    fn an_ip_address_in_a_text_bounce_is_not_its_status() {
+        let raw = concat!(
+            "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\n",
+            "To: bounces+1-abc@bounce.example.com\r\n",
+            "Subject: Mail delivery failed: returning message to sender\r\n",
+            "\r\n",
+            "This message was created automatically by mail delivery software.\r\n\r\n",
+            "A message that you sent could not be delivered to one or more of its\r\n",
+            "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n",
+            "  reader@example.org\r\n",
+            "    host mx.example.org [5.9.100.10]\r\n",
+            "    SMTP error from remote mail server after RCPT TO:<reader@example.org>:\r\n",
+            "    552 5.2.2 <reader@example.org>: mailbox over quota\r\n",
+        );
+        let notice = read_notice(raw.as_bytes());
+        let NoticeKind::Bounce(failures) = notice.kind else {
+            panic!("{notice:?}")
+        };
+        assert_eq!(failures[0].status.as_deref(), Some("5.2.2"));
+        assert_eq!(failures[0].kind, BounceKind::Soft, "a full mailbox");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum ComposeError {
     Build(#[from] lettre::error::Error),
     #[error("{0}")]
     Missing(&'static str),
+    /// The revision is not among the renders kept (see `prepare_report`).
+    #[error("report {} revision {} is not rendered", .0.0, .0.1)]
+    NotPrepared(ReportKey),
     #[error("the report cannot be rendered: {0}")]
     Report(String),
 }
@@ -287,7 +290,7 @@ impl Composer {
             .renders
             .get(&key)
             .cloned()
-            .ok_or(ComposeError::Missing("report not prepared"))?;
+            .ok_or(ComposeError::NotPrepared(key))?;
         let (unsubscribe_url, yes, no, subject) = match (job.kind, job.subscriber_public_id) {
             (JobKind::Report, Some(reader)) => (
                 self.unsubscribe_url(&reader),
@@ -344,7 +347,7 @@ impl Composer {
             JobKind::Report | JobKind::Test => self.from.clone(),
         };
         let envelope = self.envelope(job, &from, &to)?;
-        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.message_id_domain);
+        let message_id = self.message_id(job.id);
         let mut message = assemble(
             from,
             to,
@@ -366,6 +369,21 @@ impl Composer {
             message,
             message_id,
         })
+    }
+
+    /// The same Message-ID on every attempt of a delivery: when a verdict
+    /// is lost on its way back and the message goes again, a receiver that
+    /// has the first copy can tell the second is the same message. Keyed, so
+    /// it gives away nothing of the delivery's number and cannot be guessed
+    /// to forge a bounce.
+    fn message_id(&self, delivery: i64) -> String {
+        let mac = self
+            .signer
+            .mac_bytes("message-id", &[&delivery.to_be_bytes()]);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&mac[..16]);
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        format!("<{id}@{}>", self.message_id_domain)
     }
 
     fn recipient(&self, job: &ClaimedJob) -> Result<Mailbox, ComposeError> {

@@ -20,7 +20,7 @@ use lettre::transport::smtp::extension::ClientId;
 use std::sync::Mutex;
 use url::Url;
 
-use super::smtp_transaction::{self, Capabilities, Failure, Handover, Held};
+use super::smtp_transaction::{self, Capabilities, Deadlines, Failure, Handover, Held};
 use super::transport::MailError;
 
 /// An idle connection older than this is checked with NOOP before reuse:
@@ -58,17 +58,21 @@ pub struct SmtpPool {
     target: Target,
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
+    /// For connecting and greeting, and for each reply.
     timeout: Duration,
+    deadlines: Deadlines,
 }
 
 impl SmtpPool {
     /// Accepts `smtp://[user:pass@]host[:port][?tls=required|opportunistic]`
     /// and `smtps://…`, as lettre documents them.
-    /// `hello` is the EHLO name unless the URL's path gives one.
+    /// `hello` is the EHLO name unless the URL's path gives one. Each reply
+    /// may take `timeout`, the verdict on a message's data `data_timeout`.
     pub fn from_url(
         url: &str,
         max_idle: usize,
         timeout: Duration,
+        data_timeout: Duration,
         hello: &str,
     ) -> Result<SmtpPool, String> {
         let url = Url::parse(url).map_err(|e| format!("invalid smtp url: {e}"))?;
@@ -116,6 +120,10 @@ impl SmtpPool {
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.max(1),
             timeout,
+            deadlines: Deadlines {
+                command: timeout,
+                end_of_data: data_timeout,
+            },
         })
     }
 
@@ -133,13 +141,6 @@ impl SmtpPool {
         let conn = self.connect().await?;
         self.checkin(conn);
         Ok(())
-    }
-
-    fn no_answer(&self) -> MailError {
-        MailError::Transient(format!(
-            "no answer from the relay within {} s",
-            self.timeout.as_secs_f32()
-        ))
     }
 
     async fn checkout(&self) -> Result<Connection, MailError> {
@@ -269,7 +270,6 @@ impl Session<'_> {
     /// held before it.
     pub async fn send(&mut self, envelope: &Envelope, email: &[u8]) -> Outcomes {
         let held = self.held.take();
-        let had_held = held.is_some();
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => match self.pool.checkout().await {
@@ -282,18 +282,18 @@ impl Session<'_> {
                 }
             },
         };
-        let sending = smtp_transaction::send(&mut conn.smtp, conn.caps, held, envelope, email);
-        let sent = match tokio::time::timeout(self.pool.timeout, sending).await {
-            Ok(sent) => sent,
-            Err(_) => {
-                close(conn);
-                let late = self.pool.no_answer();
-                return Outcomes {
-                    before: had_held.then(|| Err(late.clone())),
-                    this: Some(Err(late)),
-                };
-            }
-        };
+        // Each reply has its own deadline inside the transaction, so the
+        // verdict on the message held before is kept even when this one's
+        // envelope is slow to be answered.
+        let sent = smtp_transaction::send(
+            &mut conn.smtp,
+            conn.caps,
+            self.pool.deadlines,
+            held,
+            envelope,
+            email,
+        )
+        .await;
         let broken = matches!(sent.this, Err(Failure::Broken(_)))
             || matches!(sent.before, Some(Err(Failure::Broken(_))));
         if broken {
@@ -327,24 +327,19 @@ impl Session<'_> {
             self.pool.checkin(conn);
             return None;
         };
-        let finishing = smtp_transaction::finish(&mut conn.smtp, held);
         Some(
-            match tokio::time::timeout(self.pool.timeout, finishing).await {
-                Ok(Ok(())) => {
+            match smtp_transaction::finish(&mut conn.smtp, self.pool.deadlines, held).await {
+                Ok(()) => {
                     self.pool.checkin(conn);
                     Ok(())
                 }
-                Ok(Err(Failure::Refused(e))) => {
+                Err(Failure::Refused(e)) => {
                     self.pool.checkin(conn);
                     Err(e)
                 }
-                Ok(Err(Failure::Broken(e))) => {
+                Err(Failure::Broken(e)) => {
                     close(conn);
                     Err(e)
-                }
-                Err(_) => {
-                    close(conn);
-                    Err(self.pool.no_answer())
                 }
             },
         )

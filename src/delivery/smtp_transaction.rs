@@ -11,10 +11,12 @@
 //! speaks TLS and AUTH, and parses every reply.
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::time::Duration;
 
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::Error;
@@ -54,8 +56,36 @@ impl Capabilities {
     }
 }
 
+/// How long each reply may take. Every reply is awaited on its own, so a
+/// verdict already read is never lost to a later reply that is slow. The
+/// verdict on a message's data gets the longer wait: giving up on it is the
+/// one moment a message the relay took can be sent again, and relays that
+/// scan mail take their time there (RFC 5321 §4.5.3.2.6 allows 10 minutes).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadlines {
+    pub command: Duration,
+    pub end_of_data: Duration,
+}
+
+/// The reply `reading` waits for, unless it takes longer than `limit`; the
+/// connection is then out of step.
+async fn within(
+    limit: Duration,
+    what: &str,
+    reading: impl Future<Output = Result<Response, Error>>,
+) -> Result<Result<Response, Error>, Failure> {
+    tokio::time::timeout(limit, reading).await.map_err(|_| {
+        Failure::Broken(MailError::Transient(format!(
+            "no answer to {what} from the relay within {} s",
+            limit.as_secs_f32()
+        )))
+    })
+}
+
+const END_OF_DATA: &str = "the end of a message's data";
+
 /// A transaction that did not end in "accepted".
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Failure {
     /// The relay answered no; the connection is back at the start of a
     /// transaction and can carry the next message.
@@ -68,6 +98,19 @@ impl Failure {
     pub fn into_error(self) -> MailError {
         match self {
             Failure::Refused(e) | Failure::Broken(e) => e,
+        }
+    }
+
+    /// A permanent refusal of our envelope sender: every message would
+    /// meet it, so it is the relay's failure rather than this message's.
+    fn of_our_sender(self) -> Failure {
+        let relay = |e: MailError| match e {
+            MailError::Permanent(m) => MailError::Relay(m),
+            other => other,
+        };
+        match self {
+            Failure::Refused(e) => Failure::Refused(relay(e)),
+            Failure::Broken(e) => Failure::Broken(relay(e)),
         }
     }
 
@@ -110,6 +153,7 @@ pub(super) struct Sent {
 pub(super) async fn send(
     conn: &mut AsyncSmtpConnection,
     caps: Capabilities,
+    deadlines: Deadlines,
     held: Option<Held>,
     envelope: &Envelope,
     email: &[u8],
@@ -121,26 +165,17 @@ pub(super) async fn send(
     debug_assert!(held.is_none() || (caps.pipelining && chunk.is_none()));
     let mut before = None;
     if !caps.pipelining {
-        // lettre's own exchange; it closes the connection after any error.
-        let this = conn
-            .send(envelope, email)
-            .await
-            .map(|_| Handover::Accepted)
-            .map_err(|e| {
-                if conn.has_broken() {
-                    Failure::broken(e)
-                } else {
-                    Failure::refused(e)
-                }
-            });
-        return Sent { before, this };
+        return Sent {
+            before,
+            this: one_step_at_a_time(conn, deadlines, envelope, email).await,
+        };
     }
     let parameters = match mail_parameters(conn, envelope, email) {
         Ok(parameters) => parameters,
         Err(refused) => {
             // Nothing of this message is written; a held one goes alone.
             if let Some(held) = held {
-                before = Some(finish(conn, held).await);
+                before = Some(finish(conn, deadlines, held).await);
             }
             return Sent {
                 before,
@@ -167,9 +202,22 @@ pub(super) async fn send(
         None => group.push_str("DATA\r\n"),
     }
 
-    let mut first = conn.command(group).await;
-    if had_held {
-        // The first reply is the held message's end of data.
+    // With a message held, the first reply is its verdict on that
+    // message's data, and it is kept whatever becomes of this one.
+    let first_reply = match had_held {
+        true => (deadlines.end_of_data, END_OF_DATA),
+        false => (deadlines.command, "MAIL"),
+    };
+    let first = match within(first_reply.0, first_reply.1, conn.command(group)).await {
+        Ok(first) => first,
+        Err(late) => {
+            return Sent {
+                before: had_held.then(|| Err(late.clone())),
+                this: Err(late),
+            }
+        }
+    };
+    let first = if had_held {
         match end_of_data(first) {
             Err(Failure::Broken(cause)) => {
                 before = Some(Err(Failure::Broken(cause.clone())));
@@ -180,34 +228,98 @@ pub(super) async fn send(
             }
             verdict => before = Some(verdict),
         }
-        first = conn.read_response().await;
-    }
+        match within(deadlines.command, "MAIL", conn.read_response()).await {
+            Ok(first) => first,
+            Err(late) => {
+                return Sent {
+                    before,
+                    this: Err(late),
+                }
+            }
+        }
+    } else {
+        first
+    };
+    // A refusal of MAIL refuses our sender, not this message.
+    let sender_refused = matches!(&first, Err(e) if e.is_permanent());
+    let chunked = chunk.is_some();
+    let this = envelope_replies(conn, deadlines, first, envelope, email, text, chunked).await;
     Sent {
         before,
-        this: envelope_replies(conn, first, envelope, email, text, chunk.is_some()).await,
+        this: match this {
+            Err(failure) if sender_refused => Err(failure.of_our_sender()),
+            this => this,
+        },
     }
 }
 
-/// Reads the rest of a pipelined transaction's replies, `first` being the
-/// reply to MAIL.
+/// A transaction as lettre writes it, each command after the last reply,
+/// for a relay that does not announce PIPELINING.
+async fn one_step_at_a_time(
+    conn: &mut AsyncSmtpConnection,
+    deadlines: Deadlines,
+    envelope: &Envelope,
+    email: &[u8],
+) -> Result<Handover, Failure> {
+    let parameters = mail_parameters(conn, envelope, email)?;
+    let command = deadlines.command;
+    let mail = Mail::new(envelope.from().cloned(), parameters);
+    if let Err(e) = within(command, "MAIL", conn.command(mail)).await? {
+        return Err(refused_or_broken(conn, deadlines, e).await.of_our_sender());
+    }
+    for to in envelope.to() {
+        let rcpt = Rcpt::new(to.clone(), vec![]);
+        if let Err(e) = within(command, "RCPT", conn.command(rcpt)).await? {
+            return Err(refused_or_broken(conn, deadlines, e).await);
+        }
+    }
+    if let Err(e) = within(command, "DATA", conn.command(Data)).await? {
+        return Err(refused_or_broken(conn, deadlines, e).await);
+    }
+    end_of_data(within(deadlines.end_of_data, END_OF_DATA, conn.message(email)).await?)
+        .map(|()| Handover::Accepted)
+}
+
+/// A reply that says no leaves the connection usable once reset; anything
+/// else leaves it out of step.
+async fn refused_or_broken(
+    conn: &mut AsyncSmtpConnection,
+    deadlines: Deadlines,
+    e: Error,
+) -> Failure {
+    if is_reply(&e) {
+        reset(conn, deadlines, e).await
+    } else {
+        Failure::broken(e)
+    }
+}
+
+/// Reads the rest of a pipelined transaction's replies, each under its
+/// deadline, `first` being the reply to MAIL.
 async fn envelope_replies(
     conn: &mut AsyncSmtpConnection,
+    deadlines: Deadlines,
     first: Result<Response, Error>,
     envelope: &Envelope,
     email: &[u8],
     text: Option<&str>,
     chunked: bool,
 ) -> Result<Handover, Failure> {
+    let command = deadlines.command;
     let mut refusal = None;
     note(first, &mut refusal)?;
     for _ in envelope.to() {
-        note(conn.read_response().await, &mut refusal)?;
+        note(
+            within(command, "RCPT", conn.read_response()).await?,
+            &mut refusal,
+        )?;
     }
-    let last = conn.read_response().await;
     if chunked {
+        // The last reply is the verdict on the data that rode along.
+        let last = within(deadlines.end_of_data, END_OF_DATA, conn.read_response()).await?;
         note(last, &mut refusal)?;
     } else {
-        match last {
+        match within(command, "DATA", conn.read_response()).await? {
             Ok(_) if refusal.is_some() => {
                 // DATA accepted although the envelope was refused: all that
                 // can follow the 354 is an end of data, which might deliver
@@ -223,20 +335,28 @@ async fn envelope_replies(
                         block: data_block(text),
                     }))
                 }
-                None => note(conn.message(email).await, &mut refusal)?,
+                None => {
+                    let verdict =
+                        within(deadlines.end_of_data, END_OF_DATA, conn.message(email)).await?;
+                    note(verdict, &mut refusal)?
+                }
             },
             Err(e) => note(Err(e), &mut refusal)?,
         }
     }
     match refusal {
         None => Ok(Handover::Accepted),
-        Some(e) => Err(reset(conn, e).await),
+        Some(e) => Err(reset(conn, deadlines, e).await),
     }
 }
 
 /// Writes a held message's data alone and reads the relay's verdict.
-pub(super) async fn finish(conn: &mut AsyncSmtpConnection, held: Held) -> Result<(), Failure> {
-    end_of_data(conn.command(held.block).await)
+pub(super) async fn finish(
+    conn: &mut AsyncSmtpConnection,
+    deadlines: Deadlines,
+    held: Held,
+) -> Result<(), Failure> {
+    end_of_data(within(deadlines.end_of_data, END_OF_DATA, conn.command(held.block)).await?)
 }
 
 /// The relay's verdict on a message from its reply to the end of data.
@@ -291,10 +411,10 @@ fn note(result: Result<Response, Error>, refusal: &mut Option<Error>) -> Result<
 
 /// A refused transaction may leave the relay holding a sender; RSET clears
 /// it, so only a failure costs this round trip.
-async fn reset(conn: &mut AsyncSmtpConnection, refusal: Error) -> Failure {
-    match conn.command(Rset).await {
-        Ok(_) => Failure::refused(refusal),
-        Err(_) => Failure::broken(refusal),
+async fn reset(conn: &mut AsyncSmtpConnection, deadlines: Deadlines, refusal: Error) -> Failure {
+    match within(deadlines.command, "RSET", conn.command(Rset)).await {
+        Ok(Ok(_)) => Failure::refused(refusal),
+        _ => Failure::broken(refusal),
     }
 }
 

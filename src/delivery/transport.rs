@@ -137,6 +137,7 @@ impl Mailer {
                     url.expose_secret(),
                     mail.pool_size as usize,
                     Duration::from_secs(mail.timeout_secs),
+                    Duration::from_secs(mail.data_timeout_secs),
                     &mail.hello_name(),
                 )
                 .map_err(TransportSetupError)?;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::claim_gate::ClaimGate;
-use super::compose::{report_key, Composer, ReportKey};
+use super::compose::{report_key, ComposeError, Composed, Composer, ReportKey};
 use super::holdings::Holdings;
 use super::retry::retry_delay;
 use super::transport::{MailError, MailSession, Mailer};
@@ -508,6 +508,26 @@ impl Dispatcher {
         Ok(unusable)
     }
 
+    /// Builds a job's message. A revision rendered for the batch may have
+    /// been pushed out of the renders kept since (many revisions in flight
+    /// at once: test copies of one edit after another beside a send); it
+    /// is rendered again rather than failing its deliveries.
+    async fn compose(
+        &self,
+        job: &ClaimedJob,
+    ) -> Result<Result<Composed, ComposeError>, StoreError> {
+        match self.composer.compose(job) {
+            Err(ComposeError::NotPrepared(_)) => {
+                let unusable = self.prepare_reports(std::slice::from_ref(job)).await?;
+                if let Some(reason) = unusable.into_values().next() {
+                    return Ok(Err(ComposeError::Report(reason)));
+                }
+                Ok(self.composer.compose(job))
+            }
+            built => Ok(built),
+        }
+    }
+
     /// Starts scheduled sends that are due and closes finished ones.
     async fn tend_sends(&self) -> Result<(), StoreError> {
         let now = now_ms();
@@ -822,7 +842,7 @@ impl Dispatcher {
         if let Some(not_now) = self.may_send(job.id, line).await? {
             return Ok(not_now);
         }
-        let composed = match self.composer.compose(&job) {
+        let composed = match self.compose(&job).await? {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(job = job.id, error = %e, "cannot build message");
@@ -921,6 +941,15 @@ impl Dispatcher {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "smtp send"
         );
+        // Relaying denied or authentication required: every message would
+        // meet it, so it counts towards pausing the send, not against the
+        // reader or the message.
+        let result = match result {
+            Err(MailError::Permanent(reason)) if crate::bounces::is_relay_refusal(&reason) => {
+                Err(MailError::Relay(reason))
+            }
+            other => other,
+        };
         if !matches!(result, Err(MailError::Relay(_))) {
             self.relay_failures.store(0, Ordering::Relaxed);
         }

@@ -21,6 +21,7 @@ crate::on_both_backends!(
     a_rate_limit_slower_than_the_lease_gets_every_message_once,
     pause_and_cancel_stop_at_the_messages_on_the_wire,
     a_relay_that_cannot_be_used_pauses_the_send_without_using_attempts,
+    a_relay_refusing_us_pauses_the_send_and_suppresses_nobody,
     failed_deliveries_are_tried_once_more_on_request,
     an_overdue_scheduled_send_waits_for_an_editor,
 );
@@ -211,6 +212,50 @@ async fn a_relay_that_cannot_be_used_pauses_the_send_without_using_attempts(back
     app.wait_until_sent(second, Duration::from_secs(60)).await;
     assert_each_once(&deliveries_of(&app, "relay-down"), readers);
     assert_logged_once(worker, "wrong").await;
+}
+
+/// A relay that refuses us rather than the reader (relaying denied at
+/// every recipient, our envelope sender refused) pauses the send: no
+/// delivery is marked failed, nobody is suppressed, and once the relay is
+/// fixed and the send resumed every reader gets the report once.
+async fn a_relay_refusing_us_pauses_the_send_and_suppresses_nobody(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let readers = 30;
+    app.insert_confirmed_readers(readers).await;
+    let refusals = [
+        (
+            "relay-denied",
+            Fault::RcptReply(554, "5.7.1 <reader@example.com>: Relay access denied"),
+            "Relay access denied",
+        ),
+        (
+            "sender-refused",
+            Fault::MailReply(553, "5.1.8 <news@example.com>: Sender address rejected"),
+            "Sender address rejected",
+        ),
+    ];
+    for (slug, fault, words) in refusals {
+        // More refusals than the worker meets before it pauses (five in a
+        // row, with four messages on the wire).
+        for _ in 0..8 {
+            app.smtp.push_fault(fault.clone());
+        }
+        let report = app.create_report(&report_source(slug)).await;
+        assert_eq!(app.trigger_send(report, slug).await.status(), 202);
+        let worker = relay_worker(&app, &app.smtp.url());
+        let reason = wait_for_pause(&app, report).await;
+        assert!(reason.contains(words), "{reason}");
+        wait_until_released(&app, report).await;
+        assert_eq!(report_rows(&app, report, "failed").await, 0, "{slug}");
+        assert_eq!(app.count("select count(*) from suppressions").await, 0);
+        assert_eq!(app.count("select count(*) from bounces").await, 0);
+        // The relay is fixed; the editor resumes.
+        app.smtp.clear_faults();
+        resume(&app, report).await;
+        app.wait_until_sent(report, Duration::from_secs(60)).await;
+        assert_each_once(&deliveries_of(&app, slug), readers);
+        assert_logged_once(worker, "password").await;
+    }
 }
 
 /// A worker that pauses sends after five relay-wide failures in a row.

@@ -97,6 +97,9 @@ pub enum Fault {
     Nothing,
     /// Answer RCPT TO with this reply (e.g. 451 or 550).
     RcptReply(u16, &'static str),
+    /// Wait this long before answering RCPT TO (a relay checking the
+    /// recipient, a tarpit).
+    SlowRcpt(Duration),
     /// Answer the end of DATA with this reply (e.g. 452 or 554).
     DataReply(u16, &'static str),
     /// Close the connection in the middle of DATA, with no reply.
@@ -105,6 +108,8 @@ pub enum Fault {
     SlowData(Duration),
     /// Answer MAIL FROM with 421 and close the connection.
     CloseAtMail,
+    /// Answer MAIL FROM with this reply (our sender refused).
+    MailReply(u16, &'static str),
 }
 
 /// The ESMTP extensions the server announces.
@@ -204,6 +209,11 @@ impl TestSmtp {
 
     pub fn push_fault(&self, fault: Fault) {
         self.shared.faults.lock().unwrap().push_back(fault);
+    }
+
+    /// Forgets the faults not met yet.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
     }
 
     /// Makes every message take at least `delay` to be accepted.
@@ -343,6 +353,11 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                     conn.reply("421 4.3.2 shutting down").await?;
                     return Ok(());
                 }
+                if let Some(Fault::MailReply(code, text)) = fault {
+                    fault = None;
+                    conn.reply(&format!("{code} {text}")).await?;
+                    continue;
+                }
                 mail_from = Some(address_in(&command));
                 rcpt_to.clear();
                 conn.reply("250 2.1.0 ok").await?;
@@ -357,6 +372,9 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                     fault = None;
                     conn.reply(&reply).await?;
                     continue;
+                }
+                if let Some(Fault::SlowRcpt(d)) = &fault {
+                    tokio::time::sleep(*d).await;
                 }
                 rcpt_to.push(address_in(&command));
                 conn.reply("250 2.1.5 ok").await?;

@@ -9,6 +9,7 @@ use crate::smtp_server::Received;
 crate::on_both_backends!(
     a_test_copy_then_an_edit_then_the_send_delivers_the_edit,
     each_test_copy_carries_the_draft_as_it_stood_when_queued,
+    more_revisions_queued_at_once_than_renders_kept_all_arrive,
 );
 
 /// A draft of the report `weekly` with its title and the wording of its one
@@ -166,4 +167,39 @@ async fn two_worker_processes_on_one_postgres_deliver_the_edited_text() {
             &["Wording one.", "Wording two."],
         );
     }
+}
+
+/// Twenty edits, each with a test copy, all waiting while no worker ran:
+/// more revisions in one batch than the sender keeps rendered. Every copy
+/// still goes out, each as its draft stood.
+async fn more_revisions_queued_at_once_than_renders_kept_all_arrive(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let report = app.create_report(&draft("Title 0", "Wording 0.")).await;
+    for n in 1..=20 {
+        edit(
+            &app,
+            report,
+            &format!("Title {n}"),
+            &format!("Wording {n}."),
+        )
+        .await;
+        let editor = format!("editor{n}@example.com");
+        app.send_test_copy(report, &[editor.as_str()]).await;
+    }
+    app.dispatch_all_pending().await;
+    for n in 1..=20 {
+        let mails = app.smtp.received_for(&format!("editor{n}@example.com"));
+        assert_eq!(mails.len(), 1, "editor {n}");
+        assert_carries(
+            &mails[0],
+            &format!("Title {n}"),
+            &format!("Wording {n}."),
+            &[],
+        );
+    }
+    let failed: i64 = sqlx::query_scalar("select count(*) from outbox where status = 'failed'")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(failed, 0);
 }

@@ -150,6 +150,13 @@ async fn mailgun_calls_count_only_with_a_valid_signature(backend: Backend) {
         post(&app, "mailgun", &genuine, &[]).await.1,
         r#"{"recorded":0,"suppressed":1}"#
     );
+    // Its signature covers the timestamp and token only: copied onto other
+    // events (another reader), it is refused.
+    let mut swapped: serde_json::Value = serde_json::from_str(&genuine).unwrap();
+    swapped["event-data"]["recipient"] = json!("mg-kept@example.org");
+    let (status, body) = post(&app, "mailgun", &swapped.to_string(), &[]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(suppression_of(&app, "mg-kept@example.org").await, None);
 }
 
 async fn postmark_calls_count_only_with_the_webhook_password(backend: Backend) {

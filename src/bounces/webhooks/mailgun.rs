@@ -1,10 +1,13 @@
 //! Mailgun: `failed` and `complained` events, signed with HMAC-SHA256 of
 //! the timestamp and token under the webhook signing key.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::{check_age, malformed, WebhookError};
 use crate::bounces::{classify, BounceKind, ProviderEvent};
@@ -57,6 +60,47 @@ struct DeliveryStatus {
     description: Option<String>,
 }
 
+/// A call taken: the digest of its body and its signed time.
+type Taken = ([u8; 32], i64);
+
+/// Tokens of the calls taken within the age limit. Kept by each process.
+static TAKEN: LazyLock<Mutex<HashMap<String, Taken>>> = LazyLock::new(Mutex::default);
+/// Calls remembered at most; past it, calls wait for old ones to age out.
+const MAX_TAKEN: usize = 100_000;
+
+/// Mailgun signs the timestamp and the token, not the events: a signature
+/// seen once is taken again only on the same body (Mailgun retrying a call
+/// it thinks failed), never carrying other events, as Mailgun asks
+/// receivers to make sure by keeping the tokens.
+fn take_token(
+    token: &str,
+    body: &[u8],
+    timestamp: i64,
+    max_age_secs: i64,
+) -> Result<(), WebhookError> {
+    let digest: [u8; 32] = Sha256::digest(body).into();
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((seen, _)) = taken.get(token) {
+        return match *seen == digest {
+            true => Ok(()),
+            false => Err(WebhookError::Unauthorized(
+                "this signature came before with other events",
+            )),
+        };
+    }
+    if taken.len() >= MAX_TAKEN {
+        let now = chrono::Utc::now().timestamp();
+        taken.retain(|_, (_, at)| (now - *at).abs() <= max_age_secs);
+        if taken.len() >= MAX_TAKEN {
+            return Err(WebhookError::Upstream(
+                "too many Mailgun calls within the age limit".into(),
+            ));
+        }
+    }
+    taken.insert(token.to_string(), (digest, timestamp));
+    Ok(())
+}
+
 /// The events of one Mailgun webhook call, after checking its signature.
 pub fn mailgun_events(
     body: &[u8],
@@ -64,7 +108,8 @@ pub fn mailgun_events(
     max_age_secs: i64,
 ) -> Result<Vec<ProviderEvent>, WebhookError> {
     let key = key.ok_or(WebhookError::NotConfigured)?;
-    let body: Body = serde_json::from_slice(body).map_err(malformed)?;
+    let raw = body;
+    let body: Body = serde_json::from_slice(raw).map_err(malformed)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
         .expect("HMAC takes any key length");
     mac.update(body.signature.timestamp.as_bytes());
@@ -79,6 +124,7 @@ pub fn mailgun_events(
         .parse()
         .map_err(|_| WebhookError::Unauthorized("the signed timestamp is not a number"))?;
     check_age(timestamp, max_age_secs)?;
+    take_token(&body.signature.token, raw, timestamp, max_age_secs)?;
 
     let event = body.event;
     let (status, diagnostic) = match &event.delivery_status {

@@ -10,7 +10,7 @@ mod sns;
 pub use mailgun::mailgun_events;
 pub use postmark::postmark_events;
 pub use sendgrid::{sendgrid_events, SendgridKey};
-pub use sns::{ses_events, SnsOutcome};
+pub use sns::{ses_events, SnsOutcome, SNS_HOSTS};
 
 /// Why a webhook call was not taken.
 #[derive(Debug, thiserror::Error)]

@@ -157,15 +157,44 @@ fn allowed_url(url: &str, hosts: &[String]) -> Option<Url> {
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
         return None;
     }
-    let allowed = hosts.iter().any(|allowed| {
-        let allowed = allowed.to_ascii_lowercase();
-        match allowed.strip_prefix('.') {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => host == allowed,
-        }
-    });
-    allowed.then_some(url)
+    hosts
+        .iter()
+        .any(|allowed| host_matches(&host, &allowed.to_ascii_lowercase()))
+        .then_some(url)
 }
+
+/// Whether `host` is what `allowed` names: `.suffix` any host under it,
+/// `*` in a label exactly one label (`sns.*.amazonaws.com`: SNS in any
+/// region, but not an S3 bucket), anything else that host only.
+fn host_matches(host: &str, allowed: &str) -> bool {
+    if let Some(suffix) = allowed.strip_prefix('.') {
+        return host.ends_with(&format!(".{suffix}"));
+    }
+    let (mut labels, mut pattern) = (host.split('.'), allowed.split('.'));
+    loop {
+        match (labels.next(), pattern.next()) {
+            (None, None) => return true,
+            (Some(label), Some("*")) => {
+                let one_label = !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !one_label {
+                    return false;
+                }
+            }
+            (Some(label), Some(expected)) if label == expected => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Hosts SNS signs from, in every region (its certificates and its
+/// subscription links are on `sns.<region>.amazonaws.com`).
+pub const SNS_HOSTS: [&str; 2] = ["sns.*.amazonaws.com", "sns.*.amazonaws.com.cn"];
+
+/// A certificate is a few kilobytes; an answer longer than this is not one.
+const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 
 static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
     reqwest::Client::builder()
@@ -197,10 +226,20 @@ async fn public_key(url: &Url) -> Result<Vec<u8>, WebhookError> {
     if !response.status().is_success() {
         return Err(fetch_failed(format!("answered {}", response.status())));
     }
-    let pem = response
-        .bytes()
+    let mut response = response;
+    let mut pem = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| fetch_failed(e.to_string()))?;
+        .map_err(|e| fetch_failed(e.to_string()))?
+    {
+        if pem.len() + chunk.len() > MAX_CERTIFICATE_BYTES {
+            return Err(fetch_failed(format!(
+                "longer than {MAX_CERTIFICATE_BYTES} bytes, not a certificate"
+            )));
+        }
+        pem.extend_from_slice(&chunk);
+    }
     let cert = Certificate::from_pem(&pem).map_err(|e| fetch_failed(e.to_string()))?;
     let key = cert
         .tbs_certificate
@@ -326,7 +365,16 @@ mod tests {
 
     #[test]
     fn only_listed_hosts_serve_certificates() {
-        let aws = vec![".amazonaws.com".to_string()];
+        let aws: Vec<String> = SNS_HOSTS.iter().map(|h| h.to_string()).collect();
+        // A site anyone can put a file on, under Amazon's name.
+        assert!(allowed_url("https://evil-bucket.s3.amazonaws.com/c.pem", &aws).is_none());
+        assert!(allowed_url("https://sns.eu-west-1.evil.amazonaws.com/c.pem", &aws).is_none());
+        assert!(allowed_url("https://sns..amazonaws.com/c.pem", &aws).is_none());
+        assert!(allowed_url(
+            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem",
+            &aws
+        )
+        .is_some());
         assert!(allowed_url(
             "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",
             &aws
