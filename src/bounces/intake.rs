@@ -49,7 +49,14 @@ pub struct ProviderEvent {
     pub message_id: Option<String>,
     pub status: Option<String>,
     pub diagnostic: String,
+    /// When the provider had the message (ms since the epoch), when it
+    /// says: a report cannot be about a message we sent after that.
+    pub sent_by: Option<i64>,
 }
+
+/// Clocks disagree: a delivery recorded this long after the provider says
+/// it had the message may still be the one.
+const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 
 /// The bounce intake, shared by the command, the mailbox poller and the
 /// webhooks.
@@ -207,7 +214,15 @@ impl Intake {
             };
             let delivery = match delivery {
                 Some(d) => Some(d),
-                None => self.store.latest_delivery_to(&event.recipient).await?,
+                // Without a Message-ID, the latest delivery to the address
+                // sent before the provider had the message: an old report
+                // replayed cannot land on a newer delivery.
+                None => {
+                    let sent_by = event.sent_by.map(|t| t.saturating_add(CLOCK_SLACK_MS));
+                    self.store
+                        .latest_delivery_to(&event.recipient, sent_by)
+                        .await?
+                }
             };
             let Some(delivery) = delivery else {
                 tracing::info!(source, "a provider reported an address we never mailed");

@@ -186,16 +186,25 @@ fn describe_dkim(out: &mut String, settings: &Settings, signer: &Signer) {
     let Some(dkim) = &settings.mail.dkim else {
         return;
     };
-    let from_domain = settings
-        .sender()
-        .map(|m| m.email.domain().to_ascii_lowercase())
-        .unwrap_or_default();
     let d = dkim.domain.to_ascii_lowercase();
-    if from_domain != d && !from_domain.ends_with(&format!(".{d}")) {
-        let _ = writeln!(
-            out,
-            "  WARNING: the From domain {from_domain} is not {d} or under it: DMARC will not count this signature"
-        );
+    // Confirmations may leave from another address; each From must align
+    // with d= for DMARC (relaxed alignment: the domain or one under it).
+    let senders = [
+        ("From", settings.sender().ok()),
+        (
+            "confirmation From",
+            settings.confirmation_sender().ok().flatten(),
+        ),
+    ];
+    for (which, sender) in senders {
+        let Some(sender) = sender else { continue };
+        let domain = sender.email.domain().to_ascii_lowercase();
+        if domain != d && !domain.ends_with(&format!(".{d}")) {
+            let _ = writeln!(
+                out,
+                "  WARNING: the {which} domain {domain} is not {d} or under it: DMARC will not count this signature"
+            );
+        }
     }
 }
 

@@ -17,13 +17,15 @@ use mail_auth::dkim::{DkimSigner, Done};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
-/// The headers every signature covers when the message has them. The
-/// one-click unsubscribe headers are here because mailbox providers honour
-/// one-click only when the signature covers them (RFC 8058 §4); `List-Id`
-/// because filters are built on it.
+/// The headers every signature covers. One the message lacks is signed as
+/// absent (RFC 6376 §5.4.2), so nobody can add it on the way: wanted for
+/// Reply-To, which would take readers' answers elsewhere. `Sender` is left
+/// out on purpose: some relays add it to what they pass on, and a signature
+/// over its absence would then fail. The one-click unsubscribe headers are
+/// here because mailbox providers honour one-click only when the signature
+/// covers them (RFC 8058 §4); `List-Id` because filters are built on it.
 pub const SIGNED_HEADERS: &[&str] = &[
     "From",
-    "Sender",
     "Reply-To",
     "To",
     "Subject",

@@ -147,6 +147,19 @@ impl Signer {
         row_id(text).ok_or(TokenError::Malformed)
     }
 
+    /// The token of a browser an editor logged in from, for their login
+    /// address (see the login's per-account limit). It names the address
+    /// by its digest: a cookie value need not carry what an address may hold.
+    pub fn login_device_token(&self, email: &str) -> String {
+        self.sign("login-device", &sha256_hex(email))
+    }
+
+    /// Whether a browser's device token was made for this login address.
+    pub fn is_login_device_of(&self, token: &str, email: &str) -> bool {
+        self.verify("login-device", token, |digest| digest.len() == 64)
+            .is_ok_and(|digest| digest == sha256_hex(email))
+    }
+
     /// The unsubscribe token of a reader, by their public id.
     pub fn unsubscribe_token(&self, reader: &Uuid) -> UnsubscribeToken {
         UnsubscribeToken(self.sign("unsubscribe", &reader.to_string()))
@@ -291,6 +304,18 @@ impl UnsubscribeToken {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_device_token_names_one_login_address() {
+        let s = Signer::new(b"device token key, long enough for the tests");
+        let token = s.login_device_token("ed@example.com");
+        assert!(s.is_login_device_of(&token, "ed@example.com"));
+        assert!(!s.is_login_device_of(&token, "other@example.com"));
+        let other = Signer::new(b"another key, long enough for the tests too");
+        assert!(!other.is_login_device_of(&token, "ed@example.com"));
+        assert!(!s.is_login_device_of("garbage", "ed@example.com"));
+        assert!(!token.contains("ed@example.com"), "{token}");
+    }
     use super::*;
 
     fn signer() -> Signer {

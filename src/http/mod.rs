@@ -88,6 +88,17 @@ impl AppState {
             .unwrap_or(peer.ip())
     }
 
+    /// Where a client's attempts are counted from: an IPv4 client by its
+    /// address, an IPv6 client by its /64, since one subscriber's network
+    /// hands out as many addresses within it as anyone cares to use.
+    pub fn client_network(
+        &self,
+        headers: &axum::http::HeaderMap,
+        peer: std::net::SocketAddr,
+    ) -> String {
+        network_of(self.client_ip(headers, peer))
+    }
+
     /// Whether a form was posted from our own pages. Browsers say where a
     /// POST comes from in `Sec-Fetch-Site`, or, older ones, in `Origin`;
     /// a client sending neither is not a browser used by another site, and
@@ -198,4 +209,32 @@ async fn transport_and_cache_policy(
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+/// An IPv4 address as it is; an IPv6 address as its /64 (an IPv4 address
+/// written as IPv6 is the IPv4 address).
+pub fn network_of(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let network = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{network}/64")
+        }
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::network_of;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let at = |s: &str| network_of(s.parse().unwrap());
+        assert_eq!(at("2001:db8:1:2::1"), at("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(at("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(at("2001:db8:1:2::1"), at("2001:db8:1:3::1"));
+        assert_eq!(at("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_ne!(at("192.0.2.1"), at("192.0.2.2"));
+    }
 }

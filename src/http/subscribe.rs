@@ -153,7 +153,7 @@ async fn subscribe(
     // Per client, so nobody can flood the list (or the mail relay) with
     // sign-ups; per address limits live in the store.
     if state.settings.subscription.signups_per_ip_per_hour > 0 {
-        let key = state.client_ip(&headers, peer).to_string();
+        let key = state.client_network(&headers, peer);
         if !state.signup_limiter.try_acquire(&key) {
             tracing::warn!("sign-up throttled for a client");
             return if from_form {

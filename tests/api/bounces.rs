@@ -648,7 +648,11 @@ async fn a_bounce_naming_an_address_finds_the_delivery_it_belongs_to(backend: Ba
             .unwrap()
             .unwrap_or_else(|| panic!("{recipient}'s delivery by its Message-ID"));
         assert_eq!(found.outbox_id, *id, "{recipient}");
-        let latest = store.latest_delivery_to(recipient).await.unwrap().unwrap();
+        let latest = store
+            .latest_delivery_to(recipient, None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(latest.outbox_id, *id, "{recipient}");
         // The Message-ID of one delivery names no other recipient's.
         let other = if recipient == "ana@example.com" {
@@ -663,7 +667,7 @@ async fn a_bounce_naming_an_address_finds_the_delivery_it_belongs_to(backend: Ba
             .is_none());
     }
     assert!(store
-        .latest_delivery_to("never@example.com")
+        .latest_delivery_to("never@example.com", None)
         .await
         .unwrap()
         .is_none());

@@ -436,6 +436,28 @@ async fn config_check_prints_the_dkim_record_to_publish() {
             .concat();
         assert_eq!(value, key.record);
         assert!(!report.contains("WARNING"), "{report}");
+
+        // Confirmations sent from another domain would fail DMARC.
+        let out = newsletter(
+            &["config", "check"],
+            &[
+                ("NEWSLETTER_DATABASE_URL", &db),
+                ("NEWSLETTER_MAIL__FROM", "News <news@example.com>"),
+                (
+                    "NEWSLETTER_MAIL__CONFIRMATION_FROM",
+                    "Join <join@other.org>",
+                ),
+                ("NEWSLETTER_MAIL__DKIM__SELECTOR", &settings.selector),
+                ("NEWSLETTER_MAIL__DKIM__DOMAIN", &settings.domain),
+                ("NEWSLETTER_MAIL__DKIM__PRIVATE_KEY_FILE", file),
+            ],
+            None,
+        );
+        let report = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            report.contains("WARNING: the confirmation From domain other.org is not example.com"),
+            "{report}"
+        );
     }
 
     let broken = dir.path().join("broken.pem");

@@ -133,7 +133,7 @@ fn signature_tags(mail: &Received) -> std::collections::HashMap<String, String> 
 
 /// Checks the signature of `mail` as a mailbox provider would, and that a
 /// changed header or a changed body breaks it.
-async fn assert_signed(mail: &Received, record: &str, algorithm: &str, list_headers: bool) {
+async fn assert_signed(mail: &Received, record: &str, algorithm: &str, list_headers: &[&str]) {
     verify(&mail.data, record)
         .await
         .unwrap_or_else(|e| panic!("{:?} does not verify: {e}", mail.subject()));
@@ -143,13 +143,10 @@ async fn assert_signed(mail: &Received, record: &str, algorithm: &str, list_head
     assert_eq!(tags["d"], DOMAIN);
     assert!(!tags.contains_key("l"), "no body length limit");
     let signed: Vec<String> = tags["h"].split(':').map(|h| h.to_lowercase()).collect();
-    let mut required = vec!["from", "to", "subject", "date", "message-id"];
-    if list_headers {
-        required.extend(["list-id", "list-unsubscribe", "list-unsubscribe-post"]);
-    }
-    for header in required {
+    let required = ["from", "to", "subject", "date", "message-id"];
+    for header in required.iter().chain(list_headers) {
         assert!(
-            signed.iter().any(|h| h == header),
+            signed.iter().any(|h| h == *header),
             "h= lacks {header}: {signed:?}"
         );
     }
@@ -165,6 +162,17 @@ async fn assert_signed(mail: &Received, record: &str, algorithm: &str, list_head
         verify(forged.as_bytes(), record).await.is_err(),
         "a changed Subject must fail"
     );
+    // A relay that adds Sender keeps it valid; a Reply-To added on the way
+    // (to take readers' answers elsewhere) fails it.
+    let with_sender = format!("Sender: relay@relay.example.net\r\n{text}");
+    verify(with_sender.as_bytes(), record)
+        .await
+        .expect("a relay adding Sender keeps the signature");
+    let with_reply_to = format!("Reply-To: thief@evil.example\r\n{text}");
+    assert!(
+        verify(with_reply_to.as_bytes(), record).await.is_err(),
+        "an added Reply-To must fail"
+    );
     let body_at = text.find("\r\n\r\n").unwrap() + 4;
     let mut tampered = text.clone();
     tampered.insert_str(body_at, "Click here: http://evil.example/\r\n");
@@ -174,12 +182,26 @@ async fn assert_signed(mail: &Received, record: &str, algorithm: &str, list_head
     );
 }
 
+/// What a reader's copy carries for one-click unsubscribing and filters.
+const LIST_HEADERS: [&str; 3] = ["list-id", "list-unsubscribe", "list-unsubscribe-post"];
+
 async fn every_kind_of_message(backend: Backend, kind: KeyKind, algorithm: &str) {
     let key = test_key(kind);
     let settings = dkim_settings(&key);
     let app = spawn_app_with(backend, |s| s.mail.dkim = Some(settings)).await;
     let confirmation = app.confirmed_reader("reader@example.com").await;
-    assert_signed(&confirmation, &key.record, algorithm, false).await;
+    // Its one-click headers count only when the signature covers them.
+    let one_click = &LIST_HEADERS[1..];
+    assert_signed(&confirmation, &key.record, algorithm, one_click).await;
+    // A Chinese reader's name and a Chinese title, folded and encoded
+    // (RFC 2047) in To and Subject, where relaxed canonicalisation has the
+    // most to do.
+    sqlx::query("update subscribers set name = $1 where email = $2")
+        .bind("王小明")
+        .bind("reader@example.com")
+        .execute(app.store().pool())
+        .await
+        .unwrap();
 
     let report = app
         .create_report(&crate::sending::report_source("signed"))
@@ -188,7 +210,7 @@ async fn every_kind_of_message(backend: Backend, kind: KeyKind, algorithm: &str)
     app.dispatch_all_pending().await;
     let test = app.smtp.received_for("editor@example.com");
     assert_eq!(test.len(), 1);
-    assert_signed(&test[0], &key.record, algorithm, false).await;
+    assert_signed(&test[0], &key.record, algorithm, &LIST_HEADERS[..1]).await;
 
     assert_eq!(app.trigger_send(report, "send").await.status(), 202);
     app.dispatch_all_pending().await;
@@ -198,7 +220,27 @@ async fn every_kind_of_message(backend: Backend, kind: KeyKind, algorithm: &str)
         .into_iter()
         .find(|m| m.subject() == "Weekly Report signed")
         .expect("the reader's copy");
-    assert_signed(&copy, &key.record, algorithm, true).await;
+    assert_signed(&copy, &key.record, algorithm, &LIST_HEADERS).await;
+
+    let title = "本周行业报告：芯片、模型与监管的一周回顾，以及编辑部的长篇评论";
+    let chinese = crate::sending::report_source("zh-signed")
+        .replace("title: Weekly Report zh-signed", &format!("title: {title}"));
+    let report = app.create_report(&chinese).await;
+    assert_eq!(app.trigger_send(report, "zh").await.status(), 202);
+    app.dispatch_all_pending().await;
+    let copy = app
+        .smtp
+        .received_for("reader@example.com")
+        .into_iter()
+        .find(|m| m.subject() == title)
+        .expect("the reader's Chinese copy");
+    let raw = String::from_utf8(copy.data.clone()).unwrap();
+    assert!(
+        raw.to_ascii_lowercase().contains("subject: =?utf-8?"),
+        "an encoded Subject"
+    );
+    assert_eq!(copy.to_name().as_deref(), Some("王小明"));
+    assert_signed(&copy, &key.record, algorithm, &LIST_HEADERS).await;
 }
 
 async fn rsa_signatures_on_every_kind_of_message_verify(backend: Backend) {

@@ -464,10 +464,13 @@ impl TestApp {
         let body = serde_urlencoded::to_string([("email", email), ("password", password)]).unwrap();
         let response = self.post_form("/admin/login", &body).await;
         assert_eq!(response.status(), 303, "login");
-        response.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .to_string()
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("nl_session="))
+            .expect("a session cookie")
     }
 
     /// Adds `n` confirmed readers `reader{i}@example.com` straight into the

@@ -8,6 +8,7 @@ use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
 crate::on_both_backends!(
     a_burst_of_wrong_passwords_is_counted_before_any_is_checked,
     the_owner_still_logs_in_while_others_guess_from_many_addresses,
+    endless_addresses_meet_a_limit_the_owners_browser_does_not,
     a_login_posted_from_another_site_is_refused,
     a_login_with_every_check_slot_busy_is_turned_away_at_once,
 );
@@ -22,7 +23,17 @@ fn login_body(email: &str, password: &str) -> String {
 /// A login from `client` (sent as X-Forwarded-For, which the app is told to
 /// trust in these tests).
 async fn login_from(app: &TestApp, client: &str, password: &str) -> reqwest::Response {
-    app.client
+    login_with(&app.client, app, client, password).await
+}
+
+/// A login from `client` through `browser`, with its cookies.
+async fn login_with(
+    browser: &reqwest::Client,
+    app: &TestApp,
+    client: &str,
+    password: &str,
+) -> reqwest::Response {
+    browser
         .post(app.url("/admin/login"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-forwarded-for", client)
@@ -127,6 +138,56 @@ async fn the_owner_still_logs_in_while_others_guess_from_many_addresses(backend:
     assert_eq!(response.status(), 303, "the owner is not locked out");
     assert_eq!(response.headers()["location"], "/admin");
     assert_eq!(app.count("select count(*) from admin_sessions").await, 1);
+}
+
+/// Guessers with endless addresses (a new IPv6 network for each guess)
+/// meet the account's limit; the owner's own browser, known from an earlier
+/// login, still gets in. Addresses within one /64 are one client.
+async fn endless_addresses_meet_a_limit_the_owners_browser_does_not(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.client_ip_header = Some("X-Forwarded-For".into());
+    })
+    .await;
+    app.add_editor(EDITOR, PASSWORD).await;
+    let owner = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = login_with(&owner, &app, "192.0.2.10", PASSWORD).await;
+    assert_eq!(response.status(), 303, "the owner logged in here before");
+
+    let mut statuses = Vec::new();
+    for host in 1..=6 {
+        let client = format!("2001:db8:ffff:1::{host:x}");
+        statuses.push(login_from(&app, &client, "guess").await.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 429],
+        "one /64, one client"
+    );
+
+    let mut checked = 0;
+    for network in 1..=150u32 {
+        let client = format!("2001:db8:{network:x}::1");
+        match login_from(&app, &client, "guess").await.status().as_u16() {
+            401 => checked += 1,
+            429 => {}
+            other => panic!("guess from {client}: {other}"),
+        }
+    }
+    // The account has seen the owner's login and five guesses: the rest of
+    // its hundred went to the new networks, then they waited.
+    assert_eq!(checked, 100 - 6);
+    let stranger = login_from(&app, "2001:db8:abcd::1", PASSWORD).await;
+    assert_eq!(
+        stranger.status(),
+        429,
+        "a browser the account has not seen waits"
+    );
+    let response = login_with(&owner, &app, "198.51.100.7", PASSWORD).await;
+    assert_eq!(response.status(), 303, "the owner's browser gets in");
 }
 
 async fn a_login_posted_from_another_site_is_refused(backend: Backend) {

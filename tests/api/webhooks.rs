@@ -500,6 +500,38 @@ async fn ses_notifications_count_only_when_sns_signed_them(backend: Backend) {
         Some("complained")
     );
     assert_eq!(suppression_of(&app, "ses-kept@example.org").await, None);
+
+    // A genuine notification of long ago (signed by SNS, so still valid),
+    // about a message SES had before our latest delivery to the reader
+    // went out, replayed now: it is about no delivery we can name. The
+    // same about a message SES had just now counts.
+    let bounce_of = |id: &str, when: chrono::DateTime<chrono::Utc>| {
+        let when = when.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut bounce: serde_json::Value =
+            serde_json::from_str(&ses_bounce("ses-kept@example.org")).unwrap();
+        bounce["mail"]["timestamp"] = json!(when);
+        let fields = [
+            ("Type", "Notification"),
+            ("MessageId", id),
+            ("TopicArn", TOPIC),
+            ("Message", &bounce.to_string()),
+            ("Timestamp", &when),
+        ];
+        sns_message(&key, "2", &fields, &cert_url).to_string()
+    };
+    let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let (status, body) = post(&app, "ses", &bounce_of("m-4", an_hour_ago), &sns).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"recorded":0,"suppressed":0}"#)
+    );
+    assert_eq!(suppression_of(&app, "ses-kept@example.org").await, None);
+    let now = chrono::Utc::now();
+    let (status, body) = post(&app, "ses", &bounce_of("m-5", now), &sns).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"recorded":1,"suppressed":1}"#)
+    );
 }
 
 #[tokio::test]

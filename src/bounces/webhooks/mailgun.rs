@@ -157,6 +157,8 @@ pub fn mailgun_events(
         message_id,
         status,
         diagnostic,
+        // Signed recently (the age limit) and kept by token.
+        sent_by: None,
     }])
 }
 

@@ -70,5 +70,6 @@ pub fn postmark_events(
             .filter(|d| !d.is_empty())
             .or(body.description)
             .unwrap_or_default(),
+        sent_by: None,
     }])
 }

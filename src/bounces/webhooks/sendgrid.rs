@@ -96,6 +96,8 @@ pub fn sendgrid_events(
                 message_id: e.smtp_id,
                 status: e.status,
                 diagnostic,
+                // Signed recently: the age limit.
+                sent_by: None,
             })
         })
         .collect())

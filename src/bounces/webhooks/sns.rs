@@ -301,6 +301,9 @@ struct SesComplaint {
 struct SesMail {
     #[serde(default)]
     common_headers: Option<SesCommonHeaders>,
+    /// When SES took the message from us (RFC 3339).
+    #[serde(default)]
+    timestamp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +316,12 @@ struct SesCommonHeaders {
 /// The bounces and complaints in an SES notification.
 fn ses_notification(text: &str) -> Result<Vec<ProviderEvent>, WebhookError> {
     let n: SesNotification = serde_json::from_str(text).map_err(malformed)?;
+    let sent_by = n
+        .mail
+        .as_ref()
+        .and_then(|m| m.timestamp.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
     let message_id = n
         .mail
         .and_then(|m| m.common_headers)
@@ -333,6 +342,7 @@ fn ses_notification(text: &str) -> Result<Vec<ProviderEvent>, WebhookError> {
                     message_id: message_id.clone(),
                     status: r.status,
                     diagnostic: r.diagnostic_code.unwrap_or_default(),
+                    sent_by,
                 })
                 .collect()
         }
@@ -351,6 +361,7 @@ fn ses_notification(text: &str) -> Result<Vec<ProviderEvent>, WebhookError> {
                         .complaint_feedback_type
                         .clone()
                         .unwrap_or_default(),
+                    sent_by,
                 })
                 .collect()
         }

@@ -52,6 +52,16 @@ const PER_CLIENT: usize = 20;
 /// with no failure on record may still try it. The owner at their usual
 /// desk thereby still logs in while others guess from many addresses.
 const PER_ACCOUNT: usize = 20;
+/// Attempts on one account after which even clients with no failure on
+/// record are turned away, unless their browser has logged in to it before
+/// (its device cookie): guessers with endless addresses get this many
+/// guesses, and the owner at their own browser still gets in.
+const PER_ACCOUNT_FROM_ANYWHERE: usize = 100;
+
+/// The cookie that marks a browser an editor has logged in from.
+const DEVICE_COOKIE: &str = "nl_device";
+/// How long a browser stays known.
+const DEVICE_DAYS: i64 = 365;
 
 /// Longest address an editor can have; anything longer is no login.
 const MAX_EMAIL_BYTES: usize = 254;
@@ -87,14 +97,19 @@ async fn login(
         );
         return Ok(response);
     };
-    let client = state.client_ip(&headers, peer);
+    let client = state.client_network(&headers, peer);
     let client_key = format!("client:{client}");
     let pair_key = format!("pair:{client}:{email}");
     let account_key = format!("account:{email}");
-    let account_max = if state.login_limiter.count(&client_key) > 0 {
+    let known_browser = jar
+        .get(DEVICE_COOKIE)
+        .is_some_and(|c| state.signer.is_login_device_of(c.value(), &email));
+    let account_max = if known_browser {
+        usize::MAX
+    } else if state.login_limiter.count(&client_key) > 0 {
         PER_ACCOUNT
     } else {
-        usize::MAX
+        PER_ACCOUNT_FROM_ANYWHERE
     };
     let keys = [
         (client_key.as_str(), PER_CLIENT),
@@ -151,7 +166,14 @@ async fn login(
         .secure(state.settings.base_url.scheme() == "https")
         .max_age(time::Duration::hours(SESSION_HOURS))
         .build();
-    Ok((jar.add(cookie), Redirect::to("/admin")).into_response())
+    let device = Cookie::build((DEVICE_COOKIE, state.signer.login_device_token(&email)))
+        .path("/admin/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.settings.base_url.scheme() == "https")
+        .max_age(time::Duration::days(DEVICE_DAYS))
+        .build();
+    Ok((jar.add(cookie).add(device), Redirect::to("/admin")).into_response())
 }
 
 fn failed(state: &AppState, status: StatusCode, message: &str) -> Response {
