@@ -407,8 +407,8 @@ pub struct WebhookSettings {
     /// taken. A valid SNS signature only proves that some topic sent it.
     pub ses_topic_arns: Vec<String>,
     /// Hosts the SNS signing certificate may be fetched from: `.suffix`
-    /// matches the suffix, `*` one label (`sns.*.amazonaws.com`), anything
-    /// else the exact host. Only HTTPS, except on a loopback address.
+    /// matches the suffix, `*` one AWS region name (`sns.*.amazonaws.com`),
+    /// anything else the exact host. Only HTTPS, except on a loopback address.
     pub sns_certificate_hosts: Vec<String>,
     /// Postmark: the basic-auth user and password put in the webhook URL.
     #[serde(serialize_with = "serialize_secret_opt")]

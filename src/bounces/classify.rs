@@ -18,13 +18,19 @@ pub fn is_final_failure(action: &str) -> bool {
 /// failure of the address is hard: a refusal of our message or of us
 /// (content, size, policy, our sender) says nothing of the reader, and a
 /// relay's policy turning against one report must not suppress the list.
+/// An enhanced status decides when its subject tells (RFC 3463); one that
+/// does not (x.0.x, x.5.x protocol, x.3.x system) leaves it to the reply
+/// code and the words.
 pub fn classify(status: Option<&str>, diagnostic: &str) -> BounceKind {
-    let enhanced = status
-        .and_then(enhanced_status)
-        .filter(|code| !is_undefined(code))
-        .or_else(|| enhanced_status(diagnostic).filter(|code| !is_undefined(code)));
-    if let Some(code) = enhanced {
-        return match code.starts_with('5') && address_fails(code, diagnostic) {
+    let told = [
+        status.and_then(enhanced_status),
+        enhanced_status(diagnostic),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|code| what_the_status_says(code, diagnostic));
+    if let Some(address_fails) = told {
+        return match address_fails {
             true => BounceKind::Hard,
             false => BounceKind::Soft,
         };
@@ -33,15 +39,14 @@ pub fn classify(status: Option<&str>, diagnostic: &str) -> BounceKind {
         .and_then(|s| REPLY.find(s))
         .or_else(|| REPLY.find(diagnostic))
         .map(|m| m.as_str());
+    let about_us = ABOUT_US.is_match(diagnostic);
     match reply {
-        Some("550" | "551" | "553") if !ABOUT_US.is_match(diagnostic) => BounceKind::Hard,
-        Some(code) if code.starts_with('5') && ADDRESS_WORDS.is_match(diagnostic) => {
+        Some("550" | "551" | "553") if !about_us => BounceKind::Hard,
+        Some(code) if code.starts_with('5') && ADDRESS_WORDS.is_match(diagnostic) && !about_us => {
             BounceKind::Hard
         }
         Some(_) => BounceKind::Soft,
-        None if SOFT_WORDS.is_match(diagnostic) || ABOUT_US.is_match(diagnostic) => {
-            BounceKind::Soft
-        }
+        None if SOFT_WORDS.is_match(diagnostic) || about_us => BounceKind::Soft,
         None => BounceKind::Hard,
     }
 }
@@ -49,15 +54,13 @@ pub fn classify(status: Option<&str>, diagnostic: &str) -> BounceKind {
 /// Whether a relay's permanent refusal is about the recipient's address
 /// (and so a hard bounce of it) rather than about us: our sender address,
 /// authentication, policy, size or content must never suppress readers, or
-/// one misconfigured relay would suppress the whole list.
+/// one misconfigured relay would suppress the whole list. The same rule as
+/// for bounces that come back.
 pub fn is_recipient_refusal(reply: &str) -> bool {
-    if let Some(code) = enhanced_status(reply).filter(|code| !is_undefined(code)) {
-        return code.starts_with('5') && address_fails(code, reply);
-    }
     REPLY
         .find(reply)
-        .is_some_and(|m| matches!(m.as_str(), "550" | "551" | "553"))
-        && !ABOUT_US.is_match(reply)
+        .is_some_and(|m| m.as_str().starts_with('5'))
+        && classify(None, reply) == BounceKind::Hard
 }
 
 /// Whether a permanent refusal is the relay refusing us, whoever the
@@ -67,28 +70,35 @@ pub fn is_relay_refusal(reply: &str) -> bool {
     RELAY_REFUSAL.is_match(reply)
 }
 
-/// What an enhanced status (RFC 3463) of class 5 says of the address:
-/// subject 1 is the address (but x.1.7 and x.1.8 are our sender's), 2 the
-/// mailbox (but a full mailbox and a message too large are not the
-/// address's end), 4 the routing to it (no such domain). x.1.0 ("other
-/// address status") is the address unless the text says it is ours.
-fn address_fails(code: &str, text: &str) -> bool {
-    let mut parts = code.split('.').skip(1);
+/// What an enhanced status says of the address, when its subject tells:
+/// `Some(true)` the address failed, `Some(false)` it did not (a temporary
+/// failure, or a refusal of the message or of us), `None` it does not say.
+/// Subject 1 is the address (but x.1.7 and x.1.8 are our sender's, x.1.0
+/// is "other"), 2 the mailbox (but a full mailbox, a message too large and
+/// x.2.0 "other" are not the address's end), 4 routing (only "unable to
+/// route" and Exchange's "domain does not exist" say the domain is gone;
+/// x.4.1 says it when the words add "recipient address rejected"; the rest
+/// are delays and loops), 6 content and 7 policy are about the message.
+fn what_the_status_says(code: &str, text: &str) -> Option<bool> {
+    let mut parts = code.split('.');
+    let class = parts.next().unwrap_or_default();
     let subject = parts.next().unwrap_or_default();
     let detail = parts.next().unwrap_or_default();
-    match (subject, detail) {
-        ("1", "7" | "8") => false,
-        ("1", "0") => !ABOUT_US.is_match(text),
-        ("1", _) | ("4", _) => true,
-        ("2", "2" | "3") => false,
-        ("2", _) => true,
-        _ => false,
+    match (class, subject, detail) {
+        ("4", _, _) => Some(false),
+        ("5", "1", "7" | "8") => Some(false),
+        ("5", "1", "0") => None,
+        ("5", "1", _) => Some(true),
+        ("5", "2", "2" | "3") => Some(false),
+        ("5", "2", "0") => None,
+        ("5", "2", _) => Some(true),
+        ("5", "4", "4" | "310") => Some(true),
+        ("5", "4", "1") => RECIPIENT_REJECTED.is_match(text).then_some(true),
+        ("5", "4", _) => Some(false),
+        ("5", "3", "4") => Some(false),
+        ("5", "6" | "7", _) => Some(false),
+        _ => None,
     }
-}
-
-/// `x.0.0`, "other or undefined status": the reply code and words say more.
-fn is_undefined(code: &str) -> bool {
-    code.ends_with(".0.0")
 }
 
 /// The first enhanced status code of class 4 or 5 in `text`.
@@ -119,16 +129,19 @@ static SOFT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// Words of an address that does not exist, for replies without a status
 /// that tells.
 static ADDRESS_WORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)user unknown|unknown user|no such (?:user|mailbox|recipient|address)|does not exist|doesn't exist|mailbox unavailable|invalid (?:recipient|mailbox)|address rejected")
+    Regex::new(r"(?i)user unknown|unknown user|no such (?:user|mailbox|recipient|address)|does not exist|doesn't exist|mailbox unavailable|invalid (?:recipient|mailbox)|recipient address rejected|(?:recipient|address) not found|unrouteable address|(?:doesn't|does not) have an? [\w.-]+ account|(?:user|mailbox|account) (?:is )?(?:disabled|inactive|deactivated)")
         .expect("static regex")
 });
+/// Exchange's x.4.1 refusal of an address it does not know.
+static RECIPIENT_REJECTED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)recipient address rejected").expect("static regex"));
 /// Words of a refusal of us or of our message rather than of the address.
 static ABOUT_US: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\bsender\b|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|spam|block ?list|black ?list|deny ?list|\bpolicy\b|reputation|dmarc|\bspf\b|authenticat|too (?:large|big)|size limit|rate limit")
         .expect("static regex")
 });
 static RELAY_REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\(530\)|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|authentication required|must authenticate")
+    Regex::new(r"(?i)\(530\)|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|unable to relay|authentication required|must authenticate")
         .expect("static regex")
 });
 
@@ -216,6 +229,45 @@ mod tests {
             classify(Some("5.0.0"), "552 5.2.2 over quota"),
             BounceKind::Soft
         );
+    }
+
+    #[test]
+    fn the_big_providers_words_for_an_unknown_address_are_hard() {
+        let hard = [
+            (None, "550 5.5.0 Requested action not taken: mailbox unavailable"),
+            (
+                Some("5.0.0"),
+                "smtp; 554 delivery error: dd This user doesn't have a yahoo.com account (x@yahoo.com) [0] - mta1",
+            ),
+            (Some("5.0.0"), "554 30 Sorry, your message to x@aol.com cannot be delivered. This mailbox is disabled (554.30)"),
+            (Some("5.4.1"), "550 5.4.1 Recipient address rejected: Access denied"),
+            (Some("5.4.4"), "unable to route: no mail hosts for domain"),
+        ];
+        for (status, diagnostic) in hard {
+            assert_eq!(
+                classify(status, diagnostic),
+                BounceKind::Hard,
+                "{diagnostic}"
+            );
+        }
+        // A server down for days, a loop: not the address's end.
+        for status in ["5.4.7", "5.4.6", "5.4.14", "5.4.300"] {
+            assert_eq!(
+                classify(Some(status), "Message expired"),
+                BounceKind::Soft,
+                "{status}"
+            );
+        }
+        // Exchange refusing our From for every message, at the end of data.
+        assert!(!is_recipient_refusal(
+            "permanent error (554): 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied"
+        ));
+        assert!(!is_recipient_refusal(
+            "permanent error (554): 5.1.0 <bounces@example.com>: Sender address rejected"
+        ));
+        assert!(is_relay_refusal(
+            "permanent error (550): 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"
+        ));
     }
 
     #[test]

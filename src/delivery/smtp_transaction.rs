@@ -203,10 +203,13 @@ pub(super) async fn send(
     }
 
     // With a message held, the first reply is its verdict on that
-    // message's data, and it is kept whatever becomes of this one.
-    let first_reply = match had_held {
-        true => (deadlines.end_of_data, END_OF_DATA),
-        false => (deadlines.command, "MAIL"),
+    // message's data, and it is kept whatever becomes of this one. With
+    // BDAT this message's data is already written: giving up on any of its
+    // replies could repeat it, so each gets the data's deadline.
+    let first_reply = match (had_held, chunk.is_some()) {
+        (true, _) => (deadlines.end_of_data, END_OF_DATA),
+        (false, true) => (deadlines.end_of_data, "MAIL"),
+        (false, false) => (deadlines.command, "MAIL"),
     };
     let first = match within(first_reply.0, first_reply.1, conn.command(group)).await {
         Ok(first) => first,
@@ -305,7 +308,11 @@ async fn envelope_replies(
     text: Option<&str>,
     chunked: bool,
 ) -> Result<Handover, Failure> {
-    let command = deadlines.command;
+    let command = match chunked {
+        // The data went out with the envelope.
+        true => deadlines.end_of_data,
+        false => deadlines.command,
+    };
     let mut refusal = None;
     note(first, &mut refusal)?;
     for _ in envelope.to() {

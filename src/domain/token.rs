@@ -148,16 +148,18 @@ impl Signer {
     }
 
     /// The token of a browser an editor logged in from, for their login
-    /// address (see the login's per-account limit). It names the address
-    /// by its digest: a cookie value need not carry what an address may hold.
-    pub fn login_device_token(&self, email: &str) -> String {
-        self.sign("login-device", &sha256_hex(email))
+    /// address and their password as it stands (its stored hash): a new
+    /// password forgets every browser. It names them by a digest: a cookie
+    /// value need not carry what an address may hold.
+    pub fn login_device_token(&self, email: &str, password_hash: &str) -> String {
+        self.sign("login-device", &device_digest(email, password_hash))
     }
 
-    /// Whether a browser's device token was made for this login address.
-    pub fn is_login_device_of(&self, token: &str, email: &str) -> bool {
+    /// Whether a browser's device token was made for this login address
+    /// and this password.
+    pub fn is_login_device_of(&self, token: &str, email: &str, password_hash: &str) -> bool {
         self.verify("login-device", token, |digest| digest.len() == 64)
-            .is_ok_and(|digest| digest == sha256_hex(email))
+            .is_ok_and(|digest| digest == device_digest(email, password_hash))
     }
 
     /// The unsubscribe token of a reader, by their public id.
@@ -235,6 +237,10 @@ pub fn random_token() -> String {
 }
 
 /// SHA-256 in hex: how tokens, API keys and session ids are kept at rest.
+fn device_digest(email: &str, password_hash: &str) -> String {
+    sha256_hex(&format!("{email}\n{password_hash}"))
+}
+
 pub fn sha256_hex(value: &str) -> String {
     Sha256::digest(value.as_bytes())
         .iter()
@@ -308,12 +314,16 @@ mod tests {
     #[test]
     fn a_device_token_names_one_login_address() {
         let s = Signer::new(b"device token key, long enough for the tests");
-        let token = s.login_device_token("ed@example.com");
-        assert!(s.is_login_device_of(&token, "ed@example.com"));
-        assert!(!s.is_login_device_of(&token, "other@example.com"));
+        let token = s.login_device_token("ed@example.com", "$argon2id$one");
+        assert!(s.is_login_device_of(&token, "ed@example.com", "$argon2id$one"));
+        assert!(!s.is_login_device_of(&token, "other@example.com", "$argon2id$one"));
+        assert!(
+            !s.is_login_device_of(&token, "ed@example.com", "$argon2id$two"),
+            "a new password forgets the browser"
+        );
         let other = Signer::new(b"another key, long enough for the tests too");
-        assert!(!other.is_login_device_of(&token, "ed@example.com"));
-        assert!(!s.is_login_device_of("garbage", "ed@example.com"));
+        assert!(!other.is_login_device_of(&token, "ed@example.com", "$argon2id$one"));
+        assert!(!s.is_login_device_of("garbage", "ed@example.com", "$argon2id$one"));
         assert!(!token.contains("ed@example.com"), "{token}");
     }
     use super::*;

@@ -83,9 +83,16 @@ async fn feed(State(state): State<AppState>) -> Result<Response, AppError> {
         .max()
         .map(instant)
         .unwrap_or_else(|| instant(0));
+    // RFC 4287 §4.1.1: an entry without an author of its own (a report with
+    // no byline) takes the feed's, which the feed must then have.
+    let publisher = PersonBuilder::default()
+        .name(state.settings.site_name.clone())
+        .uri(Some(format!("{base}/archive")))
+        .build();
     let feed = FeedBuilder::default()
         .id(format!("{base}/archive"))
         .title(Text::plain(state.settings.site_name.clone()))
+        .authors(vec![publisher])
         .lang(Some(state.catalogue.language()))
         .updated(updated)
         .links(vec![

@@ -44,7 +44,8 @@ impl AttemptLimiter {
     }
 
     /// As [`AttemptLimiter::new`], tracking at most `capacity` keys: past
-    /// that, the key whose latest attempt is oldest is forgotten first.
+    /// that, the key with the fewest attempts in the window is forgotten
+    /// first, the one whose latest attempt is oldest among those.
     pub fn with_capacity(max: usize, window: Duration, capacity: usize) -> Self {
         AttemptLimiter {
             max,
@@ -146,9 +147,12 @@ impl AttemptLimiter {
         if map.len() < self.capacity {
             return;
         }
+        // The key with the fewest attempts goes first, the oldest of those:
+        // a flood of one-off keys must not push out the count of an account
+        // under attack, which would start it again from nothing.
         let oldest = map
             .iter()
-            .min_by_key(|(_, times)| times.back().copied())
+            .min_by_key(|(_, times)| (times.len(), times.back().copied()))
             .map(|(k, _)| *k);
         if let Some(oldest) = oldest {
             map.remove(&oldest);
@@ -193,5 +197,17 @@ mod tests {
         }
         assert!(l.len() <= 100, "{} keys kept", l.len());
         assert_eq!(l.count(&format!("{long}999")), 1, "the newest key is kept");
+    }
+
+    #[test]
+    fn a_flood_of_one_off_keys_does_not_push_out_a_busy_one() {
+        let l = AttemptLimiter::with_capacity(usize::MAX, Duration::from_secs(60), 100);
+        for _ in 0..50 {
+            assert!(l.try_acquire("account:target@example.com"));
+        }
+        for i in 0..10_000 {
+            l.try_acquire(&format!("client:{i}"));
+        }
+        assert_eq!(l.count("account:target@example.com"), 50);
     }
 }

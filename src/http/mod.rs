@@ -129,9 +129,18 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Pages may load scripts and styles from us only, and never be framed.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-                   img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+/// Pages may load scripts and styles from us only, and never be framed;
+/// images from us, and from the brand logo's origin when it has one.
+fn content_security_policy(logo: Option<&url::Url>) -> HeaderValue {
+    let logo_origin = logo
+        .map(|url| format!(" {}", url.origin().ascii_serialization()))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:{logo_origin}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).expect("an origin is a valid header value")
+}
 
 pub fn router(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -152,7 +161,10 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(30),
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(security_header(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            content_security_policy(state.settings.brand.logo_url.as_ref()),
+        ))
         .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
@@ -172,7 +184,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(assets::routes())
         .merge(webhooks::routes())
-        .fallback(|| async { AppError::NotFound("no such page") })
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(metrics::count_requests))
         .layer(axum::middleware::from_fn(move |request, next| {
             transport_and_cache_policy(https, request, next)
@@ -205,6 +217,27 @@ async fn transport_and_cache_policy(
         );
     }
     response
+}
+
+/// No such address: a browser (a reader following an old or mistyped
+/// link) gets a page in the publication's language; a program gets JSON.
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    match wants_html {
+        true => state.message_page(
+            axum::http::StatusCode::NOT_FOUND,
+            "page-not-found-heading",
+            "page-not-found-message",
+            false,
+        ),
+        false => axum::response::IntoResponse::into_response(AppError::NotFound("no such page")),
+    }
 }
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

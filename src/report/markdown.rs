@@ -40,6 +40,7 @@ pub fn render(source: &str) -> Result<Block, MarkdownError> {
         };
         events.push(event);
     }
+    join_cjk_lines(&mut events);
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, events.iter().cloned());
     let html = sanitiser().clean(&html).to_string();
@@ -47,6 +48,38 @@ pub fn render(source: &str) -> Result<Block, MarkdownError> {
         html,
         text: to_text(&events),
     })
+}
+
+/// A line break inside a Chinese or Japanese sentence is no space: those
+/// scripts put none between words, so a paragraph wrapped in the source
+/// must not read "中国 移动" in the mail or on the page (as CSS Text 3 has
+/// browsers do for such breaks, which not all of them do).
+fn join_cjk_lines(events: &mut [Event<'_>]) {
+    for i in 1..events.len().saturating_sub(1) {
+        if !matches!(events[i], Event::SoftBreak) {
+            continue;
+        }
+        let before = match &events[i - 1] {
+            Event::Text(t) => t.chars().next_back(),
+            _ => None,
+        };
+        let after = match &events[i + 1] {
+            Event::Text(t) => t.chars().next(),
+            _ => None,
+        };
+        if before.is_some_and(is_cjk) && after.is_some_and(is_cjk) {
+            events[i] = Event::Text(CowStr::Borrowed(""));
+        }
+    }
+}
+
+/// Han, kana, CJK punctuation and full-width forms; not Hangul, which
+/// puts spaces between words.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x2E80..=0x303F | 0x3040..=0x30FF | 0x3100..=0x31FF | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60
+        | 0x20000..=0x3FFFF)
 }
 
 fn is_absolute(url: &str) -> bool {
@@ -187,6 +220,32 @@ fn cjk_aware_words(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_break_inside_chinese_is_no_space() {
+        let block =
+            render("中国移动\n发布了计划。\nThe plan\nwas published.\n中文\nEnglish").unwrap();
+        assert!(
+            block.text.contains("中国移动发布了计划。"),
+            "{}",
+            block.text
+        );
+        assert!(
+            block.html.contains("中国移动发布了计划。"),
+            "{}",
+            block.html
+        );
+        assert!(
+            block.text.contains("The plan was published."),
+            "{}",
+            block.text
+        );
+        // Between Chinese and English the break still reads as a space.
+        assert!(block.text.contains("中文 English"), "{}", block.text);
+        // Korean puts spaces between words: its breaks stay.
+        let korean = render("한국어\n문장").unwrap();
+        assert!(korean.text.contains("한국어 문장"), "{}", korean.text);
+    }
 
     #[test]
     fn chinese_wraps_by_display_width_and_urls_stay_whole() {

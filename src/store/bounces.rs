@@ -95,15 +95,15 @@ const DELIVERY_COLUMNS: &str = "id, subscriber_id, report_id, recipient";
 /// address, so a bounce or a provider's event reads a handful of rows, not
 /// all.
 const MAILED: &str =
-    "select id, subscriber_id, report_id, recipient, status, message_id, sent_at from outbox \
+    "select id, subscriber_id, report_id, recipient, status, message_id, sent_at, created_at from outbox \
      where kind = 'report' and report_id in (select report_id from sends) \
      and subscriber_id = (select id from subscribers where email = $1) and recipient = $1 \
      union all \
-     select id, subscriber_id, report_id, recipient, status, message_id, sent_at from outbox \
+     select id, subscriber_id, report_id, recipient, status, message_id, sent_at, created_at from outbox \
      where kind <> 'report' \
      and subscriber_id = (select id from subscribers where email = $1) and recipient = $1 \
      union all \
-     select id, subscriber_id, report_id, recipient, status, message_id, sent_at from outbox \
+     select id, subscriber_id, report_id, recipient, status, message_id, sent_at, created_at from outbox \
      where kind <> 'report' and subscriber_id is null and kind = $2 and recipient = $1";
 
 fn delivery_from_row(row: &sqlx::any::AnyRow) -> Result<BouncedDelivery, StoreError> {
@@ -157,7 +157,8 @@ impl Store {
     ) -> Result<Option<BouncedDelivery>, StoreError> {
         let sql = format!(
             "select {DELIVERY_COLUMNS} from ({MAILED}) as mailed \
-             where status in ($3, $4) and coalesce(sent_at, 0) <= $5 order by id desc limit 1"
+             where status in ($3, $4) and coalesce(sent_at, created_at) <= $5 \
+             order by id desc limit 1"
         );
         let row = sqlx::query(&sql)
             .bind(recipient.trim().to_lowercase())

@@ -263,6 +263,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // Bounces and complaints name the address, and the messages they
+        // came in quote it: both lose it (a report about several readers
+        // loses its text for all of them). The suppression stays, so the
+        // address is not mailed again if someone signs it up.
+        let theirs =
+            "subscriber_id = $1 or recipient = (select email from subscribers where id = $1)";
+        sqlx::query(&format!(
+            "update bounce_messages set raw = '', truncated = 1 \
+             where id in (select message_id from bounces where {theirs})"
+        ))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "update bounces set recipient = 'deleted reader', diagnostic = '', \
+             subscriber_id = null where {theirs}"
+        ))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         // Ids are never reused, so a vote's id points at nobody once the
         // reader is gone; the comment may name the person, so it goes too.
         sqlx::query("update votes set comment = null where subscriber_id = $1")

@@ -110,6 +110,8 @@ archive-helpful-question = Was this article helpful?
 archive-feedback-label = Reader feedback
 report-not-found-heading = No such report
 report-not-found-message = There is no published report at this address. The archive lists every one.
+page-not-found-heading = No such page
+page-not-found-message = Nothing is published at this address. The link may be old or mistyped.
 
 ## Feedback
 

@@ -93,6 +93,8 @@ archive-helpful-question = 这篇文章对您有帮助吗？
 archive-feedback-label = 读者反馈
 report-not-found-heading = 没有这期报告
 report-not-found-message = 这个地址没有已发布的报告。往期页面列出了全部报告。
+page-not-found-heading = 没有这个页面
+page-not-found-message = 这个地址没有发布任何内容。链接可能已过期或输入有误。
 
 ## 反馈
 

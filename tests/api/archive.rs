@@ -78,6 +78,8 @@ async fn the_archive_is_an_atom_feed(backend: Backend) {
         .content
         .starts_with("Industrial Blockchain Weekly"));
     assert_eq!(entry.authors[0].name.as_deref(), Some("Wang Qiao"));
+    // RFC 4287 §4.1.1: a feed whose entries may lack an author names one.
+    assert_eq!(feed.authors[0].name.as_deref(), Some("The Weekly Report"));
     let content = entry.content.as_ref().unwrap().body.as_deref().unwrap();
     assert!(
         content.contains("first eight virtual banks begin trials"),

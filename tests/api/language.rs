@@ -70,6 +70,26 @@ async fn a_chinese_publication_speaks_chinese_everywhere(backend: Backend) {
     assert!(home.contains("电子邮件地址"));
     assert_no_english_chrome("the sign-up page", &visible_text(&home));
 
+    // An old or mistyped link: a page in Chinese for a browser, JSON for a
+    // program.
+    let lost = app
+        .client
+        .get(app.url("/reports-of-2019"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lost.status(), 404);
+    let lost = lost.text().await.unwrap();
+    assert!(
+        lost.contains(r#"<html lang="zh-CN">"#) && lost.contains("没有这个页面"),
+        "{lost}"
+    );
+    assert_no_english_chrome("the missing page", &visible_text(&lost));
+    let lost = app.get("/reports-of-2019").await;
+    assert_eq!(lost.status(), 404);
+    assert!(lost.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+
     // A mistake is explained in Chinese, and nothing is stored.
     let refused = app
         .post_form("/subscriptions", "email=ana.example.com")

@@ -188,6 +188,11 @@ async fn endless_addresses_meet_a_limit_the_owners_browser_does_not(backend: Bac
     );
     let response = login_with(&owner, &app, "198.51.100.7", PASSWORD).await;
     assert_eq!(response.status(), 303, "the owner's browser gets in");
+    // A new password forgets every browser that knew the old one.
+    let renewed = "another long enough password";
+    app.add_editor(EDITOR, renewed).await;
+    let response = login_with(&owner, &app, "198.51.100.8", renewed).await;
+    assert_eq!(response.status(), 429, "the browser is a stranger again");
 }
 
 async fn a_login_posted_from_another_site_is_refused(backend: Backend) {

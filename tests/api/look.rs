@@ -95,6 +95,21 @@ async fn the_brand_shows_in_every_mail_and_on_every_page(backend: Backend) {
             app.get(&unsubscribe).await.text().await.unwrap(),
         ),
     ];
+    // The pages' security policy lets the browser load the logo.
+    let policy = app.get("/").await.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let images = policy
+        .split(';')
+        .find(|d| d.trim().starts_with("img-src"))
+        .unwrap();
+    assert!(
+        images
+            .split_whitespace()
+            .any(|s| s == "https://cdn.example.org"),
+        "{policy}"
+    );
     for (name, page) in pages {
         assert!(page.contains(FOOTER), "footer on {name}");
         assert!(page.contains(ADDRESS), "postal address on {name}");

@@ -119,6 +119,24 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
     assert!(app.smtp.received_for("bo@example.com").is_empty());
     assert_eq!(app.smtp.received_for("r0@example.com").len(), 1);
 
+    // A bounce of theirs came back, quoting the address.
+    sqlx::query(
+        "insert into bounce_messages (source, outcome, raw, truncated, received_at) \
+         values ('pipe', 'recorded', 'Final-Recipient: rfc822; bo@example.com', 0, 1)",
+    )
+    .execute(app.store().pool())
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "insert into bounces (kind, source, recipient, subscriber_id, status_code, diagnostic, \
+         message_id, created_at) values ('soft', 'pipe', 'bo@example.com', {row_id}, '4.2.2', \
+         '452 4.2.2 <bo@example.com> mailbox full', \
+         (select max(id) from bounce_messages), 1)"
+    ))
+    .execute(app.store().pool())
+    .await
+    .unwrap();
+
     // Erase: nothing left that names the reader.
     let (status, _) = app
         .api_call(Method::DELETE, &format!("/api/subscribers/{id}"), None)
@@ -140,6 +158,19 @@ async fn readers_are_added_listed_unsubscribed_and_erased(backend: Backend) {
         ))
         .await,
         0
+    );
+    for table in [
+        "select count(*) from bounces where recipient like '%bo@example.com%' \
+         or diagnostic like '%bo@example.com%'",
+        "select count(*) from bounce_messages where raw like '%bo@example.com%'",
+        "select count(*) from outbox where recipient = 'bo@example.com'",
+    ] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+    assert_eq!(
+        app.count("select count(*) from bounces").await,
+        1,
+        "the bounce still counts"
     );
     let (status, _) = app
         .api_call(Method::DELETE, &format!("/api/subscribers/{id}"), None)

@@ -164,8 +164,9 @@ fn allowed_url(url: &str, hosts: &[String]) -> Option<Url> {
 }
 
 /// Whether `host` is what `allowed` names: `.suffix` any host under it,
-/// `*` in a label exactly one label (`sns.*.amazonaws.com`: SNS in any
-/// region, but not an S3 bucket), anything else that host only.
+/// `*` one label shaped like an AWS region (`sns.*.amazonaws.com`: SNS in
+/// any region, but not a bucket named "sns" at `sns.s3.amazonaws.com` or
+/// `sns.s3-external-1.amazonaws.com`), anything else that host only.
 fn host_matches(host: &str, allowed: &str) -> bool {
     if let Some(suffix) = allowed.strip_prefix('.') {
         return host.ends_with(&format!(".{suffix}"));
@@ -174,19 +175,24 @@ fn host_matches(host: &str, allowed: &str) -> bool {
     loop {
         match (labels.next(), pattern.next()) {
             (None, None) => return true,
-            (Some(label), Some("*")) => {
-                let one_label = !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-                if !one_label {
-                    return false;
-                }
-            }
+            (Some(label), Some("*")) if is_region(label) => {}
             (Some(label), Some(expected)) if label == expected => {}
             _ => return false,
         }
     }
+}
+
+/// `us-east-1`, `eu-west-2`, `us-gov-west-1`, `cn-north-1`: a two-letter
+/// area, words, a number.
+fn is_region(label: &str) -> bool {
+    let parts: Vec<&str> = label.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
 }
 
 /// Hosts SNS signs from, in every region (its certificates and its
@@ -275,6 +281,8 @@ struct SesNotification {
 #[serde(rename_all = "camelCase")]
 struct SesBounce {
     bounce_type: String,
+    #[serde(default)]
+    bounce_sub_type: Option<String>,
     bounced_recipients: Vec<SesRecipient>,
 }
 
@@ -329,8 +337,22 @@ fn ses_notification(text: &str) -> Result<Vec<ProviderEvent>, WebhookError> {
     let kind = n.notification_type.or(n.event_type).unwrap_or_default();
     let events = match (kind.as_str(), n.bounce, n.complaint) {
         ("Bounce", Some(bounce), _) => {
-            let kind = match bounce.bounce_type.as_str() {
-                "Permanent" => BounceKind::Hard,
+            // A permanent refusal of the message (its size, its content)
+            // is not the address's end.
+            let kind = match (
+                bounce.bounce_type.as_str(),
+                bounce.bounce_sub_type.as_deref(),
+            ) {
+                (
+                    "Permanent",
+                    Some(
+                        "MessageTooLarge"
+                        | "ContentRejected"
+                        | "AttachmentRejected"
+                        | "UnsupportedAttachment",
+                    ),
+                ) => BounceKind::Soft,
+                ("Permanent", _) => BounceKind::Hard,
                 _ => BounceKind::Soft,
             };
             bounce
@@ -375,12 +397,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_permanent_refusal_of_the_message_is_soft() {
+        let bounce = |subtype: &str| {
+            format!(
+                r#"{{"notificationType":"Bounce","bounce":{{"bounceType":"Permanent",
+                "bounceSubType":"{subtype}","bouncedRecipients":[{{"emailAddress":"a@example.org"}}]}}}}"#
+            )
+        };
+        let kind = |subtype: &str| ses_notification(&bounce(subtype)).unwrap()[0].kind;
+        assert_eq!(kind("General"), BounceKind::Hard);
+        assert_eq!(kind("NoEmail"), BounceKind::Hard);
+        assert_eq!(kind("MessageTooLarge"), BounceKind::Soft);
+        assert_eq!(kind("ContentRejected"), BounceKind::Soft);
+    }
+
+    #[test]
     fn only_listed_hosts_serve_certificates() {
         let aws: Vec<String> = SNS_HOSTS.iter().map(|h| h.to_string()).collect();
         // A site anyone can put a file on, under Amazon's name.
         assert!(allowed_url("https://evil-bucket.s3.amazonaws.com/c.pem", &aws).is_none());
         assert!(allowed_url("https://sns.eu-west-1.evil.amazonaws.com/c.pem", &aws).is_none());
         assert!(allowed_url("https://sns..amazonaws.com/c.pem", &aws).is_none());
+        // A bucket named "sns", on the hosts S3 serves buckets from.
+        for host in [
+            "sns.s3.amazonaws.com",
+            "sns.s3-accelerate.amazonaws.com",
+            "sns.s3-external-1.amazonaws.com",
+            "sns.s3-website-us-east-1.amazonaws.com",
+        ] {
+            assert!(
+                allowed_url(&format!("https://{host}/c.pem"), &aws).is_none(),
+                "{host}"
+            );
+        }
+        assert!(allowed_url("https://sns.us-gov-west-1.amazonaws.com/c.pem", &aws).is_some());
         assert!(allowed_url(
             "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem",
             &aws

@@ -101,9 +101,21 @@ async fn login(
     let client_key = format!("client:{client}");
     let pair_key = format!("pair:{client}:{email}");
     let account_key = format!("account:{email}");
-    let known_browser = jar
-        .get(DEVICE_COOKIE)
-        .is_some_and(|c| state.signer.is_login_device_of(c.value(), &email));
+    // Read before counting (every attempt reads, known address or not): a
+    // browser is known by the account's password as it stands.
+    let credentials = if email.len() <= MAX_EMAIL_BYTES {
+        state.store.admin_credentials(&email).await?
+    } else {
+        None
+    };
+    let known_browser = match (&credentials, jar.get(DEVICE_COOKIE)) {
+        (Some((_, hash)), Some(cookie)) => {
+            state
+                .signer
+                .is_login_device_of(cookie.value(), &email, hash)
+        }
+        _ => false,
+    };
     let account_max = if known_browser {
         usize::MAX
     } else if state.login_limiter.count(&client_key) > 0 {
@@ -126,11 +138,9 @@ async fn login(
             "Too many attempts. Wait a few minutes and try again.",
         ));
     }
-    let credentials = if email.len() <= MAX_EMAIL_BYTES {
-        state.store.admin_credentials(&email).await?
-    } else {
-        None
-    };
+    let device_token = credentials
+        .as_ref()
+        .map(|(_, hash)| state.signer.login_device_token(&email, hash));
     let (editor, hash) = credentials.unzip();
     let ok = slot.verify(form.password, hash).await;
     let Some(editor) = editor.filter(|_| ok) else {
@@ -166,7 +176,7 @@ async fn login(
         .secure(state.settings.base_url.scheme() == "https")
         .max_age(time::Duration::hours(SESSION_HOURS))
         .build();
-    let device = Cookie::build((DEVICE_COOKIE, state.signer.login_device_token(&email)))
+    let device = Cookie::build((DEVICE_COOKIE, device_token.unwrap_or_default()))
         .path("/admin/login")
         .http_only(true)
         .same_site(SameSite::Strict)
