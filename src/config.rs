@@ -910,6 +910,61 @@ mod tests {
         s.validate().unwrap();
     }
 
+    /// The settings file the package installs names every setting, so an
+    /// administrator finds each one there.
+    #[test]
+    fn the_packaged_settings_file_names_every_setting() {
+        let packaged = include_str!("../debian/newsletter.toml");
+        let named = |key: &str| {
+            packaged.lines().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.starts_with(&format!("{key} ="))
+                    || line.starts_with(&format!("[{key}]"))
+                    || line.starts_with(&format!("[[{key}]]"))
+            })
+        };
+        fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+            if let Some(map) = value.as_object() {
+                for (key, value) in map {
+                    let path = match prefix.is_empty() {
+                        true => key.clone(),
+                        false => format!("{prefix}.{key}"),
+                    };
+                    out.push(path.clone());
+                    keys(&path, value, out);
+                }
+            }
+        }
+        let mut settings = Settings::default();
+        // Tables that are empty or unset by default, filled in to be seen.
+        settings.mail.dkim = Some(DkimSettings {
+            selector: "s".into(),
+            domain: "example.com".into(),
+            private_key_file: "k.pem".into(),
+        });
+        settings.bounces.imap = Some(
+            serde_json::from_value(serde_json::json!({
+                "host": "h", "port": 993, "username": "u", "password": "p",
+                "mailbox": "INBOX", "poll_secs": 300, "ca_file": null
+            }))
+            .unwrap(),
+        );
+        let mut all = Vec::new();
+        keys("", &serde_json::to_value(&settings).unwrap(), &mut all);
+        let missing: Vec<&String> = all
+            .iter()
+            .filter(|path| {
+                let last = path.rsplit('.').next().unwrap();
+                // A table is named by its whole path, a key by its name.
+                !(named(path) || named(last))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in debian/newsletter.toml: {missing:?}"
+        );
+    }
+
     #[test]
     fn timeouts_of_zero_are_refused() {
         let mut s = Settings::default();
