@@ -175,6 +175,17 @@ async fn subscribe(
         )
             .into_response(),
         (Err(Refusal::Failed(e)), _) => e.into_response(),
+        (Err(e @ (Refusal::Email(_) | Refusal::Name(_))), false) => {
+            // A script shows `message` to the reader, in the publication's
+            // language; `error` stays for whoever wrote the script.
+            let message = e.page_message(&state.catalogue);
+            let error = AppError::from(e);
+            (
+                error.status(),
+                Json(json!({ "error": error.public_message(), "message": message })),
+            )
+                .into_response()
+        }
         (Err(e), false) => AppError::from(e).into_response(),
         (Err(e), true) => form_error(&state, e),
     }

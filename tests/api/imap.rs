@@ -165,34 +165,49 @@ fn start_dovecot() -> Option<Dovecot> {
     )
     .unwrap();
     run("chown", &["-R", "65534:65534", &p("home")]);
-    let port = free_port();
-    let config = format!(
-        "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-         protocols = imap\nlisten = 127.0.0.1\nssl = required\n\
-         ssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\nauth_mechanisms = plain login\n\
-         service imap-login {{\n inet_listener imap {{\n  port = 0\n }}\n inet_listener imaps {{\n  port = {port}\n  ssl = yes\n }}\n}}\n\
-         service stats {{\n unix_listener stats-reader {{\n  mode = 0666\n }}\n unix_listener stats-writer {{\n  mode = 0666\n }}\n}}\n\
-         passdb {{\n driver = passwd-file\n args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
-         userdb {{\n driver = static\n args = uid=65534 gid=65534 home={d}/home/%u\n}}\n\
-         mail_location = maildir:~/Maildir\nfirst_valid_uid = 1\n"
-    );
-    std::fs::write(dir.path().join("dovecot.conf"), config).unwrap();
-    let child = Command::new("/usr/sbin/dovecot")
-        .args(["-F", "-c", &p("dovecot.conf")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dovecot");
-    let dovecot = Dovecot { child, port, dir };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Dovecot did not start; see {d}/dovecot.log"
+    // A port found free may be taken before Dovecot binds it: Dovecot then
+    // exits, and another port is tried. Only a Dovecot still running once
+    // its port answers is ours.
+    for _ in 0..5 {
+        let port = free_port();
+        let config = format!(
+            "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
+             protocols = imap\nlisten = 127.0.0.1\nssl = required\n\
+             ssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\nauth_mechanisms = plain login\n\
+             service imap-login {{\n inet_listener imap {{\n  port = 0\n }}\n inet_listener imaps {{\n  port = {port}\n  ssl = yes\n }}\n}}\n\
+             service stats {{\n unix_listener stats-reader {{\n  mode = 0666\n }}\n unix_listener stats-writer {{\n  mode = 0666\n }}\n}}\n\
+             passdb {{\n driver = passwd-file\n args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
+             userdb {{\n driver = static\n args = uid=65534 gid=65534 home={d}/home/%u\n}}\n\
+             mail_location = maildir:~/Maildir\nfirst_valid_uid = 1\n"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::fs::write(dir.path().join("dovecot.conf"), config).unwrap();
+        let mut child = Command::new("/usr/sbin/dovecot")
+            .args(["-F", "-c", &p("dovecot.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dovecot");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Long enough for a Dovecot that could not bind to exit.
+                std::thread::sleep(Duration::from_millis(300));
+                if child.try_wait().unwrap().is_none() {
+                    return Some(Dovecot { child, port, dir });
+                }
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Dovecot did not start; see {d}/dovecot.log"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    Some(dovecot)
+    panic!("Dovecot could not listen on a free port; see {d}/dovecot.log");
 }
 
 async fn the_bounce_mailbox_is_read_and_only_understood_mail_removed(backend: Backend) {

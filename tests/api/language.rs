@@ -90,6 +90,19 @@ async fn a_chinese_publication_speaks_chinese_everywhere(backend: Backend) {
     assert_eq!(lost.status(), 404);
     assert!(lost.json::<serde_json::Value>().await.unwrap()["error"].is_string());
 
+    // A sign-up form's script gets the same sentence to show.
+    let refused = app
+        .post_json(
+            "/subscriptions",
+            &serde_json::json!({ "email": "ana.example.com" }),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    let shown = refused["message"].as_str().unwrap_or_default();
+    assert!(shown.contains("电子邮件地址缺少 @"), "{refused}");
+    assert!(refused["error"].is_string());
+
     // A mistake is explained in Chinese, and nothing is stored.
     let refused = app
         .post_form("/subscriptions", "email=ana.example.com")
