@@ -42,6 +42,8 @@ struct ListParams {
     status: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+    /// The id of the last subscriber of the page before (what `next` uses).
+    after: Option<String>,
 }
 
 async fn list(
@@ -49,8 +51,10 @@ async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let params: ListParams = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| AppError::BadRequest(format!("query: {e} (use status, limit, offset)")))?;
+    let params: ListParams =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| {
+            AppError::BadRequest(format!("query: {e} (use status, limit, offset, after)"))
+        })?;
     let status = params
         .status
         .as_deref()
@@ -72,6 +76,12 @@ async fn list(
     if offset < 0 {
         return Err(AppError::BadRequest("offset must not be negative".into()));
     }
+    // Pages that follow a subscriber by id stay put while readers sign up
+    // between two requests; an offset would shift by each newcomer.
+    let before = match params.after.as_deref() {
+        Some(after) => Some(parse_id(&state, after).await?),
+        None => None,
+    };
     let page = state
         .store
         .find_readers(&ReaderQuery {
@@ -80,10 +90,12 @@ async fn list(
             suppressed: None,
             limit,
             offset,
+            before,
         })
         .await?;
-    let next = (offset + limit < page.matching).then(|| {
-        let mut next = format!("/api/subscribers?limit={limit}&offset={}", offset + limit);
+    let full = page.readers.len() as i64 == limit;
+    let next = page.readers.last().filter(|_| full).map(|last| {
+        let mut next = format!("/api/subscribers?limit={limit}&after={}", last.public_id);
         if let Some(status) = status {
             next.push_str(&format!("&status={}", status.as_str()));
         }

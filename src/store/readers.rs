@@ -18,6 +18,10 @@ pub struct ReaderQuery {
     pub suppressed: Option<SuppressionReason>,
     pub limit: i64,
     pub offset: i64,
+    /// Only readers older than this one (by row id): a page that follows
+    /// the last one read, unmoved by readers added meanwhile. Taken only
+    /// where readers are listed newest first by id (no address search).
+    pub before: Option<i64>,
 }
 
 /// One page of readers and how many match in all.
@@ -181,15 +185,26 @@ impl Store {
                 Ok((self.count_readers(query.status).await?, false))
             }
         };
+        // The count is of every match; only the page starts after `before`.
+        let before = query.before.filter(|_| filter.order == "id");
+        let (page_clause, next) = match before {
+            Some(_) => {
+                let joiner = if filter.searches() { "and" } else { "where" };
+                (format!("{clause} {joiner} id < ${next}"), next + 1)
+            }
+            None => (clause.clone(), next),
+        };
         let sql = format!(
-            "select {SUBSCRIBER_COLUMNS} {clause} order by {order} desc limit ${next} offset ${after}",
+            "select {SUBSCRIBER_COLUMNS} {page_clause} order by {order} desc limit ${next} offset ${after}",
             order = filter.order,
             after = next + 1,
         );
         let paging = async {
-            filter
-                .query(&sql)
-                .bind(query.limit)
+            let mut page = filter.query(&sql);
+            if let Some(before) = before {
+                page = page.bind(before);
+            }
+            page.bind(query.limit)
                 .bind(query.offset)
                 .fetch_all(&self.read)
                 .await

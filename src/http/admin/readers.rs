@@ -91,6 +91,7 @@ async fn list_page(
             suppressed,
             limit: PAGE_SIZE,
             offset: (page - 1).saturating_mul(PAGE_SIZE),
+            before: None,
         })
         .await?;
     let mut readers = Vec::with_capacity(found.readers.len());
