@@ -137,12 +137,18 @@ static RECIPIENT_REJECTED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)recipient address rejected").expect("static regex"));
 /// Words of a refusal of us or of our message rather than of the address.
 static ABOUT_US: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bsender\b|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|spam|block ?list|black ?list|deny ?list|\bpolicy\b|reputation|dmarc|\bspf\b|authenticat|too (?:large|big)|size limit|rate limit")
-        .expect("static regex")
+    Regex::new(&format!(
+        r"(?i)\bsender\b|{RELAY_DENIED}|spam|block ?list|black ?list|deny ?list|\bpolicy\b|reputation|dmarc|\bspf\b|authenticat|too (?:large|big)|size limit|rate limit"
+    ))
+    .expect("static regex")
 });
+/// The relay will not pass our mail on, whoever it is for.
+const RELAY_DENIED: &str = r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|unable to relay";
 static RELAY_REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\(530\)|relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|unable to relay|authentication required|must authenticate")
-        .expect("static regex")
+    Regex::new(&format!(
+        r"(?i)\(530\)|{RELAY_DENIED}|authentication required|must authenticate"
+    ))
+    .expect("static regex")
 });
 
 #[cfg(test)]

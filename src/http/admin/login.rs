@@ -169,21 +169,36 @@ async fn login(
         )
         .await?;
     tracing::info!(editor = editor.id, "editor logged in");
-    let cookie = Cookie::build((SESSION_COOKIE, session_id))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.settings.base_url.scheme() == "https")
-        .max_age(time::Duration::hours(SESSION_HOURS))
-        .build();
-    let device = Cookie::build((DEVICE_COOKIE, device_token.unwrap_or_default()))
-        .path("/admin/login")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.settings.base_url.scheme() == "https")
-        .max_age(time::Duration::days(DEVICE_DAYS))
-        .build();
+    let https = state.settings.base_url.scheme() == "https";
+    let cookie = private_cookie(
+        (SESSION_COOKIE, session_id),
+        "/",
+        time::Duration::hours(SESSION_HOURS),
+        https,
+    );
+    let device = private_cookie(
+        (DEVICE_COOKIE, device_token.unwrap_or_default()),
+        "/admin/login",
+        time::Duration::days(DEVICE_DAYS),
+        https,
+    );
     Ok((jar.add(cookie).add(device), Redirect::to("/admin")).into_response())
+}
+
+/// A cookie only our own pages send back, never readable by a script.
+fn private_cookie(
+    pair: (&'static str, String),
+    path: &'static str,
+    max_age: time::Duration,
+    https: bool,
+) -> Cookie<'static> {
+    Cookie::build(pair)
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(https)
+        .max_age(max_age)
+        .build()
 }
 
 fn failed(state: &AppState, status: StatusCode, message: &str) -> Response {
